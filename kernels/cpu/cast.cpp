@@ -1,0 +1,61 @@
+#include "kernels/cpu/cast.h"
+
+namespace br::cpu {
+
+namespace {
+
+double load(const Tensor& t, int64_t i) {
+  const void* p = t.raw();
+  switch (t.dtype()) {
+    case DType::f32: return static_cast<const float*>(p)[i];
+    case DType::f64: return static_cast<const double*>(p)[i];
+    case DType::f16: return half_to_float(static_cast<const uint16_t*>(p)[i]);
+    case DType::bf16: return bf16_to_float(static_cast<const uint16_t*>(p)[i]);
+    case DType::i32: return static_cast<const int32_t*>(p)[i];
+    case DType::i64: return double(static_cast<const int64_t*>(p)[i]);
+    case DType::u8: return static_cast<const uint8_t*>(p)[i];
+  }
+  return 0;
+}
+
+// Narrowing to 16 bits goes through float, as a GPU would (double -> float -> half).
+void store(const Tensor& t, int64_t i, double v) {
+  void* p = t.raw();
+  switch (t.dtype()) {
+    case DType::f32: static_cast<float*>(p)[i] = float(v); break;
+    case DType::f64: static_cast<double*>(p)[i] = v; break;
+    case DType::f16: static_cast<uint16_t*>(p)[i] = float_to_half(float(v)); break;
+    case DType::bf16: static_cast<uint16_t*>(p)[i] = float_to_bf16(float(v)); break;
+    default: fail("cast: unsupported output {}", t.str());
+  }
+}
+
+}  // namespace
+
+void cast(const Tensor& out, const Tensor& in) {
+  const int64_t n = in.numel();
+  if (in.dtype() == out.dtype()) {
+    out.copy_from(in);
+    return;
+  }
+  if (in.dtype() == DType::f32 && out.dtype() == DType::f16) {
+    const float* s = in.data<float>();
+    auto* d = static_cast<uint16_t*>(out.raw());
+    for (int64_t i = 0; i < n; ++i) d[i] = float_to_half(s[i]);
+    return;
+  }
+  if (in.dtype() == DType::f16 && out.dtype() == DType::f32) {
+    const auto* s = static_cast<const uint16_t*>(in.raw());
+    float* d = out.data<float>();
+    for (int64_t i = 0; i < n; ++i) d[i] = half_to_float(s[i]);
+    return;
+  }
+  for (int64_t i = 0; i < n; ++i) store(out, i, load(in, i));
+}
+
+void fill(const Tensor& out, double value) {
+  const int64_t n = out.numel();
+  for (int64_t i = 0; i < n; ++i) store(out, i, value);
+}
+
+}  // namespace br::cpu
