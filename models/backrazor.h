@@ -1,0 +1,54 @@
+// Back Razor policy for BERT: which saved-activation sites are stored dense, in low precision, or
+// sparse (1-bit mask + exactly k kept values per sample), with which prune ratio and value dtype.
+#pragma once
+#include <array>
+#include <string>
+#include <string_view>
+
+#include "core/tape.h"
+
+namespace br {
+
+// Saved-activation sites. Per encoder layer: the attention input (shared by Q, K and V, saved
+// once), Q, K, the attention probabilities, V, the attention-output dense input, the first
+// LayerNorm input, the FFN1 input, the GELU input, the FFN2 input, the second LayerNorm input.
+// Once per model: the embedding LayerNorm input, the pooler input ([CLS] hidden state) and the
+// classifier input (pooled output after dropout).
+enum class Site : uint8_t {
+  attn_input,
+  q,
+  k,
+  probs,
+  v,
+  attn_out_input,
+  ln1_input,
+  ffn1_input,
+  gelu_input,
+  ffn2_input,
+  ln2_input,
+  emb_ln_input,
+  pooler_input,
+  classifier_input,
+};
+constexpr int kSites = 14;
+std::string_view site_name(Site s);
+Site site_from_name(std::string_view name);  // throws listing the names
+
+struct BackRazorPolicy {
+  std::array<SitePolicy, kSites> sites{};  // default: every site dense
+
+  const SitePolicy& operator[](Site s) const { return sites[size_t(s)]; }
+  SitePolicy& operator[](Site s) { return sites[size_t(s)]; }
+
+  // "none": everything dense. "seed": the reference BERT implementation's choice — Q/K/V input,
+  // Q, K, probabilities, V, attention-output dense input and classifier input sparse with
+  // `value_dtype` values; the first LayerNorm input sparse with fp32 values (the reference builds
+  // that LayerNorm without `half`); the FFN, LN2, embeddings and pooler dense. "all": every site
+  // sparse with `value_dtype` values.
+  static BackRazorPolicy preset(std::string_view name, double prune_ratio = 0.8,
+                                DType value_dtype = DType::f16);
+  bool any_sparse() const;
+  std::string describe() const;  // one line per non-dense site
+};
+
+}  // namespace br

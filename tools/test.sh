@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# The whole test suite, as CI runs it: dependencies, build (CPU and CUDA code), ctest, install, and
+# the example trainer built against the installed package.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+tools/install_deps.sh
+BUILD="${BUILD_DIR:-build}"
+JOBS="${JOBS:-$(nproc)}"
+cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Release -DBERTRAZOR_BENCHMARKS=ON >/dev/null
+cmake --build "$BUILD" -j "$JOBS"
+ctest --test-dir "$BUILD" --output-on-failure -j "$JOBS"
+cmake --install "$BUILD" --prefix "$BUILD/install" >/dev/null
+cmake -S examples/minimal_trainer -B "$BUILD/example" -DCMAKE_PREFIX_PATH="$PWD/$BUILD/install" >/dev/null
+cmake --build "$BUILD/example" -j "$JOBS"
+"$BUILD/example/minimal_trainer"
+echo "test.sh: all tests passed"
