@@ -9,7 +9,7 @@ if [ ! -x "$VENV/bin/python" ]; then
 fi
 if ! "$VENV/bin/python" -c "import torch, transformers, safetensors, numpy" 2>/dev/null; then
   "$VENV/bin/pip" install -q --upgrade pip >&2
-  "$VENV/bin/pip" install -q --index-url https://download.pytorch.org/whl/cpu torch >&2 ||
+  "$VENV/bin/pip" install -q --timeout 15 --retries 0 --index-url https://download.pytorch.org/whl/cpu torch >&2 2>/dev/null ||
     "$VENV/bin/pip" install -q torch >&2
   "$VENV/bin/pip" install -q transformers safetensors numpy scipy scikit-learn >&2
 fi
