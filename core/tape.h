@@ -35,6 +35,8 @@ struct SavedTensor {
   Tensor mask;    // sparse
   Tensor values;  // sparse
   int64_t kept_per_sample = 0;
+  // Category the dense tensor goes back to when restored: its original one if adopted.
+  MemCategory restore_category = MemCategory::activations;
   int64_t bytes() const;  // bytes held by dense + mask + values
 };
 

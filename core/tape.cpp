@@ -1,0 +1,139 @@
+// The tape applies each site's policy, so it calls the cast and sparse-pack kernels: the one place
+// core/ reaches into kernels/ (kernels/cast.h, kernels/sparse_pack.h only).
+#include "core/tape.h"
+
+#include <algorithm>
+#include <cmath>
+
+#include "kernels/cast.h"
+#include "kernels/sparse_pack.h"
+
+namespace br {
+
+std::string_view save_mode_name(SaveMode m) {
+  switch (m) {
+    case SaveMode::dense: return "dense";
+    case SaveMode::low_precision: return "low_precision";
+    case SaveMode::sparse: return "sparse";
+  }
+  return "?";
+}
+
+int64_t backrazor_keep_count(int64_t n, double prune_ratio) {
+  BR_CHECK(n >= 0, "backrazor_keep_count: n={} must be >= 0", n);
+  BR_CHECK(std::isfinite(prune_ratio) && prune_ratio >= 0.0 && prune_ratio <= 1.0,
+           "backrazor_keep_count: prune_ratio {} not in [0, 1]", prune_ratio);
+  if (n == 0) return 0;
+  int64_t k = n - int64_t(std::floor(double(n) * prune_ratio)) + 1;
+  return std::clamp<int64_t>(k, 1, n);
+}
+
+int64_t SavedTensor::bytes() const {
+  return int64_t(dense.nbytes() + mask.nbytes() + values.nbytes());
+}
+
+namespace {
+
+void move_to(const Tensor& t, MemCategory category) {
+  if (t.defined() && t.category() != category) t.storage()->set_category(category);
+}
+
+// Elements per sample (dim 0) of a tensor saved whole.
+int64_t sample_numel(const Tensor& x) {
+  return x.dim() >= 1 && x.size(0) > 0 ? x.numel() / x.size(0) : x.numel();
+}
+
+}  // namespace
+
+void Tape::save(const std::string& site, const Tensor& x, const SitePolicy& policy) {
+  BR_CHECK(!entries_.count(site), "Tape::save: site '{}' is already saved (restore it first)", site);
+  check_defined("Tape::save", site.c_str(), x);
+  BR_CHECK(x.device() == device_, "Tape::save: site '{}': tensor {} is not on the tape's device {}",
+           site, x.str(), device_name(device_));
+  SavedTensor e;
+  e.shape = x.shape();
+  e.dtype = x.dtype();
+  e.policy = policy;
+  SaveMode mode = policy.mode;
+  if (mode == SaveMode::low_precision && policy.value_dtype == x.dtype()) mode = SaveMode::dense;
+  switch (mode) {
+    case SaveMode::dense:
+      if (x.covers_storage() && x.storage_use_count() == 1) {
+        e.dense = x;
+        e.restore_category = x.category();
+        move_to(x, MemCategory::saved_activations);
+      } else {
+        e.dense = x.clone(MemCategory::saved_activations);
+      }
+      break;
+    case SaveMode::low_precision:
+      BR_CHECK(is_floating(x.dtype()) && is_floating(policy.value_dtype),
+               "Tape::save: site '{}': low precision save of {} as {} needs floating dtypes", site,
+               x.str(), dtype_name(policy.value_dtype));
+      e.dense = cast(x, policy.value_dtype, MemCategory::saved_activations);
+      break;
+    case SaveMode::sparse: {
+      SparsePack p = pack_topk(x, policy.prune_ratio, policy.value_dtype,
+                               MemCategory::saved_activations);
+      e.mask = p.mask;
+      e.values = p.values;
+      e.kept_per_sample = p.k;
+      break;
+    }
+  }
+  if (mode != SaveMode::sparse) e.kept_per_sample = sample_numel(x);
+  SiteRecord r;
+  r.site = site;
+  r.shape = e.shape;
+  r.dtype = e.dtype;
+  r.policy = policy;
+  r.dense_bytes = int64_t(x.nbytes());
+  r.stored_bytes = e.bytes();
+  r.kept_per_sample = e.kept_per_sample;
+  bytes_ += r.stored_bytes;
+  peak_bytes_ = std::max(peak_bytes_, bytes_);
+  entries_.emplace(site, std::move(e));
+  records_.push_back(std::move(r));
+}
+
+Tensor Tape::restore(const std::string& site) {
+  auto it = entries_.find(site);
+  if (it == entries_.end()) {
+    std::string held;
+    for (const auto& [name, e] : entries_) held += (held.empty() ? "" : ", ") + name;
+    fail("Tape::restore: site '{}' is not saved (held: {})", site, held.empty() ? "none" : held);
+  }
+  SavedTensor e = std::move(it->second);
+  entries_.erase(it);
+  bytes_ -= e.bytes();
+  Tensor out;
+  if (e.mask.defined()) {
+    SparsePack p;
+    p.shape = e.shape;
+    p.dtype = e.dtype;
+    p.batch = e.shape[0];
+    p.n = shape_numel(e.shape) / p.batch;
+    p.k = e.kept_per_sample;
+    p.mask = std::move(e.mask);
+    p.values = std::move(e.values);
+    out = unpack(p, MemCategory::activations);
+  } else if (e.dense.dtype() != e.dtype) {
+    out = cast(e.dense, e.dtype, MemCategory::activations);
+  } else {
+    out = std::move(e.dense);
+    move_to(out, e.restore_category);
+  }
+  return out;
+}
+
+// An adopted tensor still held by its producer leaves the saved_activations count with the entry.
+void Tape::clear() {
+  for (auto& [name, e] : entries_)
+    if (e.dense.defined() && e.dense.storage_use_count() > 1) move_to(e.dense, e.restore_category);
+  entries_.clear();
+  records_.clear();
+  bytes_ = 0;
+  peak_bytes_ = 0;
+}
+
+}  // namespace br

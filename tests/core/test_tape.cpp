@@ -1,0 +1,213 @@
+// Tape: the bytes it reports equal what the allocator counts under saved_activations, per policy,
+// and return to zero after restore; restore gives back the saved dtype and shape.
+#include <cstring>
+
+#include "harness.h"
+#include "core/allocator.h"
+#include "core/tape.h"
+#include "kernels/sparse_pack.h"
+
+using namespace br;
+
+namespace {
+
+int64_t saved_now() { return memory_stats(Device::cpu).cur(MemCategory::saved_activations); }
+int64_t activations_now() { return memory_stats(Device::cpu).cur(MemCategory::activations); }
+
+}  // namespace
+
+TEST_CASE("tape adopts a dense tensor it alone would hold", "[core][tape]") {
+  std::mt19937_64 rng(11);
+  Tensor x = test::random_tensor({3, 17}, DType::f32, rng);
+  std::vector<float> orig = x.to_vector<float>();
+  const void* data = x.raw();
+  int64_t saved0 = saved_now(), act0 = activations_now();
+  Tape tape;
+  tape.save("layer0.x", x);
+  CHECK(tape.bytes() == 3 * 17 * 4);
+  CHECK(saved_now() - saved0 == tape.bytes());
+  CHECK(act0 - activations_now() == tape.bytes());  // moved, not copied
+  CHECK(x.category() == MemCategory::saved_activations);
+  REQUIRE(tape.records().size() == 1);
+  CHECK(tape.records()[0].stored_bytes == tape.bytes());
+  CHECK(tape.records()[0].dense_bytes == tape.bytes());
+  CHECK(tape.records()[0].kept_per_sample == 17);
+
+  Tensor y = tape.restore("layer0.x");
+  CHECK(y.raw() == data);
+  CHECK(y.to_vector<float>() == orig);
+  CHECK(y.category() == MemCategory::activations);
+  CHECK(tape.bytes() == 0);
+  CHECK(saved_now() == saved0);
+  CHECK(activations_now() == act0);
+  CHECK(tape.peak_bytes() == 3 * 17 * 4);
+  CHECK(!tape.has("layer0.x"));
+}
+
+TEST_CASE("tape copies a dense tensor that is shared or a view", "[core][tape]") {
+  std::mt19937_64 rng(12);
+  Tensor x = test::random_tensor({4, 9}, DType::f32, rng);
+  Tensor other = x;  // a second holder: adopting would let it change the saved copy
+  int64_t saved0 = saved_now(), act0 = activations_now();
+  Tape tape;
+  tape.save("shared", x);
+  tape.save("view", x.rows(1, 3));
+  CHECK(tape.bytes() == 4 * 9 * 4 + 2 * 9 * 4);
+  CHECK(saved_now() - saved0 == tape.bytes());
+  CHECK(activations_now() == act0);
+  CHECK(x.category() == MemCategory::activations);
+  x.data<float>()[0] = 123.0f;
+  Tensor a = tape.restore("shared");
+  CHECK(a.raw() != x.raw());
+  CHECK(a.data<float>()[0] != 123.0f);
+  Tensor v = tape.restore("view");
+  CHECK(v.shape() == Shape{2, 9});
+  CHECK(std::memcmp(v.raw(), x.rows(1, 3).raw(), v.nbytes()) == 0);
+  CHECK(saved_now() == saved0);
+  CHECK(tape.bytes() == 0);
+  CHECK(tape.peak_bytes() == 6 * 9 * 4);
+}
+
+TEST_CASE("tape low precision saves round to the value dtype", "[core][tape]") {
+  std::mt19937_64 rng(13);
+  Tensor x = test::random_tensor({2, 3, 7}, DType::f32, rng);
+  int64_t saved0 = saved_now();
+  Tape tape;
+  tape.save("h", x, SitePolicy{SaveMode::low_precision, DType::f16, 0.0});
+  tape.save("b", x, SitePolicy{SaveMode::low_precision, DType::bf16, 0.0});
+  CHECK(tape.bytes() == 2 * 42 * 2);
+  CHECK(saved_now() - saved0 == tape.bytes());
+  Tensor h = tape.restore("h");
+  CHECK(h.dtype() == DType::f32);
+  CHECK(h.shape() == x.shape());
+  for (int64_t i = 0; i < x.numel(); ++i)
+    REQUIRE(h.data<float>()[i] == half_to_float(float_to_half(x.data<float>()[i])));
+  CHECK(saved_now() - saved0 == 42 * 2);
+  Tensor b = tape.restore("b");
+  for (int64_t i = 0; i < x.numel(); ++i)
+    REQUIRE(b.data<float>()[i] == bf16_to_float(float_to_bf16(x.data<float>()[i])));
+  CHECK(saved_now() == saved0);
+
+  Tensor x16 = cast(x, DType::f16);
+  tape.save("same", x16, SitePolicy{SaveMode::low_precision, DType::f16, 0.0});  // behaves as dense
+  CHECK(x16.category() == MemCategory::saved_activations);
+  CHECK(tape.bytes() == 42 * 2);
+  Tensor s = tape.restore("same");
+  CHECK(s.raw() == x16.raw());
+  CHECK(saved_now() == saved0);
+}
+
+TEST_CASE("tape sparse saves hold mask + k values and restore the pruned tensor", "[core][tape]") {
+  std::mt19937_64 rng(14);
+  Tensor x = test::random_tensor({3, 5, 19}, DType::f32, rng);
+  int64_t saved0 = saved_now();
+  Tape tape;
+  SitePolicy sp{SaveMode::sparse, DType::f16, 0.8};
+  tape.save("probs", x, sp);
+  const int64_t n = 95, k = backrazor_keep_count(n, 0.8);
+  CHECK(tape.bytes() == sparse_pack_bytes(3, n, 0.8, DType::f16));
+  CHECK(tape.bytes() == 3 * (12 + k * 2));
+  CHECK(saved_now() - saved0 == tape.bytes());
+  CHECK(x.category() == MemCategory::activations);
+  const SiteRecord& r = tape.records().at(0);
+  CHECK(r.site == "probs");
+  CHECK(r.dense_bytes == 3 * n * 4);
+  CHECK(r.stored_bytes == tape.bytes());
+  CHECK(r.kept_per_sample == k);
+  CHECK(r.policy.mode == SaveMode::sparse);
+
+  Tensor y = tape.restore("probs");
+  CHECK(y.shape() == x.shape());
+  CHECK(y.dtype() == DType::f32);
+  Tensor want = unpack(pack_topk(x, 0.8, DType::f16));
+  CHECK(std::memcmp(y.raw(), want.raw(), y.nbytes()) == 0);
+  int64_t nonzero = 0;
+  for (int64_t i = 0; i < y.numel(); ++i) nonzero += y.data<float>()[i] != 0.0f;
+  CHECK(nonzero == 3 * k);
+  CHECK(saved_now() == saved0);
+  CHECK(tape.bytes() == 0);
+  CHECK(tape.records().size() == 1);  // records outlive the entry, for memory reports
+}
+
+TEST_CASE("tape sparse keep-all restores exactly (spec 7 exactness test)", "[core][tape]") {
+  uint64_t seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  for (DType dt : {DType::f32, DType::f64})
+    for (const Shape& shape : std::vector<Shape>{{1, 1}, {2, 33}, {3, 4, 37}, {1, 2500}}) {
+      INFO(dtype_name(dt) << shape_str(shape));
+      Tensor x = test::random_tensor(shape, dt, rng);
+      Tape tape;
+      tape.save("x", x, SitePolicy{SaveMode::sparse, dt, 0.0});
+      CHECK(tape.records()[0].kept_per_sample == x.numel() / x.size(0));
+      Tensor y = tape.restore("x");
+      REQUIRE(y.dtype() == dt);
+      REQUIRE(y.shape() == x.shape());
+      CHECK(std::memcmp(y.raw(), x.raw(), x.nbytes()) == 0);
+    }
+}
+
+TEST_CASE("tape peak, clear and error messages", "[core][tape]") {
+  std::mt19937_64 rng(15);
+  int64_t saved0 = saved_now(), act0 = activations_now();
+  Tape tape;
+  {
+    Tensor a = test::random_tensor({2, 8}, DType::f32, rng);
+    Tensor b = test::random_tensor({2, 8}, DType::f32, rng);
+    tape.save("a", a);
+    tape.save("b", b, SitePolicy{SaveMode::sparse, DType::f32, 0.5});
+    CHECK(tape.peak_bytes() == 64 + 2 * 4 + 2 * 5 * 4);
+    CHECK_THROWS_WITH(tape.save("a", b), Catch::Contains("Tape::save: site 'a' is already saved"));
+    CHECK_THROWS_WITH(tape.restore("c"),
+                      Catch::Contains("Tape::restore: site 'c' is not saved (held: a, b)"));
+    Tensor ra = tape.restore("a");
+    CHECK(tape.peak_bytes() == 64 + 2 * 4 + 2 * 5 * 4);
+    CHECK(tape.bytes() == 2 * 4 + 2 * 5 * 4);
+    tape.save("a", ra);  // restored sites can be saved again (copied: `a` and `ra` share it)
+    CHECK(tape.records().size() == 3);
+    Tensor c = test::random_tensor({5}, DType::f32, rng);
+    tape.save("c", c);
+    CHECK(c.category() == MemCategory::saved_activations);
+    // `c` is still held here while the tape is cleared: its bytes go back to activations.
+    tape.clear();
+    CHECK(c.category() == MemCategory::activations);
+    CHECK(tape.bytes() == 0);
+    CHECK(tape.peak_bytes() == 0);
+    CHECK(tape.records().empty());
+    CHECK(saved_now() == saved0);
+  }
+  CHECK(activations_now() == act0);
+  CHECK_THROWS_WITH(tape.restore("x"), Catch::Contains("site 'x' is not saved (held: none)"));
+  CHECK_THROWS_WITH(tape.save("u", Tensor()), Catch::Contains("Tape::save"));
+  CHECK_THROWS_WITH(
+      tape.save("s", Tensor::zeros({2, 3}, DType::f32), SitePolicy{SaveMode::sparse, DType::f16, 2.0}),
+      Catch::Contains("prune_ratio 2 not in [0, 1]"));
+  CHECK(!tape.has("s"));
+  CHECK(tape.bytes() == 0);
+  Tape gpu_tape(Device::cuda);
+  CHECK_THROWS_WITH(gpu_tape.save("cpu_x", Tensor::zeros({2}, DType::f32)),
+                    Catch::Contains("site 'cpu_x': tensor f32[2]@cpu is not on the tape's device cuda"));
+  CHECK(save_mode_name(SaveMode::sparse) == "sparse");
+  CHECK(save_mode_name(SaveMode::low_precision) == "low_precision");
+}
+
+TEST_CASE("tape on CUDA: bytes match the device allocator and sparse restore matches the CPU",
+          "[core][tape][cuda]") {
+  if (test::skip_without_cuda()) return;
+  std::mt19937_64 rng(16);
+  Tensor x = test::random_tensor({4, 6, 33}, DType::f32, rng);
+  auto dev_saved = [] { return memory_stats(Device::cuda).cur(MemCategory::saved_activations); };
+  int64_t saved0 = dev_saved();
+  Tape tape(Device::cuda);
+  Tensor xd = x.to(Device::cuda);
+  tape.save("dense", xd);
+  tape.save("half", xd, SitePolicy{SaveMode::low_precision, DType::f16, 0.0});
+  tape.save("sparse", xd, SitePolicy{SaveMode::sparse, DType::f16, 0.8});
+  CHECK(dev_saved() - saved0 == tape.bytes());
+  Tensor s = tape.restore("sparse").to(Device::cpu);
+  Tensor want = unpack(pack_topk(x, 0.8, DType::f16));
+  CHECK(std::memcmp(s.raw(), want.raw(), want.nbytes()) == 0);
+  tape.restore("half");
+  tape.restore("dense");
+  CHECK(dev_saved() == saved0);
+}

@@ -1,0 +1,341 @@
+// Back Razor pack/unpack against a brute-force reference: sort each sample by (|x| desc, index asc),
+// keep the first k; check the documented mask layout bit by bit and the kept values exactly.
+#include <algorithm>
+#include <bit>
+#include <cmath>
+#include <cstring>
+#include <numeric>
+
+#include "harness.h"
+#include "core/allocator.h"
+#include "kernels/sparse_pack.h"
+
+using namespace br;
+
+namespace {
+
+// |x| as an orderable integer, in the input dtype (sparse_pack.h): NaN above +inf.
+uint64_t magnitude_key(const Tensor& x, int64_t i) {
+  switch (x.dtype()) {
+    case DType::f32: return float_bits(x.data<float>()[i]) & 0x7fffffffu;
+    case DType::f64: return std::bit_cast<uint64_t>(x.data<double>()[i]) & 0x7fffffffffffffffull;
+    case DType::f16:
+    case DType::bf16: return static_cast<const uint16_t*>(x.raw())[i] & 0x7fffu;
+    default: FAIL("magnitude_key: unexpected dtype"); return 0;
+  }
+}
+
+// Element i of x converted to `to` as raw bits (what a value buffer must hold).
+uint64_t converted_bits(const Tensor& x, int64_t i, DType to) {
+  Tensor one = x.flat().rows(i, i + 1).clone();
+  Tensor c = cast(one, to);
+  uint64_t bits = 0;
+  std::memcpy(&bits, c.raw(), dtype_size(to));
+  return bits;
+}
+
+uint64_t value_bits(const Tensor& v, int64_t i) {
+  uint64_t bits = 0;
+  std::memcpy(&bits, static_cast<const char*>(v.raw()) + i * int64_t(dtype_size(v.dtype())),
+              dtype_size(v.dtype()));
+  return bits;
+}
+
+bool mask_bit(const SparsePack& p, int64_t b, int64_t j) {
+  const auto* bytes = p.mask.data<uint8_t>() + b * sparse_mask_row_bytes(p.n);
+  return (bytes[j / 8] >> (j % 8)) & 1;
+}
+
+// Kept indices of each sample by the reference rule.
+std::vector<std::vector<int64_t>> reference_keep(const Tensor& x, int64_t k) {
+  const int64_t B = x.size(0), n = x.numel() / B;
+  std::vector<std::vector<int64_t>> keep(static_cast<size_t>(B));
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<int64_t> idx(static_cast<size_t>(n));
+    std::iota(idx.begin(), idx.end(), b * n);
+    std::stable_sort(idx.begin(), idx.end(), [&](int64_t a, int64_t c) {
+      return magnitude_key(x, a) > magnitude_key(x, c);
+    });
+    idx.resize(size_t(k));
+    std::sort(idx.begin(), idx.end());
+    for (int64_t& i : idx) i -= b * n;
+    keep[size_t(b)] = idx;
+  }
+  return keep;
+}
+
+// Checks p against the reference: k, mask bits (with zero padding), values bit-exact in order.
+void check_against_reference(const Tensor& x, double ratio, const SparsePack& p) {
+  const int64_t B = x.size(0), n = x.numel() / B;
+  const int64_t k = backrazor_keep_count(n, ratio);
+  REQUIRE(p.batch == B);
+  REQUIRE(p.n == n);
+  REQUIRE(p.k == k);
+  REQUIRE(p.shape == x.shape());
+  REQUIRE(p.dtype == x.dtype());
+  auto keep = reference_keep(x, k);
+  const int64_t row_bits = sparse_mask_row_bytes(n) * 8;
+  for (int64_t b = 0; b < B; ++b) {
+    std::vector<char> want(size_t(row_bits), 0);
+    for (int64_t j : keep[size_t(b)]) want[size_t(j)] = 1;
+    int64_t bits = 0;
+    for (int64_t j = 0; j < row_bits; ++j) {
+      INFO("sample " << b << " element " << j << " of n=" << n);
+      REQUIRE(mask_bit(p, b, j) == bool(want[size_t(j)]));
+      bits += mask_bit(p, b, j);
+    }
+    REQUIRE(bits == k);
+    for (int64_t q = 0; q < k; ++q) {
+      int64_t i = b * n + keep[size_t(b)][size_t(q)];
+      INFO("sample " << b << " kept value " << q << " (element " << i << ")");
+      REQUIRE(value_bits(p.values, b * k + q) == converted_bits(x, i, p.values.dtype()));
+    }
+  }
+}
+
+// unpack(pack(x)): kept positions hold the value rounded to the value dtype and back, others 0.
+void check_round_trip(const Tensor& x, const SparsePack& p) {
+  Tensor out = Tensor::empty(x.shape(), x.dtype());
+  test::poison(out);
+  unpack(out, p);
+  const int64_t B = p.batch, n = p.n;
+  Tensor zero = Tensor::zeros({1}, x.dtype());
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t j = 0; j < n; ++j) {
+      int64_t i = b * n + j;
+      uint64_t want = 0;
+      if (mask_bit(p, b, j)) {
+        Tensor v = cast(x.flat().rows(i, i + 1).clone(), p.values.dtype());
+        want = converted_bits(v, 0, x.dtype());
+      } else {
+        want = converted_bits(zero, 0, x.dtype());
+      }
+      INFO("element " << i << " of " << x.str() << " via " << p.values.str());
+      REQUIRE(value_bits(out, i) == want);
+    }
+}
+
+Tensor make(const std::vector<float>& v, const Shape& shape, DType dtype) {
+  return cast(Tensor::from_host(v, shape), dtype);
+}
+
+}  // namespace
+
+TEST_CASE("backrazor_keep_count follows DESIGN.md and the spec's worked numbers", "[kernels][sparse]") {
+  CHECK(backrazor_keep_count(393216, 0.8) == 78645);
+  CHECK(backrazor_keep_count(3145728, 0.8) == 629147);
+  CHECK(backrazor_keep_count(768, 0.8) == 155);
+  CHECK(backrazor_keep_count(10, 0.0) == 10);  // n - 0 + 1 clipped to n
+  CHECK(backrazor_keep_count(10, 1.0) == 1);
+  CHECK(backrazor_keep_count(1, 0.5) == 1);
+  CHECK(backrazor_keep_count(7, 0.99) == 2);
+  CHECK(backrazor_keep_count(0, 0.8) == 0);
+  CHECK_THROWS_WITH(backrazor_keep_count(10, 1.5), Catch::Contains("prune_ratio 1.5 not in [0, 1]"));
+  CHECK_THROWS_WITH(backrazor_keep_count(-1, 0.5), Catch::Contains("n=-1"));
+  CHECK(sparse_mask_row_bytes(1) == 4);
+  CHECK(sparse_mask_row_bytes(32) == 4);
+  CHECK(sparse_mask_row_bytes(33) == 8);
+}
+
+TEST_CASE("pack_topk keeps exactly the k largest magnitudes per sample", "[kernels][sparse]") {
+  uint64_t seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  const std::vector<Shape> shapes = {{1, 7}, {3, 33}, {2, 127}, {4, 5, 13}, {5}, {2, 3001}, {1, 4099}};
+  for (const Shape& shape : shapes)
+    for (DType vd : {DType::f32, DType::f16, DType::bf16})
+      for (double ratio : {0.0, 0.5, 0.8, 0.99, 1.0}) {
+        INFO("shape " << shape_str(shape) << " values " << dtype_name(vd) << " ratio " << ratio);
+        Tensor x = test::random_tensor(shape, DType::f32, rng, Device::cpu, -3.0, 3.0);
+        SparsePack p = pack_topk(x, ratio, vd);
+        CHECK(p.bytes() == sparse_pack_bytes(p.batch, p.n, ratio, vd));
+        check_against_reference(x, ratio, p);
+      }
+}
+
+TEST_CASE("pack_topk on f64, f16 and bf16 inputs", "[kernels][sparse]") {
+  uint64_t seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  struct Case { DType in, values; Shape shape; };
+  const std::vector<Case> cases = {
+      {DType::f64, DType::f64, {3, 33}},   {DType::f64, DType::f64, {2, 2500}},
+      {DType::f64, DType::f16, {2, 127}},  {DType::f64, DType::f32, {1, 3000}},
+      {DType::f16, DType::f16, {3, 100}},  {DType::f16, DType::f32, {2, 5000}},
+      {DType::bf16, DType::bf16, {4, 65}}, {DType::bf16, DType::f32, {2, 3333}},
+      {DType::f16, DType::bf16, {2, 77}},
+  };
+  for (const Case& c : cases)
+    for (double ratio : {0.3, 0.8}) {
+      INFO(dtype_name(c.in) << shape_str(c.shape) << " -> " << dtype_name(c.values) << " ratio "
+                            << ratio);
+      Tensor x = test::random_tensor(c.shape, c.in, rng);
+      SparsePack p = pack_topk(x, ratio, c.values);
+      check_against_reference(x, ratio, p);
+      check_round_trip(x, p);
+    }
+}
+
+TEST_CASE("pack_topk breaks ties by lower index", "[kernels][sparse]") {
+  SECTION("all-equal magnitudes with mixed signs keep the first k") {
+    std::vector<float> v(2 * 45);
+    for (size_t i = 0; i < v.size(); ++i) v[i] = i % 3 ? 0.5f : -0.5f;
+    Tensor x = make(v, {2, 45}, DType::f32);
+    SparsePack p = pack_topk(x, 0.8, DType::f32);
+    REQUIRE(p.k == 10);
+    for (int64_t b = 0; b < 2; ++b)
+      for (int64_t j = 0; j < 45; ++j) CHECK(mask_bit(p, b, j) == (j < 10));
+    check_against_reference(x, 0.8, p);
+  }
+  SECTION("zero rows keep the first k zeros, not the whole row") {
+    for (int64_t n : {7, 64, 3000}) {
+      Tensor x = Tensor::zeros({3, n}, DType::f32);
+      x.data<float>()[n + 5] = -0.0f;
+      SparsePack p = pack_topk(x, 0.9, DType::f16);
+      for (int64_t b = 0; b < 3; ++b)
+        for (int64_t j = 0; j < n; ++j) REQUIRE(mask_bit(p, b, j) == (j < p.k));
+      check_against_reference(x, 0.9, p);
+      check_round_trip(x, p);
+    }
+  }
+  SECTION("many ties at the threshold (padded attention rows)") {
+    uint64_t seed = test::fresh_seed();
+    INFO("seed " << seed);
+    std::mt19937_64 rng(seed);
+    for (int64_t n : {97, 1000, 4133}) {
+      std::vector<float> v(size_t(2 * n));
+      std::uniform_int_distribution<int> level(0, 3);
+      for (float& f : v) f = (rng() & 1 ? 1.0f : -1.0f) * 0.25f * float(level(rng));
+      Tensor x = make(v, {2, n}, DType::f32);
+      for (double ratio : {0.2, 0.5, 0.8, 0.99}) {
+        INFO("n " << n << " ratio " << ratio);
+        SparsePack p = pack_topk(x, ratio, DType::f32);
+        check_against_reference(x, ratio, p);
+        check_round_trip(x, p);
+      }
+    }
+  }
+}
+
+TEST_CASE("pack_topk keeps NaN and inf first", "[kernels][sparse]") {
+  std::vector<float> v = {1.0f, NAN, -INFINITY, 3.0f, -2.0f, 0.5f, INFINITY, -NAN, 0.0f};
+  Tensor x = make(v, {1, 9}, DType::f32);
+  SparsePack p = pack_topk(x, 0.6, DType::f32);  // k = 9 - 5 + 1 = 5
+  REQUIRE(p.k == 5);
+  std::vector<bool> want = {false, true, true, true, false, false, true, true, false};
+  for (int64_t j = 0; j < 9; ++j) CHECK(mask_bit(p, 0, j) == want[size_t(j)]);
+  check_against_reference(x, 0.6, p);
+}
+
+TEST_CASE("unpack(pack(x)) is the pruned tensor; keep-all is exact", "[kernels][sparse]") {
+  uint64_t seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  for (const Shape& shape : std::vector<Shape>{{1, 1}, {3, 31}, {2, 3, 11}, {2, 2049}})
+    for (DType vd : {DType::f32, DType::f16, DType::bf16}) {
+      INFO(shape_str(shape) << " " << dtype_name(vd));
+      Tensor x = test::random_tensor(shape, DType::f32, rng);
+      SparsePack p = pack_topk(x, 0.7, vd);
+      check_round_trip(x, p);
+      Tensor y = unpack(p);
+      CHECK(y.shape() == x.shape());
+      CHECK(y.dtype() == DType::f32);
+      CHECK(y.category() == MemCategory::activations);
+    }
+  for (DType dt : {DType::f32, DType::f64}) {
+    Tensor x = test::random_tensor({4, 333}, dt, rng);
+    x.flat().rows(7, 8).zero_();
+    SparsePack p = pack_topk(x, 0.0, dt);
+    REQUIRE(p.k == 333);
+    Tensor y = unpack(p);
+    CHECK(std::memcmp(y.raw(), x.raw(), x.nbytes()) == 0);
+  }
+}
+
+TEST_CASE("pack_topk allocates under the requested category", "[kernels][sparse]") {
+  std::mt19937_64 rng(1);
+  Tensor x = test::random_tensor({2, 100}, DType::f32, rng);
+  int64_t before = memory_stats(Device::cpu).cur(MemCategory::saved_activations);
+  SparsePack p = pack_topk(x, 0.8, DType::f16);
+  CHECK(memory_stats(Device::cpu).cur(MemCategory::saved_activations) - before == p.bytes());
+  CHECK(p.bytes() == 2 * 16 + 2 * 21 * 2);  // 100 bits -> 4 words per row
+  SparsePack w = pack_topk(x, 0.8, DType::f16, MemCategory::workspace);
+  CHECK(w.mask.category() == MemCategory::workspace);
+  CHECK(w.values.category() == MemCategory::workspace);
+}
+
+TEST_CASE("pack_topk and unpack reject bad inputs", "[kernels][sparse]") {
+  std::mt19937_64 rng(2);
+  Tensor x = test::random_tensor({2, 10}, DType::f32, rng);
+  CHECK_THROWS_WITH(pack_topk(Tensor(), 0.5, DType::f16), Catch::Contains("pack_topk"));
+  CHECK_THROWS_WITH(pack_topk(Tensor::zeros({0, 4}, DType::f32), 0.5, DType::f16),
+                    Catch::Contains("pack_topk: x f32[0, 4]@cpu is empty"));
+  CHECK_THROWS_WITH(pack_topk(Tensor::zeros({2, 4}, DType::i32), 0.5, DType::f16),
+                    Catch::Contains("pack_topk: x i32[2, 4]@cpu must be floating"));
+  CHECK_THROWS_WITH(pack_topk(x, 0.5, DType::f64),
+                    Catch::Contains("value dtype f64 not supported for x f32[2, 10]@cpu"));
+  CHECK_THROWS_WITH(pack_topk(x, 0.5, DType::u8), Catch::Contains("value dtype u8"));
+  CHECK_THROWS_WITH(pack_topk(x, -0.1, DType::f16),
+                    Catch::Contains("prune_ratio -0.1 not in [0, 1] (x f32[2, 10]@cpu)"));
+  CHECK_THROWS_WITH(pack_topk(x, NAN, DType::f16), Catch::Contains("not in [0, 1]"));
+
+  SparsePack p = pack_topk(x, 0.5, DType::f16);
+  CHECK_THROWS_WITH(unpack(Tensor::empty({2, 11}, DType::f32), p),
+                    Catch::Contains("unpack: out has shape [2, 11], expected [2, 10]"));
+  CHECK_THROWS_WITH(unpack(Tensor::empty({2, 10}, DType::f16), p),
+                    Catch::Contains("unpack: out is f16[2, 10]@cpu, expected f32"));
+  SparsePack bad = p;
+  bad.values = p.values.rows(0, 5);
+  CHECK_THROWS_WITH(unpack(bad), Catch::Contains("unpack: values has shape [5]"));
+  bad = p;
+  bad.mask = Tensor::zeros({2, 8}, DType::u8);
+  CHECK_THROWS_WITH(unpack(bad), Catch::Contains("unpack: mask has shape [2, 8], expected [2, 4]"));
+  bad = p;
+  bad.mask = p.mask.clone();
+  bad.mask.data<uint8_t>()[0] ^= 1;  // one bit too many or too few in row 0
+  CHECK_THROWS_WITH(unpack(bad), Catch::Contains("unpack: mask row 0"));
+  bad = p;
+  bad.mask = p.mask.clone();
+  bad.mask.data<uint8_t>()[3] |= 0x80;  // padding bit 31 of a 10-element row
+  CHECK_THROWS_WITH(unpack(bad), Catch::Contains("padding set"));
+}
+
+TEST_CASE("pack_topk and unpack on CUDA are bit-identical to the CPU", "[kernels][sparse][cuda]") {
+  if (test::skip_without_cuda()) return;
+  uint64_t seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  struct Case { DType in, values; Shape shape; double ratio; };
+  std::vector<Case> cases = {
+      {DType::f32, DType::f16, {1, 7}, 0.8},       {DType::f32, DType::f32, {3, 33}, 0.5},
+      {DType::f32, DType::bf16, {2, 127}, 0.99},   {DType::f32, DType::f16, {4, 5, 13}, 0.0},
+      {DType::f32, DType::f16, {3, 4097}, 0.8},    {DType::f32, DType::f32, {2, 12 * 64 * 64}, 0.8},
+      {DType::f16, DType::f16, {2, 9001}, 0.8},    {DType::bf16, DType::f32, {3, 1000}, 0.3},
+      {DType::f16, DType::bf16, {5, 300}, 1.0},    {DType::f32, DType::f16, {1, 100000}, 0.9},
+  };
+  for (int tie_mode = 0; tie_mode < 3; ++tie_mode)
+    for (const Case& c : cases) {
+      INFO(dtype_name(c.in) << shape_str(c.shape) << " -> " << dtype_name(c.values) << " ratio "
+                            << c.ratio << " ties " << tie_mode);
+      Tensor x = test::random_tensor(c.shape, DType::f32, rng);
+      if (tie_mode == 1) x.zero_();
+      if (tie_mode == 2) {
+        float* d = x.data<float>();
+        for (int64_t i = 0; i < x.numel(); ++i) d[i] = 0.25f * float(int(d[i] * 4.0f));
+      }
+      x = cast(x, c.in);
+      SparsePack cpu = pack_topk(x, c.ratio, c.values);
+      SparsePack gpu = pack_topk(x.to(Device::cuda), c.ratio, c.values);
+      REQUIRE(gpu.k == cpu.k);
+      Tensor gm = gpu.mask.to(Device::cpu), gv = gpu.values.to(Device::cpu);
+      REQUIRE(std::memcmp(gm.raw(), cpu.mask.raw(), cpu.mask.nbytes()) == 0);
+      REQUIRE(std::memcmp(gv.raw(), cpu.values.raw(), cpu.values.nbytes()) == 0);
+      Tensor want = Tensor::empty(x.shape(), x.dtype());
+      unpack(want, cpu);
+      Tensor got = Tensor::empty(x.shape(), x.dtype(), Device::cuda);
+      test::poison(got);
+      unpack(got, gpu);
+      Tensor got_host = got.to(Device::cpu);
+      REQUIRE(std::memcmp(got_host.raw(), want.raw(), want.nbytes()) == 0);
+    }
+}
