@@ -48,7 +48,8 @@ schedules = []
 for name, total, warmup in [("linear", 780, 0), ("linear", 100, 10), ("linear", 7, 3),
                             ("cosine", 100, 10), ("cosine", 33, 0), ("constant", 50, 5),
                             ("constant_with_warmup", 50, 5), ("constant_with_warmup", 9, 0),
-                            ("linear", 5, 8), ("cosine", 5, 8)]:
+                            ("linear", 5, 8), ("cosine", 5, 8), ("cosine_with_restarts", 40, 4),
+                            ("polynomial", 30, 6), ("polynomial", 12, 0)]:
     p = torch.nn.Parameter(torch.zeros(1))
     opt = torch.optim.SGD([p], lr=2e-5)
     sch = get_scheduler(name, opt, num_warmup_steps=warmup, num_training_steps=total)

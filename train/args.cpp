@@ -1,0 +1,631 @@
+#include "train/args.h"
+
+#include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <functional>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+
+namespace br {
+
+using nlohmann::json;
+
+std::string_view strategy_name(IntervalStrategy s) {
+  switch (s) {
+    case IntervalStrategy::no: return "no";
+    case IntervalStrategy::steps: return "steps";
+    case IntervalStrategy::epoch: return "epoch";
+  }
+  return "?";
+}
+
+std::string_view scheduler_name(SchedulerType s) {
+  switch (s) {
+    case SchedulerType::linear: return "linear";
+    case SchedulerType::cosine: return "cosine";
+    case SchedulerType::cosine_with_restarts: return "cosine_with_restarts";
+    case SchedulerType::polynomial: return "polynomial";
+    case SchedulerType::constant: return "constant";
+    case SchedulerType::constant_with_warmup: return "constant_with_warmup";
+  }
+  return "?";
+}
+
+std::string_view optimizer_name(OptimizerType o) {
+  switch (o) {
+    case OptimizerType::adamw_torch: return "adamw_torch";
+    case OptimizerType::adamw_hf: return "adamw_hf";
+  }
+  return "?";
+}
+
+std::string TrainingArgs::best_metric_key() const {
+  if (!metric_for_best_model) return "";
+  const std::string& m = *metric_for_best_model;
+  return m.rfind("eval_", 0) == 0 ? m : "eval_" + m;
+}
+
+int64_t TrainingArgs::warmup_steps_for(int64_t total_steps) const {
+  if (warmup_steps > 0) return warmup_steps;
+  return int64_t(std::ceil(double(total_steps) * warmup_ratio));
+}
+
+namespace {
+
+constexpr const char* kGlueTasks[] = {"cola", "mnli", "mrpc", "qnli", "qqp",
+                                      "rte",  "sst2", "stsb", "wnli"};
+
+std::string lower(std::string s) {
+  for (char& c : s) c = char(std::tolower(static_cast<unsigned char>(c)));
+  return s;
+}
+
+std::string join(const std::vector<std::string>& v, std::string_view sep) {
+  std::string out;
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (i) out += sep;
+    out += v[i];
+  }
+  return out;
+}
+
+// Python's string_to_bool (hf_argparser.py).
+bool parse_bool(const std::string& flag, const std::string& v) {
+  std::string l = lower(v);
+  if (l == "yes" || l == "true" || l == "t" || l == "y" || l == "1") return true;
+  if (l == "no" || l == "false" || l == "f" || l == "n" || l == "0") return false;
+  fail("--{}: expected a boolean (yes/true/t/y/1 or no/false/f/n/0), got '{}'", flag, v);
+}
+
+int64_t parse_int(const std::string& flag, const std::string& v) {
+  int64_t x = 0;
+  const char* b = v.data();
+  const char* e = b + v.size();
+  if (!v.empty() && *b == '+') ++b;
+  auto r = std::from_chars(b, e, x);
+  if (v.empty() || r.ec != std::errc() || r.ptr != e)
+    fail("--{}: invalid int value '{}'", flag, v);
+  return x;
+}
+
+double parse_float(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  errno = 0;
+  double x = std::strtod(v.c_str(), &end);
+  if (v.empty() || std::isspace(static_cast<unsigned char>(v[0])) || end != v.c_str() + v.size() ||
+      errno == ERANGE)
+    fail("--{}: invalid float value '{}'", flag, v);
+  return x;
+}
+
+// One command-line field: how to set it from a string, reset it (JSON null), and read it back.
+struct Field {
+  std::string name;
+  std::string help;
+  std::string default_text;
+  bool is_bool = false;
+  bool default_true = false;  // gets a --no_<name> form
+  bool is_list = false;
+  bool nullable = false;
+  std::vector<std::string> choices;
+  std::string ignored_note;  // non-empty: accepted for compatibility, no effect
+  std::function<void(TrainingArgs&, const std::string&)> set;
+  std::function<void(TrainingArgs&)> reset;
+  std::function<json(const TrainingArgs&)> get;
+};
+
+std::string fmt_default(double v) { return fmt::format("{}", v); }
+
+template <typename T>
+Field field(std::string name, T TrainingArgs::*m, std::string help) {
+  Field f;
+  f.name = name;
+  f.help = std::move(help);
+  TrainingArgs defaults;
+  if constexpr (std::is_same_v<T, bool>) {
+    f.is_bool = true;
+    f.default_true = defaults.*m;
+    f.default_text = defaults.*m ? "True" : "False";
+    f.set = [m, name](TrainingArgs& a, const std::string& v) { a.*m = parse_bool(name, v); };
+    f.get = [m](const TrainingArgs& a) { return json(a.*m); };
+  } else if constexpr (std::is_same_v<T, int64_t>) {
+    f.default_text = std::to_string(defaults.*m);
+    f.set = [m, name](TrainingArgs& a, const std::string& v) { a.*m = parse_int(name, v); };
+    f.get = [m](const TrainingArgs& a) { return json(a.*m); };
+  } else if constexpr (std::is_same_v<T, double>) {
+    f.default_text = fmt_default(defaults.*m);
+    f.set = [m, name](TrainingArgs& a, const std::string& v) { a.*m = parse_float(name, v); };
+    f.get = [m](const TrainingArgs& a) { return json(a.*m); };
+  } else if constexpr (std::is_same_v<T, std::string>) {
+    f.default_text = (defaults.*m).empty() ? "required" : defaults.*m;
+    f.set = [m](TrainingArgs& a, const std::string& v) { a.*m = v; };
+    f.get = [m](const TrainingArgs& a) { return json(a.*m); };
+  } else if constexpr (std::is_same_v<T, std::optional<int64_t>>) {
+    f.nullable = true;
+    f.default_text = "None";
+    f.set = [m, name](TrainingArgs& a, const std::string& v) { a.*m = parse_int(name, v); };
+    f.reset = [m](TrainingArgs& a) { a.*m = std::nullopt; };
+    f.get = [m](const TrainingArgs& a) { return a.*m ? json(*(a.*m)) : json(nullptr); };
+  } else if constexpr (std::is_same_v<T, std::optional<std::string>>) {
+    f.nullable = true;
+    f.default_text = "None";
+    f.set = [m](TrainingArgs& a, const std::string& v) { a.*m = v; };
+    f.reset = [m](TrainingArgs& a) { a.*m = std::nullopt; };
+    f.get = [m](const TrainingArgs& a) { return a.*m ? json(*(a.*m)) : json(nullptr); };
+  } else if constexpr (std::is_same_v<T, std::optional<bool>>) {
+    f.is_bool = true;
+    f.nullable = true;
+    f.default_text = "None";
+    f.set = [m, name](TrainingArgs& a, const std::string& v) { a.*m = parse_bool(name, v); };
+    f.reset = [m](TrainingArgs& a) { a.*m = std::nullopt; };
+    f.get = [m](const TrainingArgs& a) { return a.*m ? json(*(a.*m)) : json(nullptr); };
+  } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
+    f.is_list = true;
+    f.default_text = "[]";
+    f.set = [m](TrainingArgs& a, const std::string& v) { (a.*m).push_back(v); };
+    f.reset = [m](TrainingArgs& a) { (a.*m).clear(); };
+    f.get = [m](const TrainingArgs& a) { return json(a.*m); };
+  } else {
+    static_assert(sizeof(T) == 0, "unsupported field type");
+  }
+  return f;
+}
+
+// An enum field: the value must be one of `names`, in the enum's order.
+template <typename E>
+Field choice_field(std::string name, E TrainingArgs::*m, std::vector<std::string> names,
+                   std::string_view (*to_name)(E), std::string help) {
+  Field f;
+  f.name = name;
+  f.help = std::move(help);
+  f.choices = names;
+  TrainingArgs defaults;
+  f.default_text = std::string(to_name(defaults.*m));
+  f.set = [m, names, name](TrainingArgs& a, const std::string& v) {
+    auto it = std::find(names.begin(), names.end(), v);
+    if (it == names.end())
+      fail("--{}: invalid choice '{}' (choose from {})", name, v, join(names, ", "));
+    a.*m = E(it - names.begin());
+  };
+  f.get = [m, to_name](const TrainingArgs& a) { return json(std::string(to_name(a.*m))); };
+  return f;
+}
+
+// A string field restricted to `choices`.
+Field string_choice(std::string name, std::string TrainingArgs::*m,
+                    std::vector<std::string> choices, std::string help) {
+  Field f = field(name, m, std::move(help));
+  f.choices = choices;
+  f.set = [m, choices, name](TrainingArgs& a, const std::string& v) {
+    if (std::find(choices.begin(), choices.end(), v) == choices.end())
+      fail("--{}: invalid choice '{}' (choose from {})", name, v, join(choices, ", "));
+    a.*m = v;
+  };
+  return f;
+}
+
+// A flag HF accepts that has no effect here: a bool's value is still checked, then a note recorded.
+Field ignored(std::string name, bool is_bool, bool default_true, std::string note) {
+  Field f;
+  f.name = name;
+  f.is_bool = is_bool;
+  f.default_true = default_true;
+  f.help = "accepted for compatibility; " + note;
+  f.default_text = "-";
+  f.ignored_note = note;
+  f.set = [name, is_bool](TrainingArgs&, const std::string& v) {
+    if (is_bool) parse_bool(name, v);
+  };
+  return f;
+}
+
+const std::vector<std::string> kStrategies = {"no", "steps", "epoch"};
+
+const std::vector<Field>& fields() {
+  static const std::vector<Field> table = [] {
+    std::vector<Field> t;
+    using A = TrainingArgs;
+    // ModelArguments
+    t.push_back(field("model_name_or_path", &A::model_name_or_path,
+                      "folder with config.json, weights and vocab.txt"));
+    t.push_back(field("config_name", &A::config_name, "config.json folder, if not the model's"));
+    t.push_back(field("tokenizer_name", &A::tokenizer_name, "tokenizer folder, if not the model's"));
+    t.push_back(field("cache_dir", &A::cache_dir, "accepted for compatibility; nothing is cached"));
+    t.back().ignored_note = "nothing is cached";
+    // DataTrainingArguments
+    t.push_back(field("task_name", &A::task_name,
+                      "GLUE task: cola, mnli, mrpc, qnli, qqp, rte, sst2, stsb, wnli"));
+    t.push_back(field("train_file", &A::train_file, "csv or json training file"));
+    t.push_back(field("validation_file", &A::validation_file, "csv or json validation file"));
+    t.push_back(field("test_file", &A::test_file, "csv or json test file"));
+    t.push_back(field("data_dir", &A::data_dir, "folder with the task's GLUE TSV files"));
+    t.push_back(field("max_seq_length", &A::max_seq_length,
+                      "tokens per example after truncation (clamped to the model's maximum)"));
+    t.push_back(field("pad_to_max_length", &A::pad_to_max_length,
+                      "pad every example to max_seq_length; false: pad each batch to its longest"));
+    t.push_back(field("overwrite_cache", &A::overwrite_cache,
+                      "accepted for compatibility; nothing is cached"));
+    t.back().ignored_note = "nothing is cached";
+    t.push_back(field("max_train_samples", &A::max_train_samples, "keep the first N training rows"));
+    t.push_back(field("max_eval_samples", &A::max_eval_samples, "keep the first N evaluation rows"));
+    t.push_back(field("max_predict_samples", &A::max_predict_samples, "keep the first N test rows"));
+    // TrainingArguments
+    t.push_back(field("output_dir", &A::output_dir, "checkpoints and results go here"));
+    t.push_back(field("overwrite_output_dir", &A::overwrite_output_dir,
+                      "allow a non-empty output_dir and skip auto-resume (deletes nothing)"));
+    t.push_back(field("do_train", &A::do_train, "train"));
+    t.push_back(field("do_eval", &A::do_eval, "evaluate on the validation split"));
+    t.push_back(field("do_predict", &A::do_predict, "write predictions for the test split"));
+    t.push_back(choice_field("evaluation_strategy", &A::evaluation_strategy, kStrategies,
+                             strategy_name, "when to evaluate (alias --eval_strategy)"));
+    t.push_back(field("per_device_train_batch_size", &A::per_device_train_batch_size,
+                      "training batch per process"));
+    t.push_back(field("per_device_eval_batch_size", &A::per_device_eval_batch_size,
+                      "evaluation batch per process"));
+    t.push_back(field("gradient_accumulation_steps", &A::gradient_accumulation_steps,
+                      "micro-batches per optimizer step"));
+    t.push_back(field("learning_rate", &A::learning_rate, "peak learning rate"));
+    t.push_back(field("weight_decay", &A::weight_decay, "AdamW decoupled weight decay"));
+    t.push_back(field("adam_beta1", &A::adam_beta1, "AdamW beta1"));
+    t.push_back(field("adam_beta2", &A::adam_beta2, "AdamW beta2"));
+    t.push_back(field("adam_epsilon", &A::adam_epsilon, "AdamW epsilon"));
+    t.push_back(field("max_grad_norm", &A::max_grad_norm, "clip the global gradient L2 norm; 0 disables"));
+    t.push_back(field("num_train_epochs", &A::num_train_epochs, "epochs (may be fractional)"));
+    t.push_back(field("max_steps", &A::max_steps, "optimizer steps; > 0 overrides num_train_epochs"));
+    t.push_back(choice_field("lr_scheduler_type", &A::lr_scheduler_type,
+                             {"linear", "cosine", "cosine_with_restarts", "polynomial", "constant",
+                              "constant_with_warmup"},
+                             scheduler_name, "learning-rate schedule"));
+    t.push_back(field("warmup_ratio", &A::warmup_ratio, "warmup as a fraction of the steps"));
+    t.push_back(field("warmup_steps", &A::warmup_steps, "warmup steps; > 0 overrides warmup_ratio"));
+    t.push_back(choice_field("logging_strategy", &A::logging_strategy, kStrategies, strategy_name,
+                             "when to log the training loss"));
+    t.push_back(field("logging_first_step", &A::logging_first_step, "also log after step 1"));
+    t.push_back(field("logging_steps", &A::logging_steps, "log every N steps"));
+    t.push_back(choice_field("save_strategy", &A::save_strategy, kStrategies, strategy_name,
+                             "when to write checkpoint-N"));
+    t.push_back(field("save_steps", &A::save_steps, "save every N steps"));
+    t.push_back(field("save_total_limit", &A::save_total_limit,
+                      "keep at most N checkpoints (never the best one)"));
+    t.push_back(field("eval_steps", &A::eval_steps, "evaluate every N steps (default: logging_steps)"));
+    t.push_back(field("load_best_model_at_end", &A::load_best_model_at_end,
+                      "reload the best checkpoint when training ends"));
+    t.push_back(field("metric_for_best_model", &A::metric_for_best_model,
+                      "metric that picks the best checkpoint (eval_ prefix optional)"));
+    t.push_back(field("greater_is_better", &A::greater_is_better,
+                      "default: true unless the metric is a loss"));
+    t.push_back(field("seed", &A::seed, "seed for initialisation, dropout and data order"));
+    t.push_back(field("data_seed", &A::data_seed, "seed for the data order only"));
+    t.push_back(field("fp16", &A::fp16, "fp16 mixed precision (CUDA)"));
+    t.push_back(field("bf16", &A::bf16, "bf16 mixed precision"));
+    {
+      Field f = choice_field("optim", &A::optim, {"adamw_torch", "adamw_hf"}, optimizer_name,
+                             "optimizer: adamw_torch (torch.optim.AdamW) or adamw_hf (4.11 AdamW)");
+      auto inner = f.set;
+      f.set = [inner](A& a, const std::string& v) {
+        if (v != "adamw_torch" && v != "adamw_hf")
+          fail("--optim: '{}' is not supported; bertrazor implements adamw_torch and adamw_hf", v);
+        inner(a, v);
+      };
+      t.push_back(f);
+    }
+    t.push_back(field("dataloader_drop_last", &A::dataloader_drop_last,
+                      "drop the last incomplete training batch"));
+    t.push_back(field("dataloader_num_workers", &A::dataloader_num_workers,
+                      "accepted for compatibility; data loads in-process"));
+    t.back().ignored_note = "data loads in-process";
+    t.push_back(field("resume_from_checkpoint", &A::resume_from_checkpoint,
+                      "checkpoint folder to resume from"));
+    t.push_back(field("disable_tqdm", &A::disable_tqdm, "plain log lines instead of a progress bar"));
+    t.push_back(field("local_rank", &A::local_rank, "local process rank (LOCAL_RANK overrides it)"));
+    t.push_back(field("report_to", &A::report_to,
+                      "accepted for compatibility; metrics go to trainer_state.json"));
+    t.back().ignored_note = "metrics go to trainer_state.json and the console";
+    // ours
+    t.push_back(field("backRazor", &A::backRazor, "save activations pruned (Back Razor)"));
+    t.push_back(string_choice("backrazor_preset", &A::backrazor_preset, {"seed", "all"},
+                              "which sites are pruned: seed (the reference's) or all"));
+    t.push_back(field("prune_ratio", &A::prune_ratio, "fraction of each sample's values dropped"));
+    t.push_back(string_choice("backrazor_dtype", &A::backrazor_dtype, {"fp16", "fp32"},
+                              "dtype of the kept values"));
+    {
+      Field f;
+      f.name = "device";
+      f.help = "cpu or cuda";
+      f.default_text = "cuda if available, else cpu";
+      f.nullable = true;
+      f.choices = {"cpu", "cuda"};
+      f.set = [](A& a, const std::string& v) {
+        if (v != "cpu" && v != "cuda") fail("--device: invalid choice '{}' (choose from cpu, cuda)", v);
+        a.device = device_from_name(v);
+      };
+      f.reset = [](A& a) { a.device = std::nullopt; };
+      f.get = [](const A& a) {
+        return a.device ? json(std::string(device_name(*a.device))) : json(nullptr);
+      };
+      t.push_back(f);
+    }
+    t.push_back(field("attention_dropout", &A::attention_dropout,
+                      "dropout on attention probabilities (false: the reference fork)"));
+    // HF flags with no effect here.
+    t.push_back(ignored("use_fast_tokenizer", true, true,
+                        "the tokenizer always follows the fast tokenizer's rules"));
+    t.push_back(ignored("model_revision", false, false, "models load from a local folder"));
+    t.push_back(ignored("use_auth_token", true, false, "models load from a local folder"));
+    t.push_back(ignored("logging_dir", false, false, "there is no TensorBoard writer"));
+    t.push_back(ignored("remove_unused_columns", true, true, "only model inputs are ever batched"));
+    t.push_back(ignored("fp16_opt_level", false, false, "apex is not used"));
+    t.push_back(ignored("run_name", false, false, "there is no experiment tracker"));
+    return t;
+  }();
+  return table;
+}
+
+const Field* find_field(const std::string& name) {
+  std::string n = name;
+  std::replace(n.begin(), n.end(), '-', '_');
+  if (n == "eval_strategy") n = "evaluation_strategy";
+  for (const Field& f : fields())
+    if (f.name == n) return &f;
+  return nullptr;
+}
+
+// True when `tok` is a value, not a flag: argparse treats "-5" and "-.5" as values.
+bool is_value_token(const std::string& tok) {
+  if (tok.size() < 2 || tok[0] != '-') return true;
+  char c = tok[1];
+  return std::isdigit(static_cast<unsigned char>(c)) || c == '.';
+}
+
+void note_if_ignored(TrainingArgs& a, const Field& f) {
+  if (!f.ignored_note.empty()) a.ignored_notes.push_back("--" + f.name + ": ignored, " + f.ignored_note);
+}
+
+void apply_cli(TrainingArgs& a, const std::vector<std::string>& argv) {
+  for (size_t i = 0; i < argv.size(); ++i) {
+    const std::string& tok = argv[i];
+    if (tok.size() < 3 || tok.compare(0, 2, "--") != 0)
+      fail("unrecognized argument '{}' (flags start with --; see --help)", tok);
+    std::string name = tok.substr(2);
+    std::optional<std::string> inline_value;
+    if (size_t eq = name.find('='); eq != std::string::npos) {
+      inline_value = name.substr(eq + 1);
+      name = name.substr(0, eq);
+    }
+    const Field* f = find_field(name);
+    if (!f && name.rfind("no_", 0) == 0) {
+      const Field* g = find_field(name.substr(3));
+      if (g && g->is_bool && g->default_true) {
+        if (inline_value) fail("--{}: takes no value, got '{}'", name, *inline_value);
+        g->set(a, "false");
+        note_if_ignored(a, *g);
+        continue;
+      }
+    }
+    if (!f) fail("unrecognized argument --{} (see --help for the flags)", name);
+    if (f->is_list) {
+      if (f->reset) f->reset(a);
+      if (inline_value) {
+        f->set(a, *inline_value);
+      } else {
+        size_t n = 0;
+        while (i + 1 < argv.size() && is_value_token(argv[i + 1])) {
+          f->set(a, argv[++i]);
+          ++n;
+        }
+        if (n == 0) fail("--{}: expected at least one value", f->name);
+      }
+    } else if (inline_value) {
+      f->set(a, *inline_value);
+    } else if (f->is_bool) {
+      bool has_value = i + 1 < argv.size() && is_value_token(argv[i + 1]);
+      f->set(a, has_value ? argv[++i] : "true");
+    } else {
+      if (i + 1 >= argv.size() || !is_value_token(argv[i + 1]))
+        fail("--{}: expected one value", f->name);
+      f->set(a, argv[++i]);
+    }
+    note_if_ignored(a, *f);
+  }
+}
+
+void apply_json(TrainingArgs& a, const std::string& path) {
+  std::ifstream in(path);
+  if (!in) fail("{}: cannot open the arguments file", path);
+  json j;
+  try {
+    j = json::parse(in);
+  } catch (const json::exception& e) {
+    fail("{}: invalid JSON: {}", path, e.what());
+  }
+  if (!j.is_object()) fail("{}: expected a JSON object of flag names to values", path);
+  for (auto& [key, v] : j.items()) {
+    const Field* f = find_field(key);
+    if (!f) fail("{}: unrecognized argument '{}'", path, key);
+    if (v.is_null()) {
+      if (!f->nullable) fail("{}: '{}' cannot be null", path, key);
+      f->reset(a);
+    } else if (v.is_array()) {
+      if (!f->is_list) fail("{}: '{}' takes one value, got a list", path, key);
+      f->reset(a);
+      for (const json& e : v) f->set(a, e.is_string() ? e.get<std::string>() : e.dump());
+    } else if (v.is_boolean()) {
+      if (!f->is_bool) fail("{}: '{}' is not a boolean, got {}", path, key, v.dump());
+      f->set(a, v.get<bool>() ? "true" : "false");
+    } else if (v.is_string()) {
+      if (f->is_list && f->reset) f->reset(a);
+      f->set(a, v.get<std::string>());
+    } else if (v.is_number()) {
+      if (f->is_bool) fail("{}: '{}' is a boolean, got {}", path, key, v.dump());
+      f->set(a, v.dump());
+    } else {
+      fail("{}: '{}' has an unsupported value {}", path, key, v.dump());
+    }
+    note_if_ignored(a, *f);
+  }
+}
+
+bool ends_with(const std::string& s, std::string_view suffix) {
+  return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
+}
+
+std::string extension(const std::string& path) {
+  size_t dot = path.rfind('.');
+  size_t slash = path.rfind('/');
+  if (dot == std::string::npos || (slash != std::string::npos && dot < slash)) return "";
+  return path.substr(dot + 1);
+}
+
+// TrainingArguments / DataTrainingArguments __post_init__ (spec §1, §1b).
+void post_init(TrainingArgs& a, const std::optional<std::string>& env_local_rank) {
+  std::vector<std::string> missing;
+  if (a.model_name_or_path.empty()) missing.push_back("--model_name_or_path");
+  if (a.output_dir.empty()) missing.push_back("--output_dir");
+  if (!missing.empty()) fail("the following arguments are required: {}", join(missing, ", "));
+
+  if (env_local_rank && !env_local_rank->empty()) {
+    int64_t r = parse_int("local_rank (from LOCAL_RANK)", *env_local_rank);
+    a.local_rank = r;
+  }
+  if (a.output_dir[0] == '~' && (a.output_dir.size() == 1 || a.output_dir[1] == '/')) {
+    const char* home = std::getenv("HOME");
+    if (home) a.output_dir = std::string(home) + a.output_dir.substr(1);
+  }
+
+  if (a.task_name) {
+    std::string t = lower(*a.task_name);
+    bool known = std::find(std::begin(kGlueTasks), std::end(kGlueTasks), t) != std::end(kGlueTasks);
+    if (!known)
+      fail("--task_name: unknown task '{}' (choose from cola, mnli, mrpc, qnli, qqp, rte, sst2, stsb, wnli)",
+           *a.task_name);
+    a.task_name = t;
+  } else if (!a.train_file && !a.validation_file) {
+    fail("Need either a GLUE task (--task_name) or a training/validation file (--train_file, --validation_file)");
+  } else {
+    if (a.train_file) {
+      std::string e = extension(*a.train_file);
+      if (e != "csv" && e != "json")
+        fail("--train_file: '{}' should be a csv or a json file", *a.train_file);
+    }
+    if (a.validation_file) {
+      std::string e = extension(*a.validation_file);
+      if (e != "csv" && e != "json")
+        fail("--validation_file: '{}' should be a csv or a json file", *a.validation_file);
+      if (a.train_file && e != extension(*a.train_file))
+        fail("--validation_file: '{}' should have the same extension as --train_file '{}'",
+             *a.validation_file, *a.train_file);
+    }
+  }
+
+  auto positive = [](const char* name, int64_t v) {
+    if (v < 1) fail("--{}: must be >= 1, got {}", name, v);
+  };
+  positive("per_device_train_batch_size", a.per_device_train_batch_size);
+  positive("per_device_eval_batch_size", a.per_device_eval_batch_size);
+  positive("gradient_accumulation_steps", a.gradient_accumulation_steps);
+  positive("max_seq_length", a.max_seq_length);
+  for (auto [name, v] : {std::pair{"max_train_samples", a.max_train_samples},
+                         std::pair{"max_eval_samples", a.max_eval_samples},
+                         std::pair{"max_predict_samples", a.max_predict_samples}})
+    if (v && *v < 1) fail("--{}: must be >= 1, got {}", name, *v);
+  if (a.learning_rate < 0) fail("--learning_rate: must be >= 0, got {}", a.learning_rate);
+  if (a.num_train_epochs < 0) fail("--num_train_epochs: must be >= 0, got {}", a.num_train_epochs);
+  if (a.do_train && a.max_steps <= 0 && a.num_train_epochs <= 0)
+    fail("--num_train_epochs: must be > 0 when --max_steps is not set, got {}", a.num_train_epochs);
+  if (a.warmup_steps < 0) fail("--warmup_steps: must be >= 0, got {}", a.warmup_steps);
+  if (a.warmup_ratio < 0 || a.warmup_ratio > 1)
+    fail("--warmup_ratio: must lie in [0,1], got {}", a.warmup_ratio);
+  if (a.prune_ratio < 0 || a.prune_ratio >= 1)
+    fail("--prune_ratio: must lie in [0,1), got {}", a.prune_ratio);
+
+  if (a.evaluation_strategy != IntervalStrategy::no) a.do_eval = true;
+  if (a.evaluation_strategy == IntervalStrategy::steps && (!a.eval_steps || *a.eval_steps == 0)) {
+    if (a.logging_steps <= 0)
+      fail("evaluation strategy steps requires either a non-zero --eval_steps or --logging_steps");
+    a.eval_steps = a.logging_steps;
+  }
+  if (a.eval_steps && *a.eval_steps < 0) fail("--eval_steps: must be >= 0, got {}", *a.eval_steps);
+  if (a.logging_strategy == IntervalStrategy::steps && a.logging_steps <= 0)
+    fail("logging strategy steps requires a non-zero --logging_steps, got {}", a.logging_steps);
+  if (a.save_strategy == IntervalStrategy::steps && a.save_steps < 0)
+    fail("--save_steps: must be >= 0, got {}", a.save_steps);
+
+  if (a.load_best_model_at_end) {
+    if (a.evaluation_strategy != a.save_strategy)
+      fail("--load_best_model_at_end requires the save and eval strategy to match, but found "
+           "evaluation strategy '{}' and save strategy '{}'",
+           strategy_name(a.evaluation_strategy), strategy_name(a.save_strategy));
+    if (a.evaluation_strategy == IntervalStrategy::steps && a.save_steps % *a.eval_steps != 0)
+      fail("--load_best_model_at_end requires the saving steps to be a round multiple of the "
+           "evaluation steps, but found --save_steps {}, which is not a round multiple of "
+           "--eval_steps {}",
+           a.save_steps, *a.eval_steps);
+    if (!a.metric_for_best_model) a.metric_for_best_model = "loss";
+  }
+  if (a.metric_for_best_model && !a.greater_is_better) {
+    const std::string& m = *a.metric_for_best_model;
+    a.greater_is_better = !(m == "loss" || m == "eval_loss");
+  }
+
+  if (a.fp16 && a.bf16) fail("--fp16 and --bf16 cannot both be set");
+  if (a.fp16 && a.device == Device::cpu)
+    fail("--fp16: fp16 mixed precision needs --device cuda (got --device cpu)");
+}
+
+}  // namespace
+
+TrainingArgs parse_training_args(const std::vector<std::string>& argv,
+                                 const std::optional<std::string>& env_local_rank) {
+  TrainingArgs a;
+  if (argv.size() == 1 && ends_with(argv[0], ".json"))
+    apply_json(a, argv[0]);
+  else
+    apply_cli(a, argv);
+  post_init(a, env_local_rank);
+  return a;
+}
+
+TrainingArgs parse_training_args(const std::vector<std::string>& argv) {
+  const char* env = std::getenv("LOCAL_RANK");
+  return parse_training_args(argv, env ? std::optional<std::string>(env) : std::nullopt);
+}
+
+nlohmann::json TrainingArgs::to_json() const {
+  json j = json::object();
+  for (const Field& f : fields())
+    if (f.get) j[f.name] = f.get(*this);
+  return j;
+}
+
+std::string usage() {
+  std::ostringstream o;
+  o << "usage: bertrazor train [--flag VALUE ...] | bertrazor train args.json\n"
+       "Flags follow Hugging Face run_glue.py; booleans take no value or one of\n"
+       "yes/true/t/y/1/no/false/f/n/0, and --no_<flag> turns off one that defaults to True.\n\n";
+  for (const Field& f : fields()) {
+    std::string lhs = "--" + f.name;
+    if (!f.choices.empty())
+      lhs += " {" + join(f.choices, ",") + "}";
+    else if (f.is_bool)
+      lhs += " [BOOL]";
+    else if (f.is_list)
+      lhs += " VALUE...";
+    else
+      lhs += " VALUE";
+    o << fmt::format("  {:<44} {} (default: {})\n", lhs, f.help, f.default_text);
+    if (f.is_bool && f.default_true) o << fmt::format("  {:<44} sets {} to False\n", "--no_" + f.name, f.name);
+    if (f.name == "evaluation_strategy") o << fmt::format("  {:<44} alias of --evaluation_strategy\n", "--eval_strategy");
+    if (f.name == "local_rank") o << fmt::format("  {:<44} alias of --local_rank\n", "--local-rank");
+  }
+  return o.str();
+}
+
+}  // namespace br

@@ -1,0 +1,133 @@
+// `bertrazor train` arguments: HF run_glue's ModelArguments + DataTrainingArguments +
+// TrainingArguments merged into one struct, parsed with HfArgumentParser's rules
+// (shared/reference/hf-run-glue-spec.md §1), plus our Back Razor / device flags.
+#pragma once
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "core/device.h"
+
+namespace br {
+
+enum class IntervalStrategy : uint8_t { no, steps, epoch };
+enum class SchedulerType : uint8_t {
+  linear,
+  cosine,
+  cosine_with_restarts,
+  polynomial,
+  constant,
+  constant_with_warmup
+};
+// adamw_torch: torch.optim.AdamW (decay first, eps on the corrected sqrt(v)); adamw_hf: 4.11's
+// transformers.AdamW (eps on the uncorrected sqrt(v), decay after the update). Spec §2.1.
+enum class OptimizerType : uint8_t { adamw_torch, adamw_hf };
+
+std::string_view strategy_name(IntervalStrategy s);
+std::string_view scheduler_name(SchedulerType s);
+std::string_view optimizer_name(OptimizerType o);
+
+struct TrainingArgs {
+  // ModelArguments
+  std::string model_name_or_path;  // required
+  std::optional<std::string> config_name;
+  std::optional<std::string> tokenizer_name;
+  std::optional<std::string> cache_dir;
+
+  // DataTrainingArguments
+  std::optional<std::string> task_name;  // lower-cased; one of the GLUE tasks
+  std::optional<std::string> train_file;
+  std::optional<std::string> validation_file;
+  std::optional<std::string> test_file;
+  std::optional<std::string> data_dir;  // ours: folder with the GLUE TSVs of task_name
+  int64_t max_seq_length = 128;
+  bool pad_to_max_length = true;
+  bool overwrite_cache = false;
+  std::optional<int64_t> max_train_samples;
+  std::optional<int64_t> max_eval_samples;
+  std::optional<int64_t> max_predict_samples;
+
+  // TrainingArguments
+  std::string output_dir;  // required; "~" expanded
+  bool overwrite_output_dir = false;
+  bool do_train = false;
+  bool do_eval = false;
+  bool do_predict = false;
+  IntervalStrategy evaluation_strategy = IntervalStrategy::no;
+  int64_t per_device_train_batch_size = 8;
+  int64_t per_device_eval_batch_size = 8;
+  int64_t gradient_accumulation_steps = 1;
+  double learning_rate = 5e-5;
+  double weight_decay = 0.0;
+  double adam_beta1 = 0.9;
+  double adam_beta2 = 0.999;
+  double adam_epsilon = 1e-8;
+  double max_grad_norm = 1.0;  // 0 disables clipping
+  double num_train_epochs = 3.0;
+  int64_t max_steps = -1;  // > 0 overrides num_train_epochs
+  SchedulerType lr_scheduler_type = SchedulerType::linear;
+  double warmup_ratio = 0.0;
+  int64_t warmup_steps = 0;
+  IntervalStrategy logging_strategy = IntervalStrategy::steps;
+  bool logging_first_step = false;
+  int64_t logging_steps = 500;
+  IntervalStrategy save_strategy = IntervalStrategy::steps;
+  int64_t save_steps = 500;
+  std::optional<int64_t> save_total_limit;
+  std::optional<int64_t> eval_steps;  // after parsing: set whenever evaluation_strategy == steps
+  bool load_best_model_at_end = false;
+  std::optional<std::string> metric_for_best_model;  // as given; see best_metric_key()
+  std::optional<bool> greater_is_better;              // set after parsing when a metric is set
+  int64_t seed = 42;
+  std::optional<int64_t> data_seed;
+  bool fp16 = false;
+  bool bf16 = false;
+  OptimizerType optim = OptimizerType::adamw_torch;
+  bool dataloader_drop_last = false;
+  int64_t dataloader_num_workers = 0;
+  std::optional<std::string> resume_from_checkpoint;
+  bool disable_tqdm = false;
+  int64_t local_rank = -1;  // LOCAL_RANK in the environment overrides it
+  std::vector<std::string> report_to;
+
+  // ours
+  bool backRazor = false;
+  std::string backrazor_preset = "seed";  // seed | all
+  double prune_ratio = 0.8;
+  std::string backrazor_dtype = "fp16";   // fp16 | fp32
+  std::optional<Device> device;           // unset: cuda when available, else cpu
+  bool attention_dropout = true;          // false reproduces the reference fork (no probs dropout)
+
+  // Flags accepted for compatibility that change nothing here, in the order given, with the note
+  // printed for each (e.g. "--report_to: ignored, metrics go to trainer_state.json").
+  std::vector<std::string> ignored_notes;
+
+  // "eval_" + metric_for_best_model unless it already starts with "eval_"; empty when unset.
+  std::string best_metric_key() const;
+  // The seed of the training data order: data_seed when given, else seed.
+  int64_t sampler_seed() const { return data_seed ? *data_seed : seed; }
+  // warmup_steps when > 0, else ceil(warmup_ratio * total_steps).
+  int64_t warmup_steps_for(int64_t total_steps) const;
+
+  // Every field by its flag name, as training_args.json (sorted keys, null for unset optionals).
+  nlohmann::json to_json() const;
+};
+
+// Parses argv (without the program and sub-command names) with HfArgumentParser's rules:
+// `--flag V` and `--flag=V`; a bool flag alone means true, or takes yes/true/t/y/1/no/false/f/n/0
+// (any case); `--no_<flag>` for bools that default to true; enum values restricted to their
+// choices; a single argument ending in ".json" is read as a dict of the same fields. Then applies
+// TrainingArguments.__post_init__'s rules. Throws br::Error naming the flag and the value.
+// The first form reads LOCAL_RANK from the environment; the second takes it (nullopt: unset).
+TrainingArgs parse_training_args(const std::vector<std::string>& argv);
+TrainingArgs parse_training_args(const std::vector<std::string>& argv,
+                                 const std::optional<std::string>& env_local_rank);
+
+// Help text listing every flag with its default.
+std::string usage();
+
+}  // namespace br
