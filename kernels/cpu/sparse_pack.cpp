@@ -99,9 +99,13 @@ Threshold<D> select_threshold(const typename Traits<D>::Raw* x, int64_t n, int64
   int64_t rank = k;
   for (int shift = T::kKeyBits - 16; shift >= 0; shift -= 16) {
     std::fill(hist.begin(), hist.end(), 0u);
-    for (int64_t i = 0; i < n; ++i) {
-      Key key = T::key(x[i]);
-      if ((key & pmask) == prefix) ++hist[size_t((key >> shift) & 0xffffu)];
+    if (pmask == 0) {
+      for (int64_t i = 0; i < n; ++i) ++hist[size_t((T::key(x[i]) >> shift) & 0xffffu)];
+    } else {
+      for (int64_t i = 0; i < n; ++i) {
+        Key key = T::key(x[i]);
+        if ((key & pmask) == prefix) ++hist[size_t((key >> shift) & 0xffffu)];
+      }
     }
     int64_t above = 0;
     uint32_t d = 65535;
@@ -138,23 +142,27 @@ void pack_typed(const SparsePack& p, const Tensor& x) {
       uint32_t* mb = ms + b * W;
       Threshold<In> th = select_threshold<In>(xb, n, k, keys, hist);
       int64_t pos = 0, ties_left = th.ties;
+      typename TI::Raw kept[32];
       for (int64_t w = 0; w < W; ++w) {
         const int64_t base = w * 32;
         const int end = int(std::min<int64_t>(32, n - base));
         uint32_t word = 0;
+        int count = 0;
         for (int j = 0; j < end; ++j) {
-          auto key = TI::key(xb[base + j]);
+          const typename TI::Raw v = xb[base + j];
+          const auto key = TI::key(v);
           bool keep = key > th.t;
-          if (!keep && key == th.t && ties_left > 0) {
+          if (key == th.t && ties_left > 0) {
             keep = true;
             --ties_left;
           }
-          if (keep) {
-            word |= 1u << j;
-            if (pos < k) vb[pos] = convert<In, Out>(xb[base + j]);
-            ++pos;
-          }
+          word |= uint32_t(keep) << j;
+          kept[count] = v;
+          count += keep;
         }
+        if (pos + count <= k)
+          for (int q = 0; q < count; ++q) vb[pos + q] = convert<In, Out>(kept[q]);
+        pos += count;
         mb[w] = word;
       }
       if (pos != k) bad_sample = b;
@@ -182,13 +190,9 @@ void unpack_typed(const Tensor& out, const SparsePack& p) {
     for (int64_t w = 0; w < W; ++w) {
       const int64_t base = w * 32;
       const int end = int(std::min<int64_t>(32, n - base));
-      const uint32_t word = mb[w];
-      if (word == 0) {
-        std::fill(ob + base, ob + base + end, zero);
-        continue;
-      }
-      for (int j = 0; j < end; ++j)
-        ob[base + j] = (word >> j) & 1u ? convert<V, Out>(vb[pos++]) : zero;
+      uint32_t word = mb[w];
+      std::fill(ob + base, ob + base + end, zero);
+      for (; word; word &= word - 1) ob[base + std::countr_zero(word)] = convert<V, Out>(vb[pos++]);
     }
   }
 }

@@ -227,7 +227,7 @@ TEST_CASE("pack_topk keeps NaN and inf first", "[kernels][sparse]") {
   check_against_reference(x, 0.6, p);
 }
 
-TEST_CASE("unpack(pack(x)) is the pruned tensor; keep-all is exact", "[kernels][sparse]") {
+TEST_CASE("unpack(pack(x)) is the pruned tensor, and keep-all is exact", "[kernels][sparse]") {
   uint64_t seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);

@@ -1,0 +1,81 @@
+// Back Razor pack_topk / unpack throughput against the copy bandwidth measured on the same device.
+// Traffic counted: pack reads x and writes mask + values; unpack reads mask + values and writes the
+// dense tensor; copy reads and writes x. Times are medians after one warm-up.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <functional>
+#include <random>
+#include <vector>
+
+#include "core/device.h"
+#include "core/tensor.h"
+#include "kernels/cast.h"
+#include "kernels/sparse_pack.h"
+
+using namespace br;
+
+namespace {
+
+double median_seconds(Device d, int reps, const std::function<void()>& f) {
+  f();
+  cuda_synchronize();
+  std::vector<double> t;
+  for (int r = 0; r < reps; ++r) {
+    auto t0 = std::chrono::steady_clock::now();
+    f();
+    if (d == Device::cuda) cuda_synchronize();
+    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+Tensor random_input(const Shape& shape, Device d) {
+  std::mt19937 rng(1234);
+  std::normal_distribution<float> g(0.0f, 1.0f);
+  std::vector<float> v(size_t(shape_numel(shape)));
+  for (float& x : v) x = g(rng);
+  return Tensor::from_host(v, shape).to(d);
+}
+
+void run(Device d, const Shape& shape, double ratio, DType value_dtype, int reps) {
+  Tensor x = random_input(shape, d);
+  Tensor copy = Tensor::empty(shape, x.dtype(), d);
+  const double copy_bytes = 2.0 * double(x.nbytes());
+  const double copy_gbs = copy_bytes / median_seconds(d, reps, [&] { copy.copy_from(x); }) / 1e9;
+
+  SparsePack p = pack_topk(x, ratio, value_dtype, MemCategory::workspace);
+  const double pack_bytes = double(x.nbytes()) + double(p.bytes());
+  const double pack_s = median_seconds(d, reps, [&] {
+    SparsePack q = pack_topk(x, ratio, value_dtype, MemCategory::workspace);
+  });
+  Tensor out = Tensor::empty(shape, x.dtype(), d);
+  const double unpack_s = median_seconds(d, reps, [&] { unpack(out, p); });
+  const std::string name = fmt::format("{} {} {} p={}", device_name(d), shape_str(shape),
+                                       dtype_name(value_dtype), ratio);
+  std::printf("%-44s %-7s %10.3f %9.2f %8.2f\n", name.c_str(), "copy", 1e3 * copy_bytes / copy_gbs / 1e9,
+              copy_gbs, 1.0);
+  for (auto [op, s] : {std::pair<const char*, double>{"pack", pack_s}, {"unpack", unpack_s}}) {
+    double gbs = pack_bytes / s / 1e9;
+    std::printf("%-44s %-7s %10.3f %9.2f %8.2f\n", name.c_str(), op, 1e3 * s, gbs, gbs / copy_gbs);
+  }
+}
+
+}  // namespace
+
+int main() {
+  const std::vector<Shape> shapes = {{8, 512 * 768}, {8, 12 * 512 * 512}};
+  std::printf("%-44s %-7s %10s %9s %8s\n", "case", "op", "ms", "GB/s", "of copy");
+  for (Device d : {Device::cpu, Device::cuda}) {
+    if (d == Device::cuda && !cuda_available()) {
+      std::printf("cuda: skipped (no CUDA device)\n");
+      continue;
+    }
+    const int reps = d == Device::cpu ? 5 : 20;
+    for (const Shape& s : shapes) run(d, s, 0.8, DType::f16, reps);
+  }
+  return 0;
+}
