@@ -44,7 +44,8 @@ int64_t sparse_pack_bytes(int64_t batch, int64_t n, double prune_ratio, DType va
 
 SparsePack pack_topk(const Tensor& x, double prune_ratio, DType value_dtype, MemCategory category) {
   check_defined("pack_topk", "x", x);
-  BR_CHECK(x.dim() >= 1 && x.numel() > 0, "pack_topk: x {} is empty", x.str());
+  BR_CHECK(x.dim() >= 1 && x.numel() > 0,
+           "pack_topk: x {} needs a batch dimension and at least one element", x.str());
   BR_CHECK(is_floating(x.dtype()), "pack_topk: x {} must be floating", x.str());
   BR_CHECK(value_dtype_ok(value_dtype, x.dtype()),
            "pack_topk: value dtype {} not supported for x {} (f32, f16, bf16; f64 only for f64 x)",

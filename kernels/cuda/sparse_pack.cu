@@ -85,7 +85,9 @@ __global__ void init_state_kernel(SelectState* st, int B, uint32_t k) {
 }
 
 // hist[b][d] += #{i : key_i matches the prefix, digit (key_i >> shift) & 255 == d}.
-// grid (blocks per sample, B).
+// grid (blocks per sample, B). Lanes of a warp holding the same digit add once (__match_any_sync),
+// so zero-heavy rows (padded attention probabilities) do not serialise on one shared counter; the
+// loop runs warp-uniformly so the full-mask match is safe.
 template <class In>
 __global__ void histogram_kernel(const typename In::Raw* x, int64_t n, const SelectState* st,
                                  uint32_t* hist, int shift) {
@@ -93,12 +95,19 @@ __global__ void histogram_kernel(const typename In::Raw* x, int64_t n, const Sel
   for (int i = threadIdx.x; i < 256; i += blockDim.x) h[i] = 0;
   __syncthreads();
   const int b = blockIdx.y;
+  const int lane = threadIdx.x & 31;
   const SelectState s = st[b];
   const typename In::Raw* xb = x + int64_t(b) * n;
-  for (int64_t i = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    uint32_t key = In::key(xb[i]);
-    if ((key & s.pmask) == s.prefix) atomicAdd(&h[(key >> shift) & 255u], 1u);
+  for (int64_t base = int64_t(blockIdx.x) * blockDim.x + (threadIdx.x & ~31u); base < n;
+       base += int64_t(gridDim.x) * blockDim.x) {
+    const int64_t i = base + lane;
+    uint32_t bin = 256u;  // none: past the end or not matching the prefix
+    if (i < n) {
+      const uint32_t key = In::key(xb[i]);
+      if ((key & s.pmask) == s.prefix) bin = (key >> shift) & 255u;
+    }
+    const uint32_t peers = __match_any_sync(0xffffffffu, bin);
+    if (bin < 256u && lane == __ffs(peers) - 1) atomicAdd(&h[bin], uint32_t(__popc(peers)));
   }
   __syncthreads();
   for (int i = threadIdx.x; i < 256; i += blockDim.x)

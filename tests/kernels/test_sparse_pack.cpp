@@ -269,7 +269,9 @@ TEST_CASE("pack_topk and unpack reject bad inputs", "[kernels][sparse]") {
   Tensor x = test::random_tensor({2, 10}, DType::f32, rng);
   CHECK_THROWS_WITH(pack_topk(Tensor(), 0.5, DType::f16), Catch::Contains("pack_topk"));
   CHECK_THROWS_WITH(pack_topk(Tensor::zeros({0, 4}, DType::f32), 0.5, DType::f16),
-                    Catch::Contains("pack_topk: x f32[0, 4]@cpu is empty"));
+                    Catch::Contains("pack_topk: x f32[0, 4]@cpu needs a batch dimension"));
+  CHECK_THROWS_WITH(pack_topk(Tensor::zeros({}, DType::f32), 0.5, DType::f16),
+                    Catch::Contains("pack_topk: x f32[]@cpu needs a batch dimension"));
   CHECK_THROWS_WITH(pack_topk(Tensor::zeros({2, 4}, DType::i32), 0.5, DType::f16),
                     Catch::Contains("pack_topk: x i32[2, 4]@cpu must be floating"));
   CHECK_THROWS_WITH(pack_topk(x, 0.5, DType::f64),
