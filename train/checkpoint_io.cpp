@@ -1,0 +1,379 @@
+#include "train/checkpoint_io.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "train/pyformat.h"
+
+namespace br {
+
+namespace {
+
+std::string unique_suffix() {
+  static std::atomic<uint64_t> counter{0};
+  auto ticks = std::chrono::steady_clock::now().time_since_epoch().count();
+  return fmt::format("{}-{:x}-{}", ::getpid(), uint64_t(ticks) & 0xffffff, counter++);
+}
+
+void write_and_sync(const fs::path& path, std::string_view bytes) {
+  int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) fail("{}: cannot create: {}", path.string(), std::strerror(errno));
+  size_t done = 0;
+  while (done < bytes.size()) {
+    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      int err = errno;
+      ::close(fd);
+      fail("{}: write failed after {} of {} bytes: {}", path.string(), done, bytes.size(), std::strerror(err));
+    }
+    done += size_t(n);
+  }
+  if (::fsync(fd) != 0) {
+    int err = errno;
+    ::close(fd);
+    fail("{}: fsync failed: {}", path.string(), std::strerror(err));
+  }
+  if (::close(fd) != 0) fail("{}: close failed: {}", path.string(), std::strerror(errno));
+}
+
+// Makes a rename or a new entry in `dir` durable; best effort on file systems without dir fsync.
+void sync_dir(const fs::path& dir) {
+  int fd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  if (fd < 0) return;
+  ::fsync(fd);
+  ::close(fd);
+}
+
+// "checkpoint-N.tmp-..." -> true.
+bool is_checkpoint_tmp(const std::string& name) {
+  size_t p = name.find(".tmp-");
+  return p != std::string::npos && checkpoint_step(fs::path(name.substr(0, p))).has_value();
+}
+
+std::string join_path(const std::string& dir, const std::string& name) {
+  if (dir.empty()) return name;
+  return dir.back() == '/' ? dir + name : dir + "/" + name;
+}
+
+}  // namespace
+
+void write_file_atomic(const fs::path& path, std::string_view bytes) {
+  fs::path tmp = path;
+  tmp += ".tmp-" + unique_suffix();
+  try {
+    write_and_sync(tmp, bytes);
+  } catch (...) {
+    std::error_code ec;
+    fs::remove(tmp, ec);
+    throw;
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    fail("{}: cannot rename the temporary file into place: {}", path.string(), ec.message());
+  }
+  sync_dir(path.parent_path());
+}
+
+std::string read_file(const fs::path& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) fail("{}: cannot open for reading", path.string());
+  std::ostringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+std::string checkpoint_name(int64_t step) {
+  BR_CHECK(step >= 0, "checkpoint_name: step must be >= 0, got {}", step);
+  return fmt::format("checkpoint-{}", step);
+}
+
+std::string checkpoint_path(const std::string& output_dir, int64_t step) {
+  return join_path(output_dir, checkpoint_name(step));
+}
+
+std::optional<int64_t> checkpoint_step(const fs::path& path) {
+  std::string name = path.filename().string();
+  if (name.empty()) name = path.parent_path().filename().string();  // "out/checkpoint-5/"
+  const std::string prefix = "checkpoint-";
+  if (name.size() <= prefix.size() || name.compare(0, prefix.size(), prefix) != 0) return std::nullopt;
+  int64_t step = 0;
+  for (size_t i = prefix.size(); i < name.size(); ++i) {
+    if (name[i] < '0' || name[i] > '9') return std::nullopt;
+    if (step > (INT64_MAX - 9) / 10) return std::nullopt;
+    step = step * 10 + (name[i] - '0');
+  }
+  return step;
+}
+
+std::vector<std::string> sorted_checkpoints(const std::string& output_dir,
+                                            const std::optional<std::string>& best_model_checkpoint) {
+  std::vector<int64_t> steps;
+  std::error_code ec;
+  if (!fs::is_directory(output_dir, ec)) return {};
+  for (const auto& entry : fs::directory_iterator(output_dir)) {
+    if (!entry.is_directory()) continue;
+    if (auto s = checkpoint_step(entry.path())) steps.push_back(*s);
+  }
+  std::sort(steps.begin(), steps.end());
+  if (best_model_checkpoint) {
+    if (auto best = checkpoint_step(fs::path(*best_model_checkpoint))) {
+      auto it = std::find(steps.begin(), steps.end(), *best);
+      if (it != steps.end()) {
+        for (size_t i = size_t(it - steps.begin()); i + 2 < steps.size(); ++i) std::swap(steps[i], steps[i + 1]);
+      }
+    }
+  }
+  std::vector<std::string> out;
+  for (int64_t s : steps) out.push_back(checkpoint_path(output_dir, s));
+  return out;
+}
+
+std::vector<std::string> rotate_checkpoints(const std::string& output_dir,
+                                            std::optional<int64_t> save_total_limit,
+                                            const std::optional<std::string>& best_model_checkpoint) {
+  if (!save_total_limit || *save_total_limit <= 0) return {};
+  std::vector<std::string> sorted = sorted_checkpoints(output_dir, best_model_checkpoint);
+  int64_t limit = *save_total_limit;
+  if (int64_t(sorted.size()) <= limit) return {};
+  if (best_model_checkpoint && limit == 1 &&
+      checkpoint_step(fs::path(sorted.back())) != checkpoint_step(fs::path(*best_model_checkpoint)))
+    limit = 2;
+  int64_t n_delete = std::max<int64_t>(0, int64_t(sorted.size()) - limit);
+  std::vector<std::string> deleted;
+  for (int64_t i = 0; i < n_delete; ++i) {
+    std::error_code ec;
+    fs::remove_all(sorted[size_t(i)], ec);
+    if (ec) fail("rotate_checkpoints: cannot delete {}: {}", sorted[size_t(i)], ec.message());
+    deleted.push_back(sorted[size_t(i)]);
+  }
+  return deleted;
+}
+
+std::optional<std::string> last_checkpoint(const std::string& output_dir) {
+  std::vector<std::string> sorted = sorted_checkpoints(output_dir);
+  if (sorted.empty()) return std::nullopt;
+  return sorted.back();
+}
+
+int64_t remove_stale_checkpoint_tmp(const std::string& output_dir) {
+  std::error_code ec;
+  if (!fs::is_directory(output_dir, ec)) return 0;
+  std::vector<fs::path> stale;
+  for (const auto& entry : fs::directory_iterator(output_dir))
+    if (entry.is_directory() && is_checkpoint_tmp(entry.path().filename().string())) stale.push_back(entry.path());
+  for (const fs::path& p : stale) {
+    fs::remove_all(p, ec);
+    if (ec) fail("remove_stale_checkpoint_tmp: cannot delete {}: {}", p.string(), ec.message());
+  }
+  return int64_t(stale.size());
+}
+
+std::optional<std::string> resume_checkpoint(const TrainingArgs& args) {
+  std::optional<std::string> last;
+  std::error_code ec;
+  if (args.do_train && !args.overwrite_output_dir && fs::is_directory(args.output_dir, ec)) {
+    last = last_checkpoint(args.output_dir);
+    bool empty = true;
+    for (const auto& entry : fs::directory_iterator(args.output_dir))
+      if (!(entry.is_directory() && is_checkpoint_tmp(entry.path().filename().string()))) empty = false;
+    if (!last && !empty)
+      fail("Output directory ({}) already exists and is not empty. Use --overwrite_output_dir to overcome.",
+           args.output_dir);
+  }
+  std::optional<std::string> chosen = args.resume_from_checkpoint ? args.resume_from_checkpoint : last;
+  if (chosen && !fs::is_directory(*chosen, ec))
+    fail("--resume_from_checkpoint: can't find a valid checkpoint at {}", *chosen);
+  return chosen;
+}
+
+CheckpointWriter::CheckpointWriter(const std::string& output_dir, int64_t step, std::string tag)
+    : output_dir_(output_dir), step_(step) {
+  if (tag.empty()) tag = unique_suffix();
+  tmp_ = fs::path(checkpoint_path(output_dir, step) + ".tmp-" + tag);
+  std::error_code ec;
+  fs::create_directories(tmp_, ec);
+  if (ec) fail("CheckpointWriter: cannot create {}: {}", tmp_.string(), ec.message());
+}
+
+CheckpointWriter::~CheckpointWriter() {
+  if (committed_) return;
+  std::error_code ec;
+  fs::remove_all(tmp_, ec);
+}
+
+void CheckpointWriter::write_file(const std::string& name, std::string_view bytes) const {
+  BR_CHECK(!committed_, "CheckpointWriter::write_file: {} already committed", checkpoint_name(step_));
+  BR_CHECK(!name.empty() && name.find('/') == std::string::npos && name != "." && name != "..",
+           "CheckpointWriter::write_file: '{}' is not a plain file name", name);
+  write_and_sync(tmp_ / name, bytes);
+}
+
+std::string CheckpointWriter::commit() {
+  BR_CHECK(!committed_, "CheckpointWriter::commit: {} already committed", checkpoint_name(step_));
+  sync_dir(tmp_);
+  const std::string final_path = checkpoint_path(output_dir_, step_);
+  std::error_code ec;
+  fs::path old;
+  if (fs::exists(final_path, ec)) {
+    // Re-saving a step (after a resume): park the old folder under a tmp name first, so a crash
+    // between the two renames leaves either folder, never neither.
+    old = fs::path(final_path + ".tmp-old-" + unique_suffix());
+    fs::rename(final_path, old, ec);
+    if (ec) fail("CheckpointWriter::commit: cannot move the old {} aside: {}", final_path, ec.message());
+  }
+  fs::rename(tmp_, final_path, ec);
+  if (ec) fail("CheckpointWriter::commit: cannot rename {} to {}: {}", tmp_.string(), final_path, ec.message());
+  committed_ = true;
+  sync_dir(fs::path(final_path).parent_path());
+  if (!old.empty()) fs::remove_all(old, ec);
+  return final_path;
+}
+
+nlohmann::json TrainerState::to_json() const {
+  nlohmann::json j;
+  j["best_metric"] = best_metric ? nlohmann::json(*best_metric) : nlohmann::json(nullptr);
+  j["best_model_checkpoint"] = best_model_checkpoint ? nlohmann::json(*best_model_checkpoint) : nlohmann::json(nullptr);
+  j["epoch"] = epoch;
+  j["global_step"] = global_step;
+  j["is_hyper_param_search"] = false;
+  j["is_local_process_zero"] = is_local_process_zero;
+  j["is_world_process_zero"] = is_world_process_zero;
+  nlohmann::json history = nlohmann::json::array();
+  for (const auto& entry : log_history) history.push_back(nlohmann::json::parse(entry.dump()));
+  j["log_history"] = history;
+  j["max_steps"] = max_steps;
+  j["num_train_epochs"] = num_train_epochs;
+  j["total_flos"] = total_flos;
+  j["trial_name"] = nullptr;
+  j["trial_params"] = nullptr;
+  j["logging_steps"] = logging_steps;
+  j["eval_steps"] = eval_steps;
+  j["save_steps"] = save_steps;
+  j["train_batch_size"] = train_batch_size;
+  return j;
+}
+
+TrainerState TrainerState::from_json(const nlohmann::json& j) {
+  BR_CHECK(j.is_object(), "TrainerState::from_json: expected an object");
+  TrainerState s;
+  auto num = [&](const char* key, auto& out) {
+    if (j.contains(key) && !j[key].is_null()) out = j[key].get<std::decay_t<decltype(out)>>();
+  };
+  try {
+    num("epoch", s.epoch);
+    num("global_step", s.global_step);
+    num("max_steps", s.max_steps);
+    num("num_train_epochs", s.num_train_epochs);
+    num("total_flos", s.total_flos);
+    num("logging_steps", s.logging_steps);
+    num("eval_steps", s.eval_steps);
+    num("save_steps", s.save_steps);
+    num("train_batch_size", s.train_batch_size);
+    num("is_local_process_zero", s.is_local_process_zero);
+    num("is_world_process_zero", s.is_world_process_zero);
+    if (j.contains("best_metric") && !j["best_metric"].is_null()) s.best_metric = j["best_metric"].get<double>();
+    if (j.contains("best_model_checkpoint") && !j["best_model_checkpoint"].is_null())
+      s.best_model_checkpoint = j["best_model_checkpoint"].get<std::string>();
+    if (j.contains("log_history"))
+      for (const auto& e : j["log_history"]) s.log_history.push_back(nlohmann::ordered_json::parse(e.dump()));
+  } catch (const nlohmann::json::exception& e) {
+    fail("TrainerState::from_json: {}", e.what());
+  }
+  return s;
+}
+
+std::string TrainerState::to_file_text() const { return python_json_dumps(to_json(), 2) + "\n"; }
+
+TrainerState TrainerState::load(const fs::path& path) {
+  std::string text = read_file(path);
+  try {
+    return from_json(nlohmann::json::parse(text));
+  } catch (const nlohmann::json::parse_error& e) {
+    fail("{}: invalid JSON: {}", path.string(), e.what());
+  }
+}
+
+bool TrainerState::update_best(const TrainingArgs& args, const nlohmann::ordered_json& metrics,
+                               const std::string& checkpoint_dir) {
+  if (!args.metric_for_best_model) return false;
+  const std::string key = args.best_metric_key();
+  if (!metrics.contains(key) || !metrics[key].is_number()) {
+    std::vector<std::string> keys;
+    for (auto it = metrics.begin(); it != metrics.end(); ++it) keys.push_back(it.key());
+    fail("update_best: --metric_for_best_model needs '{}' in the evaluation metrics, which hold: {}", key,
+         fmt::join(keys, ", "));
+  }
+  const double value = metrics[key].get<double>();
+  const std::string& m = *args.metric_for_best_model;
+  const bool greater = args.greater_is_better.value_or(!(m == "loss" || m == "eval_loss"));
+  const bool better = !best_metric || !best_model_checkpoint ||
+                      (greater ? value > *best_metric : value < *best_metric);
+  if (!better) return false;
+  best_metric = value;
+  best_model_checkpoint = checkpoint_dir;
+  return true;
+}
+
+void save_metrics(const std::string& output_dir, const std::string& split,
+                  const nlohmann::ordered_json& metrics, bool combined) {
+  BR_CHECK(metrics.is_object(), "save_metrics: {} metrics must be an object", split);
+  std::error_code ec;
+  fs::create_directories(output_dir, ec);
+  nlohmann::json sorted = nlohmann::json::parse(metrics.dump());
+  write_file_atomic(join_path(output_dir, split + "_results.json"), python_json_dumps(sorted, 4));
+  if (!combined) return;
+  const std::string all_path = join_path(output_dir, "all_results.json");
+  nlohmann::json all = nlohmann::json::object();
+  if (fs::exists(all_path, ec)) {
+    try {
+      all = nlohmann::json::parse(read_file(all_path));
+    } catch (const nlohmann::json::parse_error& e) {
+      fail("{}: invalid JSON: {}", all_path, e.what());
+    }
+    BR_CHECK(all.is_object(), "{}: expected a JSON object", all_path);
+  }
+  for (auto& [k, v] : sorted.items()) all[k] = v;
+  write_file_atomic(all_path, python_json_dumps(all, 4));
+}
+
+std::string format_predictions(const std::vector<int64_t>& label_ids, const std::vector<std::string>& label_names) {
+  std::string out = "index\tprediction\n";
+  for (size_t i = 0; i < label_ids.size(); ++i) {
+    int64_t id = label_ids[i];
+    BR_CHECK(id >= 0 && id < int64_t(label_names.size()),
+             "format_predictions: row {} predicts label id {}, but there are {} labels", i, id, label_names.size());
+    out += fmt::format("{}\t{}\n", i, label_names[size_t(id)]);
+  }
+  return out;
+}
+
+std::string format_predictions(const std::vector<double>& values) {
+  std::string out = "index\tprediction\n";
+  char buf[512];
+  for (size_t i = 0; i < values.size(); ++i) {
+    std::snprintf(buf, sizeof buf, "%3.3f", values[i]);
+    out += fmt::format("{}\t{}\n", i, buf);
+  }
+  return out;
+}
+
+void write_training_args(const fs::path& path, const TrainingArgs& args) {
+  write_file_atomic(path, python_json_dumps(args.to_json(), 2) + "\n");
+}
+
+}  // namespace br

@@ -1,0 +1,125 @@
+// The output directory in HF's layout (spec §2.5, §2.8): checkpoint-N folders written atomically,
+// listing and rotation under save_total_limit that never deletes the best checkpoint, last-
+// checkpoint detection for auto-resume, trainer_state.json, *_results.json and predictions.
+#pragma once
+#include <cstdint>
+#include <filesystem>
+#include <functional>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "train/args.h"
+
+namespace br {
+
+namespace fs = std::filesystem;
+
+// Writes `bytes` to `path` through `path.tmp-<pid>-<n>`: write, fsync, rename, fsync the folder.
+// A reader sees the old file or the new one, never a partial one.
+void write_file_atomic(const fs::path& path, std::string_view bytes);
+std::string read_file(const fs::path& path);
+
+// "checkpoint-N", and os.path.join(output_dir, "checkpoint-N") as HF spells it.
+std::string checkpoint_name(int64_t step);
+std::string checkpoint_path(const std::string& output_dir, int64_t step);
+// N for a folder named exactly checkpoint-N (HF's ^checkpoint\-(\d+)$); nullopt otherwise, e.g.
+// for the "checkpoint-N.tmp-..." folders an interrupted save leaves behind.
+std::optional<int64_t> checkpoint_step(const fs::path& path);
+
+// The checkpoint-N folders of output_dir sorted by N (HF >= 4.12 order; 4.11 sorted by mtime),
+// then, when best_model_checkpoint names one of them, the best moved to the second-to-last place
+// (HF _sorted_checkpoints). Paths are output_dir/checkpoint-N.
+std::vector<std::string> sorted_checkpoints(const std::string& output_dir,
+                                            const std::optional<std::string>& best_model_checkpoint = {});
+
+// HF _rotate_checkpoints: with save_total_limit L > 0, delete the oldest folders of
+// sorted_checkpoints beyond L; when L == 1 and a best exists that is not the newest, keep 2.
+// Returns the deleted folders, in deletion order.
+std::vector<std::string> rotate_checkpoints(const std::string& output_dir,
+                                            std::optional<int64_t> save_total_limit,
+                                            const std::optional<std::string>& best_model_checkpoint);
+
+// The checkpoint-N with the largest N in output_dir (HF get_last_checkpoint), or nullopt.
+std::optional<std::string> last_checkpoint(const std::string& output_dir);
+
+// Removes "checkpoint-N.tmp-*" folders left by an interrupted save; returns how many.
+int64_t remove_stale_checkpoint_tmp(const std::string& output_dir);
+
+// run_glue's start-up check: with do_train and without overwrite_output_dir, a non-empty
+// output_dir must hold a checkpoint (stale tmp folders do not count); the checkpoint to resume
+// from is resume_from_checkpoint if given, else that last checkpoint. Throws the HF message.
+std::optional<std::string> resume_checkpoint(const TrainingArgs& args);
+
+// A checkpoint being written: files go into `dir()` (output_dir/checkpoint-N.tmp-<tag>);
+// commit() renames it to checkpoint-N, replacing an older folder of that name. Destroyed without
+// commit(), it removes the tmp folder; a crash leaves it, and listing ignores it.
+// Multi-process saves pass the same `tag` on every rank so all write into one folder.
+class CheckpointWriter {
+ public:
+  CheckpointWriter(const std::string& output_dir, int64_t step, std::string tag = "");
+  CheckpointWriter(const CheckpointWriter&) = delete;
+  CheckpointWriter& operator=(const CheckpointWriter&) = delete;
+  ~CheckpointWriter();
+
+  const fs::path& dir() const { return tmp_; }
+  void write_file(const std::string& name, std::string_view bytes) const;
+  std::string commit();  // returns checkpoint_path(output_dir, step)
+
+ private:
+  std::string output_dir_;
+  int64_t step_;
+  fs::path tmp_;
+  bool committed_ = false;
+};
+
+// HF TrainerState as trainer_state.json holds it (4.11 fields plus the later logging/eval/save
+// steps and train_batch_size). log_history entries keep their keys; the file sorts them.
+struct TrainerState {
+  double epoch = 0;
+  int64_t global_step = 0;
+  int64_t max_steps = 0;
+  int64_t num_train_epochs = 0;
+  double total_flos = 0;
+  std::vector<nlohmann::ordered_json> log_history;
+  std::optional<double> best_metric;
+  std::optional<std::string> best_model_checkpoint;
+  int64_t logging_steps = 0;
+  int64_t eval_steps = 0;
+  int64_t save_steps = 0;
+  int64_t train_batch_size = 0;
+  bool is_local_process_zero = true;
+  bool is_world_process_zero = true;
+
+  nlohmann::json to_json() const;
+  static TrainerState from_json(const nlohmann::json& j);
+  // json.dumps(indent=2, sort_keys=True) + "\n", as TrainerState.save_to_json writes it.
+  std::string to_file_text() const;
+  static TrainerState load(const fs::path& path);
+
+  // HF _save_checkpoint's best tracking, run before trainer_state.json is written: the value is
+  // metrics[args.best_metric_key()]; the checkpoint becomes best when there is none yet or the value
+  // is strictly better. Returns true when it became best. No-op without metric_for_best_model.
+  bool update_best(const TrainingArgs& args, const nlohmann::ordered_json& metrics,
+                   const std::string& checkpoint_dir);
+};
+
+// Trainer.save_metrics: writes output_dir/<split>_results.json (indent 4, sorted keys) and, with
+// `combined`, merges the metrics into all_results.json (later keys overwrite equal ones).
+void save_metrics(const std::string& output_dir, const std::string& split,
+                  const nlohmann::ordered_json& metrics, bool combined = true);
+
+// run_glue's predict_results_<task>.txt: "index\tprediction", then per row "i\t<label name>"
+// for classification (label ids index label_names) or "i\t%3.3f" for regression (pass the
+// float32 predictions widened to double, as numpy formats them).
+std::string format_predictions(const std::vector<int64_t>& label_ids,
+                               const std::vector<std::string>& label_names);
+std::string format_predictions(const std::vector<double>& values);
+
+// training_args.json: args.to_json() with indent 2, sorted keys.
+void write_training_args(const fs::path& path, const TrainingArgs& args);
+
+}  // namespace br
