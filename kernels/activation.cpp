@@ -1,0 +1,38 @@
+#include "kernels/activation.h"
+
+#include "kernels/cpu/activation.h"
+#if BERTRAZOR_WITH_CUDA
+#include "kernels/cuda/activation.h"
+#endif
+
+namespace br {
+
+namespace {
+void check_like(const char* op, const char* name, const Tensor& t, const Tensor& ref) {
+  check_defined(op, name, t);
+  check_shape(op, name, t, ref.shape());
+  check_dtype(op, name, t, ref.dtype());
+  check_same_device(op, ref, t);
+}
+}  // namespace
+
+void tanh_forward(const Tensor& out, const Tensor& inp) {
+  check_defined("tanh_forward", "out", out);
+  check_like("tanh_forward", "inp", inp, out);
+  if (out.device() == Device::cpu) return cpu::tanh_forward(out, inp);
+#if BERTRAZOR_WITH_CUDA
+  cuda::tanh_forward(out, inp);
+#endif
+}
+
+void tanh_backward(const Tensor& dinp, const Tensor& dout, const Tensor& out) {
+  check_defined("tanh_backward", "dinp", dinp);
+  check_like("tanh_backward", "dout", dout, dinp);
+  check_like("tanh_backward", "out", out, dinp);
+  if (dinp.device() == Device::cpu) return cpu::tanh_backward(dinp, dout, out);
+#if BERTRAZOR_WITH_CUDA
+  cuda::tanh_backward(dinp, dout, out);
+#endif
+}
+
+}  // namespace br

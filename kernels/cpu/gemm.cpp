@@ -1,0 +1,65 @@
+#include "kernels/cpu/gemm.h"
+
+// GCC 12 reports a false -Wmaybe-uninitialized inside its own AVX-512 intrinsics for Eigen's kernels.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#include <Eigen/Core>
+
+namespace br::cpu {
+
+namespace {
+
+template <typename T>
+using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
+
+// Eigen recognises alpha * X * Y over mapped (possibly transposed) operands as one GEMM call with
+// the scale folded in, writing straight into C: no temporaries.
+template <typename T, typename OpA, typename OpB>
+void product(Eigen::Map<RowMajor<T>>& C, const OpA& a, const OpB& b, T alpha, T beta) {
+  if (beta == T(0)) {
+    C.noalias() = alpha * a * b;
+  } else {
+    if (beta != T(1)) C *= beta;
+    C.noalias() += alpha * a * b;
+  }
+}
+
+template <typename T>
+void gemm_one(T* c, const T* a, bool ta, const T* b, bool tb, int64_t M, int64_t N, int64_t K,
+              T alpha, T beta) {
+  Eigen::Map<RowMajor<T>> C(c, M, N);
+  Eigen::Map<const RowMajor<T>> A(a, ta ? K : M, ta ? M : K);
+  Eigen::Map<const RowMajor<T>> B(b, tb ? N : K, tb ? K : N);
+  if (!ta && !tb) product(C, A, B, alpha, beta);
+  else if (!ta && tb) product(C, A, B.transpose(), alpha, beta);
+  else if (ta && !tb) product(C, A.transpose(), B, alpha, beta);
+  else product(C, A.transpose(), B.transpose(), alpha, beta);
+}
+
+// Large products are threaded inside Eigen's GEMM (OpenMP); many small ones (attention heads) are
+// spread over the batch instead, where Eigen then runs single-threaded.
+template <typename T>
+void gemm_batched(T* c, const T* a, bool ta, const T* b, bool tb, int64_t batch, int64_t M,
+                  int64_t N, int64_t K, T alpha, T beta) {
+  const int64_t sa = M * K, sb = K * N, sc = M * N;
+  const bool over_batch = batch > 1 && M * N * K < (int64_t(1) << 21);
+#pragma omp parallel for schedule(static) if (over_batch)
+  for (int64_t g = 0; g < batch; ++g)
+    gemm_one(c + g * sc, a + g * sa, ta, b + g * sb, tb, M, N, K, alpha, beta);
+}
+
+}  // namespace
+
+void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool transB,
+            int64_t batch, int64_t M, int64_t N, int64_t K, float alpha, float beta) {
+  switch (C.dtype()) {
+    case DType::f32:
+      return gemm_batched(C.data<float>(), A.data<float>(), transA, B.data<float>(), transB, batch,
+                          M, N, K, alpha, beta);
+    case DType::f64:
+      return gemm_batched(C.data<double>(), A.data<double>(), transA, B.data<double>(), transB,
+                          batch, M, N, K, double(alpha), double(beta));
+    default: fail("matmul: CPU supports f32 and f64, got C {}", C.str());
+  }
+}
+
+}  // namespace br::cpu

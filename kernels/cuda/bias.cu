@@ -1,0 +1,111 @@
+#include <cuda_bf16.h>
+
+#include <algorithm>
+
+#include "core/cuda_check.h"
+#include "kernels/cuda/bias.h"
+
+namespace br::cuda {
+
+namespace {
+
+__device__ __forceinline__ float to_f(float x) { return x; }
+__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
+template <typename T> __device__ __forceinline__ T from_f(float x);
+template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
+template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
+  return __float2bfloat16_rn(x);
+}
+
+template <typename T>
+__global__ void bias_add_forward_kernel(T* out, const T* inp, const T* bias, int64_t total,
+                                        int64_t N) {
+  for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < total;
+       i += int64_t(gridDim.x) * blockDim.x)
+    out[i] = from_f<T>(to_f(inp[i]) + to_f(bias[i % N]));
+}
+
+constexpr int kCols = 32;  // columns per block: one warp reads 32 consecutive elements of a row
+constexpr int kLanes = 16; // row lanes per block
+
+// partial[r, n] = Σ over rows [r*rows_per_chunk, (r+1)*rows_per_chunk) ∩ [0, M) of dout[m, n].
+// Grid (ceil(N/kCols), R), block (kCols, kLanes); fp32 sums, tree-reduced over the lanes.
+template <typename T>
+__global__ void column_sum_partial_kernel(float* partial, const T* dout, int64_t M, int64_t N,
+                                          int64_t rows_per_chunk) {
+  __shared__ float acc[kLanes][kCols + 1];
+  const int64_t n = int64_t(blockIdx.x) * kCols + threadIdx.x;
+  const int64_t m0 = int64_t(blockIdx.y) * rows_per_chunk;
+  const int64_t m1 = m0 + rows_per_chunk < M ? m0 + rows_per_chunk : M;
+  float s = 0.f;
+  if (n < N)
+    for (int64_t m = m0 + threadIdx.y; m < m1; m += kLanes) s += to_f(dout[m * N + n]);
+  acc[threadIdx.y][threadIdx.x] = s;
+  __syncthreads();
+  for (int stride = kLanes / 2; stride > 0; stride /= 2) {
+    if (threadIdx.y < stride) acc[threadIdx.y][threadIdx.x] += acc[threadIdx.y + stride][threadIdx.x];
+    __syncthreads();
+  }
+  if (threadIdx.y == 0 && n < N) partial[int64_t(blockIdx.y) * N + n] = acc[0][threadIdx.x];
+}
+
+// dbias[n] += Σ_r partial[r, n], in a fixed order (deterministic).
+template <typename G>
+__global__ void column_sum_finish_kernel(G* dbias, const float* partial, int64_t R, int64_t N) {
+  const int64_t n = blockIdx.x * int64_t(blockDim.x) + threadIdx.x;
+  if (n >= N) return;
+  float s = 0.f;
+  for (int64_t r = 0; r < R; ++r) s += partial[r * N + n];
+  dbias[n] = from_f<G>(to_f(dbias[n]) + s);
+}
+
+template <typename T, typename G>
+void column_sum(G* dbias, const T* dout, int64_t M, int64_t N) {
+  const int64_t R = std::clamp<int64_t>((M + 255) / 256, 1, 64);
+  const int64_t rows_per_chunk = (M + R - 1) / R;
+  Tensor partial = Tensor::empty({R, N}, DType::f32, Device::cuda, MemCategory::workspace);
+  dim3 grid(unsigned((N + kCols - 1) / kCols), unsigned(R));
+  column_sum_partial_kernel<<<grid, dim3(kCols, kLanes), 0, stream()>>>(partial.data<float>(), dout,
+                                                                         M, N, rows_per_chunk);
+  BR_KERNEL_CHECK("bias_add_backward (partial sums)");
+  column_sum_finish_kernel<<<grid_1d(N), 256, 0, stream()>>>(dbias, partial.data<float>(), R, N);
+  BR_KERNEL_CHECK("bias_add_backward (finish)");
+}
+
+using bf16 = __nv_bfloat16;
+
+}  // namespace
+
+void bias_add_forward(const Tensor& out, const Tensor& inp, const Tensor& bias, int64_t M, int64_t N) {
+  const int64_t total = M * N;
+  if (total == 0) return;
+  const unsigned grid = std::min(grid_1d(total), 65535u * 8);
+  switch (out.dtype()) {
+    case DType::f32:
+      bias_add_forward_kernel<<<grid, 256, 0, stream()>>>(out.data<float>(), inp.data<float>(),
+                                                          bias.data<float>(), total, N);
+      break;
+    case DType::bf16:
+      bias_add_forward_kernel<<<grid, 256, 0, stream()>>>(
+          static_cast<bf16*>(out.raw()), static_cast<const bf16*>(inp.raw()),
+          static_cast<const bf16*>(bias.raw()), total, N);
+      break;
+    default: fail("bias_add_forward: CUDA supports f32 and bf16, got {}", out.str());
+  }
+  BR_KERNEL_CHECK("bias_add_forward");
+}
+
+void bias_add_backward(const Tensor& dbias, const Tensor& dout, int64_t M, int64_t N) {
+  if (N == 0 || M == 0) return;
+  if (dout.dtype() == DType::f32 && dbias.dtype() == DType::f32)
+    return column_sum(dbias.data<float>(), dout.data<float>(), M, N);
+  if (dout.dtype() == DType::bf16 && dbias.dtype() == DType::f32)
+    return column_sum(dbias.data<float>(), static_cast<const bf16*>(dout.raw()), M, N);
+  if (dout.dtype() == DType::bf16 && dbias.dtype() == DType::bf16)
+    return column_sum(static_cast<bf16*>(dbias.raw()), static_cast<const bf16*>(dout.raw()), M, N);
+  fail("bias_add_backward: CUDA supports f32 or bf16 dout with f32 or matching dbias, got dbias {}, "
+       "dout {}",
+       dbias.str(), dout.str());
+}
+
+}  // namespace br::cuda

@@ -1,0 +1,64 @@
+#include "kernels/gemm.h"
+
+#include <atomic>
+#include <climits>
+
+#include "kernels/cpu/gemm.h"
+#if BERTRAZOR_WITH_CUDA
+#include "kernels/cuda/gemm.h"
+#endif
+
+namespace br {
+
+namespace {
+std::atomic<bool> g_tf32{false};
+}  // namespace
+
+void set_cuda_tf32(bool on) { g_tf32 = on; }
+bool cuda_tf32() { return g_tf32; }
+
+void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool transB, float alpha,
+            float beta) {
+  check_defined("matmul", "C", C);
+  check_defined("matmul", "A", A);
+  check_defined("matmul", "B", B);
+  const int64_t r = C.dim();
+  BR_CHECK(r >= 2 && A.dim() == r && B.dim() == r,
+           "matmul: A {}, B {}, C {} must all be 2-D, or batched with the same rank", A.str(),
+           B.str(), C.str());
+  int64_t batch = 1;
+  for (int64_t i = 0; i < r - 2; ++i) {
+    BR_CHECK(A.size(i) == C.size(i) && B.size(i) == C.size(i),
+             "matmul: batch dimensions differ: A {}, B {}, C {}", A.str(), B.str(), C.str());
+    batch *= C.size(i);
+  }
+  const int64_t M = transA ? A.size(-1) : A.size(-2), K = transA ? A.size(-2) : A.size(-1);
+  const int64_t KB = transB ? B.size(-1) : B.size(-2), N = transB ? B.size(-2) : B.size(-1);
+  BR_CHECK(K == KB, "matmul: K mismatch: op(A) of A {} (transA={}) has K={}, op(B) of B {} (transB={}) has K={}",
+           A.str(), transA, K, B.str(), transB, KB);
+  BR_CHECK(C.size(-2) == M && C.size(-1) == N,
+           "matmul: C {} must be [.., {}, {}] for A {} (transA={}) and B {} (transB={})", C.str(), M,
+           N, A.str(), transA, B.str(), transB);
+  check_same_device("matmul", C, A);
+  check_same_device("matmul", C, B);
+  BR_CHECK(A.dtype() == B.dtype(), "matmul: A {} and B {} must share a dtype", A.str(), B.str());
+  if (C.numel() == 0) return;
+  if (C.device() == Device::cpu) {
+    BR_CHECK((A.dtype() == DType::f32 || A.dtype() == DType::f64) && C.dtype() == A.dtype(),
+             "matmul: CPU supports f32 or f64 with one dtype for A, B, C; got A {}, B {}, C {}",
+             A.str(), B.str(), C.str());
+    return cpu::matmul(C, A, transA, B, transB, batch, M, N, K, alpha, beta);
+  }
+  BR_CHECK((A.dtype() == DType::f32 && C.dtype() == DType::f32) ||
+               (A.dtype() == DType::bf16 && (C.dtype() == DType::bf16 || C.dtype() == DType::f32)),
+           "matmul: CUDA supports f32 A/B/C or bf16 A/B with bf16 or f32 C; got A {}, B {}, C {}",
+           A.str(), B.str(), C.str());
+  BR_CHECK(M <= INT_MAX && N <= INT_MAX && K <= INT_MAX && batch <= INT_MAX,
+           "matmul: dimensions of A {}, B {}, C {} exceed cuBLAS's int range", A.str(), B.str(),
+           C.str());
+#if BERTRAZOR_WITH_CUDA
+  cuda::matmul(C, A, transA, B, transB, batch, M, N, K, alpha, beta, g_tf32);
+#endif
+}
+
+}  // namespace br

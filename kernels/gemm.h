@@ -1,0 +1,18 @@
+// Matrix products on row-major tensors.
+// C = alpha * op(A) · op(B) + beta * C. 2-D: A [M,K] (or [K,M] if transA), B [K,N] (or [N,K] if
+// transB), C [M,N]. Batched: leading dimensions on all three, identical (e.g. [G,M,K] or
+// [B,N,S,D]); each batch entry is an independent product. beta == 0 overwrites C without reading it.
+// CPU: f32, f64 (Eigen, threaded). CUDA: f32 (cuBLAS; TF32 only if set_cuda_tf32(true)),
+// bf16 A/B with bf16 or f32 C (fp32 accumulate).
+#pragma once
+#include "core/tensor.h"
+
+namespace br {
+
+void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool transB,
+            float alpha = 1.0f, float beta = 0.0f);
+// Lets f32 CUDA products use TF32 tensor cores (off by default: f32 means f32).
+void set_cuda_tf32(bool on);
+bool cuda_tf32();
+
+}  // namespace br
