@@ -1,0 +1,58 @@
+#include "kernels/dropout.h"
+
+#include <cstdint>
+
+#include "kernels/cpu/dropout.h"
+#if BERTRAZOR_WITH_CUDA
+#include "kernels/cuda/dropout.h"
+#endif
+
+namespace br {
+
+namespace {
+
+void check_like(const char* op, const char* name, const Tensor& t, const Tensor& ref) {
+  check_defined(op, name, t);
+  check_shape(op, name, t, ref.shape());
+  check_dtype(op, name, t, ref.dtype());
+  check_same_device(op, ref, t);
+}
+
+void dropout(const char* op, const Tensor& out, const Tensor& inp, float p, const DropoutKey& key,
+             const Tensor& example_ids) {
+  check_defined(op, "input", inp);
+  BR_CHECK(inp.dim() >= 1, "{}: input {} needs at least one dim", op, inp.str());
+  check_like(op, "output", out, inp);
+  BR_CHECK(p >= 0.0f && p <= 1.0f, "{}: p={} must be in [0, 1]", op, p);
+  check_defined(op, "example_ids", example_ids);
+  const int64_t rows = inp.size(0);
+  check_shape(op, "example_ids", example_ids, {rows});
+  check_dtype(op, "example_ids", example_ids, DType::i32);
+  check_same_device(op, inp, example_ids);
+  if (inp.numel() == 0) return;
+  if (p == 0.0f) {
+    if (out.raw() != inp.raw()) out.copy_from(inp);
+    return;
+  }
+  const int64_t n = inp.numel() / rows;
+  BR_CHECK(n <= int64_t(UINT32_MAX), "{}: rows of {} elements ({}) exceed the 32-bit element index",
+           op, n, inp.str());
+  if (inp.device() == Device::cpu) return cpu::dropout_apply(out, inp, p, key, example_ids, rows, n);
+#if BERTRAZOR_WITH_CUDA
+  return cuda::dropout_apply(out, inp, p, key, example_ids, rows, n);
+#endif
+}
+
+}  // namespace
+
+void dropout_forward(const Tensor& out, const Tensor& inp, float p, const DropoutKey& key,
+                     const Tensor& example_ids) {
+  dropout("dropout_forward", out, inp, p, key, example_ids);
+}
+
+void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, const DropoutKey& key,
+                      const Tensor& example_ids) {
+  dropout("dropout_backward", dinp, dout, p, key, example_ids);
+}
+
+}  // namespace br

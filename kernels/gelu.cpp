@@ -1,0 +1,38 @@
+#include "kernels/gelu.h"
+
+#include "kernels/cpu/gelu.h"
+#if BERTRAZOR_WITH_CUDA
+#include "kernels/cuda/gelu.h"
+#endif
+
+namespace br {
+
+namespace {
+void check_like(const char* op, const char* name, const Tensor& t, const Tensor& ref) {
+  check_defined(op, name, t);
+  check_shape(op, name, t, ref.shape());
+  check_dtype(op, name, t, ref.dtype());
+  check_same_device(op, ref, t);
+}
+}  // namespace
+
+void gelu_forward(const Tensor& out, const Tensor& inp) {
+  check_defined("gelu_forward", "inp", inp);
+  check_like("gelu_forward", "out", out, inp);
+  if (inp.device() == Device::cpu) return cpu::gelu_forward(out, inp);
+#if BERTRAZOR_WITH_CUDA
+  return cuda::gelu_forward(out, inp);
+#endif
+}
+
+void gelu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
+  check_defined("gelu_backward", "inp", inp);
+  check_like("gelu_backward", "dout", dout, inp);
+  check_like("gelu_backward", "dinp", dinp, inp);
+  if (inp.device() == Device::cpu) return cpu::gelu_backward(dinp, dout, inp);
+#if BERTRAZOR_WITH_CUDA
+  return cuda::gelu_backward(dinp, dout, inp);
+#endif
+}
+
+}  // namespace br
