@@ -17,8 +17,8 @@ std::atomic<bool> g_tf32{false};
 void set_cuda_tf32(bool on) { g_tf32 = on; }
 bool cuda_tf32() { return g_tf32; }
 
-void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool transB, float alpha,
-            float beta) {
+void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool transB,
+            float alpha, float beta) {
   check_defined("matmul", "C", C);
   check_defined("matmul", "A", A);
   check_defined("matmul", "B", B);
@@ -34,11 +34,13 @@ void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool
   }
   const int64_t M = transA ? A.size(-1) : A.size(-2), K = transA ? A.size(-2) : A.size(-1);
   const int64_t KB = transB ? B.size(-1) : B.size(-2), N = transB ? B.size(-2) : B.size(-1);
-  BR_CHECK(K == KB, "matmul: K mismatch: op(A) of A {} (transA={}) has K={}, op(B) of B {} (transB={}) has K={}",
-           A.str(), transA, K, B.str(), transB, KB);
+  BR_CHECK(
+      K == KB,
+      "matmul: K mismatch: op(A) of A {} (transA={}) has K={}, op(B) of B {} (transB={}) has K={}",
+      A.str(), transA, K, B.str(), transB, KB);
   BR_CHECK(C.size(-2) == M && C.size(-1) == N,
-           "matmul: C {} must be [.., {}, {}] for A {} (transA={}) and B {} (transB={})", C.str(), M,
-           N, A.str(), transA, B.str(), transB);
+           "matmul: C {} must be [.., {}, {}] for A {} (transA={}) and B {} (transB={})", C.str(),
+           M, N, A.str(), transA, B.str(), transB);
   check_same_device("matmul", C, A);
   check_same_device("matmul", C, B);
   BR_CHECK(A.dtype() == B.dtype(), "matmul: A {} and B {} must share a dtype", A.str(), B.str());

@@ -2,21 +2,26 @@
 
 #include "kernels/bias.h"
 #include "kernels/gemm.h"
+#if BERTRAZOR_WITH_CUDA
+#include "kernels/cuda/linear.h"
+#endif
 
 namespace br {
 
 namespace {
 
 // inp [.., K] as [M, K] given weight [N, K].
-Tensor rows_of(const char* op, const char* name, const Tensor& t, int64_t cols, const Tensor& weight) {
-  BR_CHECK(t.dim() >= 1 && t.size(-1) == cols,
-           "{}: {} {} must end in {} (weight {})", op, name, t.str(), cols, weight.str());
+Tensor rows_of(const char* op, const char* name, const Tensor& t, int64_t cols,
+               const Tensor& weight) {
+  BR_CHECK(t.dim() >= 1 && t.size(-1) == cols, "{}: {} {} must end in {} (weight {})", op, name,
+           t.str(), cols, weight.str());
   return t.view({cols == 0 ? 0 : t.numel() / cols, cols});
 }
 
 }  // namespace
 
-void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, const Tensor& bias) {
+void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
+                    const Tensor& bias) {
   check_defined("linear_forward", "out", out);
   check_defined("linear_forward", "inp", inp);
   check_defined("linear_forward", "weight", weight);
@@ -37,6 +42,15 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight, 
     check_shape("linear_forward", "bias", bias, {N});
     check_dtype("linear_forward", "bias", bias, inp.dtype());
   }
+  check_same_device("linear_forward", out, inp);
+  check_same_device("linear_forward", out, weight);
+  if (bias.defined()) check_same_device("linear_forward", out, bias);
+#if BERTRAZOR_WITH_CUDA
+  if (out.is_cuda() && bias.defined() && y.numel() > 0 && K > 0 &&
+      (inp.dtype() == DType::f32 || inp.dtype() == DType::bf16) &&
+      cuda::linear_forward_bias_epilogue(y, x, weight, bias, y.size(0), N, K, cuda_tf32()))
+    return;
+#endif
   matmul(y, x, false, weight, true);
   if (bias.defined()) bias_add_forward(y, y, bias);
 }

@@ -1,6 +1,7 @@
 #include "kernels/cpu/bias.h"
 
-// GCC 12 reports a false -Wmaybe-uninitialized inside its own AVX-512 intrinsics for Eigen's kernels.
+// GCC 12 reports a false -Wmaybe-uninitialized inside its own AVX-512 intrinsics for Eigen's
+// kernels.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <Eigen/Core>
 
@@ -31,20 +32,26 @@ void backward(T* dbias, const T* dout, int64_t M, int64_t N) {
 
 }  // namespace
 
-void bias_add_forward(const Tensor& out, const Tensor& inp, const Tensor& bias, int64_t M, int64_t N) {
+void bias_add_forward(const Tensor& out, const Tensor& inp, const Tensor& bias, int64_t M,
+                      int64_t N) {
   switch (out.dtype()) {
-    case DType::f32: return forward(out.data<float>(), inp.data<float>(), bias.data<float>(), M, N);
+    case DType::f32:
+      return forward(out.data<float>(), inp.data<float>(), bias.data<float>(), M, N);
     case DType::f64:
       return forward(out.data<double>(), inp.data<double>(), bias.data<double>(), M, N);
-    default: fail("bias_add_forward: CPU supports f32 and f64, got {}", out.str());
+    default:
+      fail("bias_add_forward: CPU supports f32 and f64, got {}", out.str());
   }
 }
 
 void bias_add_backward(const Tensor& dbias, const Tensor& dout, int64_t M, int64_t N) {
   switch (dbias.dtype()) {
-    case DType::f32: return backward(dbias.data<float>(), dout.data<float>(), M, N);
-    case DType::f64: return backward(dbias.data<double>(), dout.data<double>(), M, N);
-    default: fail("bias_add_backward: CPU supports f32 and f64, got {}", dbias.str());
+    case DType::f32:
+      return backward(dbias.data<float>(), dout.data<float>(), M, N);
+    case DType::f64:
+      return backward(dbias.data<double>(), dout.data<double>(), M, N);
+    default:
+      fail("bias_add_backward: CPU supports f32 and f64, got {}", dbias.str());
   }
 }
 

@@ -1,6 +1,7 @@
 #include "kernels/cpu/gemm.h"
 
-// GCC 12 reports a false -Wmaybe-uninitialized inside its own AVX-512 intrinsics for Eigen's kernels.
+// GCC 12 reports a false -Wmaybe-uninitialized inside its own AVX-512 intrinsics for Eigen's
+// kernels.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <Eigen/Core>
 
@@ -29,10 +30,14 @@ void gemm_one(T* c, const T* a, bool ta, const T* b, bool tb, int64_t M, int64_t
   Eigen::Map<RowMajor<T>> C(c, M, N);
   Eigen::Map<const RowMajor<T>> A(a, ta ? K : M, ta ? M : K);
   Eigen::Map<const RowMajor<T>> B(b, tb ? N : K, tb ? K : N);
-  if (!ta && !tb) product(C, A, B, alpha, beta);
-  else if (!ta && tb) product(C, A, B.transpose(), alpha, beta);
-  else if (ta && !tb) product(C, A.transpose(), B, alpha, beta);
-  else product(C, A.transpose(), B.transpose(), alpha, beta);
+  if (!ta && !tb)
+    product(C, A, B, alpha, beta);
+  else if (!ta && tb)
+    product(C, A, B.transpose(), alpha, beta);
+  else if (ta && !tb)
+    product(C, A.transpose(), B, alpha, beta);
+  else
+    product(C, A.transpose(), B.transpose(), alpha, beta);
 }
 
 // Large products are threaded inside Eigen's GEMM (OpenMP); many small ones (attention heads) are
@@ -58,7 +63,8 @@ void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool
     case DType::f64:
       return gemm_batched(C.data<double>(), A.data<double>(), transA, B.data<double>(), transB,
                           batch, M, N, K, double(alpha), double(beta));
-    default: fail("matmul: CPU supports f32 and f64, got C {}", C.str());
+    default:
+      fail("matmul: CPU supports f32 and f64, got C {}", C.str());
   }
 }
 

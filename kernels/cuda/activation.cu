@@ -13,9 +13,16 @@ using bf16 = __nv_bfloat16;
 
 __device__ __forceinline__ float to_f(float x) { return x; }
 __device__ __forceinline__ float to_f(bf16 x) { return __bfloat162float(x); }
-template <typename T> __device__ __forceinline__ T from_f(float x);
-template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
-template <> __device__ __forceinline__ bf16 from_f<bf16>(float x) { return __float2bfloat16_rn(x); }
+template <typename T>
+__device__ __forceinline__ T from_f(float x);
+template <>
+__device__ __forceinline__ float from_f<float>(float x) {
+  return x;
+}
+template <>
+__device__ __forceinline__ bf16 from_f<bf16>(float x) {
+  return __float2bfloat16_rn(x);
+}
 
 template <typename T>
 __global__ void tanh_forward_kernel(T* out, const T* inp, int64_t n) {
@@ -43,13 +50,15 @@ void tanh_forward(const Tensor& out, const Tensor& inp) {
   if (n == 0) return;
   switch (out.dtype()) {
     case DType::f32:
-      tanh_forward_kernel<<<grid_for(n), 256, 0, stream()>>>(out.data<float>(), inp.data<float>(), n);
+      tanh_forward_kernel<<<grid_for(n), 256, 0, stream()>>>(out.data<float>(), inp.data<float>(),
+                                                             n);
       break;
     case DType::bf16:
       tanh_forward_kernel<<<grid_for(n), 256, 0, stream()>>>(
           static_cast<bf16*>(out.raw()), static_cast<const bf16*>(inp.raw()), n);
       break;
-    default: fail("tanh_forward: CUDA supports f32 and bf16, got {}", out.str());
+    default:
+      fail("tanh_forward: CUDA supports f32 and bf16, got {}", out.str());
   }
   BR_KERNEL_CHECK("tanh_forward");
 }
@@ -59,15 +68,16 @@ void tanh_backward(const Tensor& dinp, const Tensor& dout, const Tensor& out) {
   if (n == 0) return;
   switch (dinp.dtype()) {
     case DType::f32:
-      tanh_backward_kernel<<<grid_for(n), 256, 0, stream()>>>(dinp.data<float>(), dout.data<float>(),
-                                                              out.data<float>(), n);
+      tanh_backward_kernel<<<grid_for(n), 256, 0, stream()>>>(
+          dinp.data<float>(), dout.data<float>(), out.data<float>(), n);
       break;
     case DType::bf16:
       tanh_backward_kernel<<<grid_for(n), 256, 0, stream()>>>(
           static_cast<bf16*>(dinp.raw()), static_cast<const bf16*>(dout.raw()),
           static_cast<const bf16*>(out.raw()), n);
       break;
-    default: fail("tanh_backward: CUDA supports f32 and bf16, got {}", dinp.str());
+    default:
+      fail("tanh_backward: CUDA supports f32 and bf16, got {}", dinp.str());
   }
   BR_KERNEL_CHECK("tanh_backward");
 }

@@ -11,9 +11,14 @@ namespace {
 
 __device__ __forceinline__ float to_f(float x) { return x; }
 __device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <typename T> __device__ __forceinline__ T from_f(float x);
-template <> __device__ __forceinline__ float from_f<float>(float x) { return x; }
-template <> __device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
+template <typename T>
+__device__ __forceinline__ T from_f(float x);
+template <>
+__device__ __forceinline__ float from_f<float>(float x) {
+  return x;
+}
+template <>
+__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
   return __float2bfloat16_rn(x);
 }
 
@@ -25,8 +30,8 @@ __global__ void bias_add_forward_kernel(T* out, const T* inp, const T* bias, int
     out[i] = from_f<T>(to_f(inp[i]) + to_f(bias[i % N]));
 }
 
-constexpr int kCols = 32;  // columns per block: one warp reads 32 consecutive elements of a row
-constexpr int kLanes = 16; // row lanes per block
+constexpr int kCols = 32;   // columns per block: one warp reads 32 consecutive elements of a row
+constexpr int kLanes = 16;  // row lanes per block
 
 // partial[r, n] = Σ over rows [r*rows_per_chunk, (r+1)*rows_per_chunk) ∩ [0, M) of dout[m, n].
 // Grid (ceil(N/kCols), R), block (kCols, kLanes); fp32 sums, tree-reduced over the lanes.
@@ -43,7 +48,8 @@ __global__ void column_sum_partial_kernel(float* partial, const T* dout, int64_t
   acc[threadIdx.y][threadIdx.x] = s;
   __syncthreads();
   for (int stride = kLanes / 2; stride > 0; stride /= 2) {
-    if (threadIdx.y < stride) acc[threadIdx.y][threadIdx.x] += acc[threadIdx.y + stride][threadIdx.x];
+    if (threadIdx.y < stride)
+      acc[threadIdx.y][threadIdx.x] += acc[threadIdx.y + stride][threadIdx.x];
     __syncthreads();
   }
   if (threadIdx.y == 0 && n < N) partial[int64_t(blockIdx.y) * N + n] = acc[0][threadIdx.x];
@@ -66,7 +72,7 @@ void column_sum(G* dbias, const T* dout, int64_t M, int64_t N) {
   Tensor partial = Tensor::empty({R, N}, DType::f32, Device::cuda, MemCategory::workspace);
   dim3 grid(unsigned((N + kCols - 1) / kCols), unsigned(R));
   column_sum_partial_kernel<<<grid, dim3(kCols, kLanes), 0, stream()>>>(partial.data<float>(), dout,
-                                                                         M, N, rows_per_chunk);
+                                                                        M, N, rows_per_chunk);
   BR_KERNEL_CHECK("bias_add_backward (partial sums)");
   column_sum_finish_kernel<<<grid_1d(N), 256, 0, stream()>>>(dbias, partial.data<float>(), R, N);
   BR_KERNEL_CHECK("bias_add_backward (finish)");
@@ -76,7 +82,8 @@ using bf16 = __nv_bfloat16;
 
 }  // namespace
 
-void bias_add_forward(const Tensor& out, const Tensor& inp, const Tensor& bias, int64_t M, int64_t N) {
+void bias_add_forward(const Tensor& out, const Tensor& inp, const Tensor& bias, int64_t M,
+                      int64_t N) {
   const int64_t total = M * N;
   if (total == 0) return;
   const unsigned grid = std::min(grid_1d(total), 65535u * 8);
@@ -90,7 +97,8 @@ void bias_add_forward(const Tensor& out, const Tensor& inp, const Tensor& bias, 
           static_cast<bf16*>(out.raw()), static_cast<const bf16*>(inp.raw()),
           static_cast<const bf16*>(bias.raw()), total, N);
       break;
-    default: fail("bias_add_forward: CUDA supports f32 and bf16, got {}", out.str());
+    default:
+      fail("bias_add_forward: CUDA supports f32 and bf16, got {}", out.str());
   }
   BR_KERNEL_CHECK("bias_add_forward");
 }
@@ -103,9 +111,10 @@ void bias_add_backward(const Tensor& dbias, const Tensor& dout, int64_t M, int64
     return column_sum(dbias.data<float>(), static_cast<const bf16*>(dout.raw()), M, N);
   if (dout.dtype() == DType::bf16 && dbias.dtype() == DType::bf16)
     return column_sum(static_cast<bf16*>(dbias.raw()), static_cast<const bf16*>(dout.raw()), M, N);
-  fail("bias_add_backward: CUDA supports f32 or bf16 dout with f32 or matching dbias, got dbias {}, "
-       "dout {}",
-       dbias.str(), dout.str());
+  fail(
+      "bias_add_backward: CUDA supports f32 or bf16 dout with f32 or matching dbias, got dbias {}, "
+      "dout {}",
+      dbias.str(), dout.str());
 }
 
 }  // namespace br::cuda

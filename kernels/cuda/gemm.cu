@@ -9,9 +9,12 @@ namespace {
 
 cudaDataType_t cuda_type(const Tensor& t) {
   switch (t.dtype()) {
-    case DType::f32: return CUDA_R_32F;
-    case DType::bf16: return CUDA_R_16BF;
-    default: fail("matmul: no cuBLAS type for {}", t.str());
+    case DType::f32:
+      return CUDA_R_32F;
+    case DType::bf16:
+      return CUDA_R_16BF;
+    default:
+      fail("matmul: no cuBLAS type for {}", t.str());
   }
 }
 

@@ -38,10 +38,17 @@ void swap_middle(const Tensor& out, const Tensor& in, int64_t B, int64_t P, int6
   const int64_t total = B * P * Q * D;
   if (total == 0) return;
   switch (dtype_size(out.dtype())) {
-    case 2: launch<uint16_t>(out, in, P, Q, D, total); break;
-    case 4: launch<uint32_t>(out, in, P, Q, D, total); break;
-    case 8: launch<uint64_t>(out, in, P, Q, D, total); break;
-    default: fail("split_heads/merge_heads: CUDA moves 2-, 4- or 8-byte elements, got {}", out.str());
+    case 2:
+      launch<uint16_t>(out, in, P, Q, D, total);
+      break;
+    case 4:
+      launch<uint32_t>(out, in, P, Q, D, total);
+      break;
+    case 8:
+      launch<uint64_t>(out, in, P, Q, D, total);
+      break;
+    default:
+      fail("split_heads/merge_heads: CUDA moves 2-, 4- or 8-byte elements, got {}", out.str());
   }
   BR_KERNEL_CHECK("split_heads/merge_heads");
 }

@@ -1,5 +1,5 @@
-// bias_add: forward against the definition, gradients by central differences, accumulation of dbias,
-// CUDA against the CPU reference, bad input.
+// bias_add: forward against the definition, gradients by central differences, accumulation of
+// dbias, CUDA against the CPU reference, bad input.
 #include <vector>
 
 #include "harness.h"
@@ -12,7 +12,7 @@ using test::rel_l2;
 using test::to_doubles;
 using test::to_f64_cpu;
 
-TEST_CASE("bias_add forward, gradients and accumulation", "[bias]") {
+TEST_CASE("bias_add forward and gradients and accumulation", "[bias]") {
   const uint64_t seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
@@ -47,7 +47,8 @@ TEST_CASE("bias_add forward, gradients and accumulation", "[bias]") {
     bias_add_backward(db1, G);
     bias_add_backward(db1, G);
     std::vector<double> twice = to_doubles(db1), once = to_doubles(gb);
-    for (int64_t n = 0; n < N; ++n) CHECK(twice[size_t(n)] == Approx(2 * once[size_t(n)]).epsilon(1e-12));
+    for (int64_t n = 0; n < N; ++n)
+      CHECK(twice[size_t(n)] == Approx(2 * once[size_t(n)]).epsilon(1e-12));
   }
 }
 
@@ -62,32 +63,44 @@ TEST_CASE("bias_add works in place and in f32", "[bias]") {
 
 TEST_CASE("bias_add rejects bad input naming the op and the shapes", "[bias]") {
   Tensor x = Tensor::zeros({7, 5}, DType::f32);
-  CHECK_THROWS_WITH(bias_add_forward(x, x, Tensor::zeros({4}, DType::f32)),
-                    Catch::Contains("bias_add_forward") && Catch::Contains("[4]") && Catch::Contains("[7, 5]"));
-  CHECK_THROWS_WITH(bias_add_forward(Tensor::zeros({7, 4}, DType::f32), x, Tensor::zeros({5}, DType::f32)),
-                    Catch::Contains("bias_add_forward: out has shape [7, 4], expected [7, 5]"));
+  CHECK_THROWS_WITH(
+      bias_add_forward(x, x, Tensor::zeros({4}, DType::f32)),
+      Catch::Contains("bias_add_forward") && Catch::Contains("[4]") && Catch::Contains("[7, 5]"));
+  CHECK_THROWS_WITH(
+      bias_add_forward(Tensor::zeros({7, 4}, DType::f32), x, Tensor::zeros({5}, DType::f32)),
+      Catch::Contains("bias_add_forward: out has shape [7, 4], expected [7, 5]"));
   CHECK_THROWS_WITH(bias_add_forward(x, x, Tensor::zeros({5}, DType::f64)),
                     Catch::Contains("bias_add_forward: bias is f64[5]"));
-  CHECK_THROWS_WITH(bias_add_forward(x, x, Tensor::zeros({1, 5}, DType::f32)), Catch::Contains("bias_add_forward"));
-  CHECK_THROWS_WITH(bias_add_backward(Tensor::zeros({4}, DType::f32), x),
-                    Catch::Contains("bias_add_backward") && Catch::Contains("[4]") && Catch::Contains("[7, 5]"));
-  CHECK_THROWS_WITH(bias_add_backward(Tensor::zeros({5}, DType::f64), x), Catch::Contains("bias_add_backward"));
+  CHECK_THROWS_WITH(bias_add_forward(x, x, Tensor::zeros({1, 5}, DType::f32)),
+                    Catch::Contains("bias_add_forward"));
+  CHECK_THROWS_WITH(
+      bias_add_backward(Tensor::zeros({4}, DType::f32), x),
+      Catch::Contains("bias_add_backward") && Catch::Contains("[4]") && Catch::Contains("[7, 5]"));
+  CHECK_THROWS_WITH(bias_add_backward(Tensor::zeros({5}, DType::f64), x),
+                    Catch::Contains("bias_add_backward"));
+}
+
+TEST_CASE("bias_add rejects tensors on different devices", "[bias][cuda]") {
   if (test::skip_without_cuda()) return;
+  Tensor x = Tensor::zeros({7, 5}, DType::f32);
   CHECK_THROWS_WITH(bias_add_forward(x, x.to(Device::cuda), Tensor::zeros({5}, DType::f32)),
                     Catch::Contains("bias_add_forward: tensors on different devices"));
 }
 
-TEST_CASE("bias_add on CUDA matches the CPU reference (f32, bf16, bf16 -> f32 dbias)", "[bias][cuda]") {
+TEST_CASE("bias_add on CUDA matches the CPU reference in f32 and bf16 with bf16 or f32 dbias",
+          "[bias][cuda]") {
   if (test::skip_without_cuda()) return;
   const uint64_t seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
-  for (const Shape& s : {Shape{7, 5}, Shape{2, 3, 33}, Shape{1, 1}, Shape{1000, 77}, Shape{2048, 768}}) {
+  for (const Shape& s :
+       {Shape{7, 5}, Shape{2, 3, 33}, Shape{1, 1}, Shape{1000, 77}, Shape{2048, 768}}) {
     for (DType dt : {DType::f32, DType::bf16}) {
       for (DType gdt : {dt, DType::f32}) {
         INFO("shape " << shape_str(s) << " " << dtype_name(dt) << " dbias " << dtype_name(gdt));
         const int64_t N = s.back();
-        Tensor x = random_tensor(s, dt, rng, Device::cuda), b = random_tensor({N}, dt, rng, Device::cuda);
+        Tensor x = random_tensor(s, dt, rng, Device::cuda),
+               b = random_tensor({N}, dt, rng, Device::cuda);
         Tensor y = Tensor::empty(s, dt, Device::cuda);
         test::poison(y);
         bias_add_forward(y, x, b);
@@ -100,7 +113,8 @@ TEST_CASE("bias_add on CUDA matches the CPU reference (f32, bf16, bf16 -> f32 db
         bias_add_backward(db, x);
         Tensor DB = to_f64_cpu(db0);
         bias_add_backward(DB, to_f64_cpu(x));
-        CHECK(rel_l2(db, DB) <= test::tolerance(gdt == DType::f32 && dt == DType::f32 ? DType::f32 : DType::bf16));
+        CHECK(rel_l2(db, DB) <=
+              test::tolerance(gdt == DType::f32 && dt == DType::f32 ? DType::f32 : DType::bf16));
       }
     }
   }

@@ -68,12 +68,12 @@ struct Dims {
   int64_t M, K, N;
 };
 
-const std::vector<Dims> kDims = {
-    {{}, 7, 33, 5}, {{}, 1, 1, 1}, {{}, 1, 17, 3}, {{1}, 7, 33, 5}, {{3}, 4, 9, 6}, {{2, 3}, 5, 2, 3}};
+const std::vector<Dims> kDims = {{{}, 7, 33, 5},  {{}, 1, 1, 1},  {{}, 1, 17, 3},
+                                 {{1}, 7, 33, 5}, {{3}, 4, 9, 6}, {{2, 3}, 5, 2, 3}};
 
 }  // namespace
 
-TEST_CASE("matmul matches the definition for every transpose, alpha and beta", "[gemm]") {
+TEST_CASE("matmul matches the definition for every transpose and alpha and beta", "[gemm]") {
   const uint64_t seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
@@ -83,8 +83,10 @@ TEST_CASE("matmul matches the definition for every transpose, alpha and beta", "
         const bool ta = t & 1, tb = t & 2;
         INFO(dtype_name(dt) << " batch " << shape_str(d.batch) << " M=" << d.M << " K=" << d.K
                             << " N=" << d.N << " transA=" << ta << " transB=" << tb);
-        Tensor A = random_tensor(ta ? with_batch(d.batch, d.K, d.M) : with_batch(d.batch, d.M, d.K), dt, rng);
-        Tensor B = random_tensor(tb ? with_batch(d.batch, d.N, d.K) : with_batch(d.batch, d.K, d.N), dt, rng);
+        Tensor A = random_tensor(ta ? with_batch(d.batch, d.K, d.M) : with_batch(d.batch, d.M, d.K),
+                                 dt, rng);
+        Tensor B = random_tensor(tb ? with_batch(d.batch, d.N, d.K) : with_batch(d.batch, d.K, d.N),
+                                 dt, rng);
         Tensor C0 = random_tensor(with_batch(d.batch, d.M, d.N), dt, rng);
         Tensor C = Tensor::empty(C0.shape(), dt);
         test::poison(C);
@@ -103,7 +105,8 @@ TEST_CASE("matmul matches the definition for every transpose, alpha and beta", "
   }
 }
 
-TEST_CASE("matmul gradients by central differences, all transposes, 2-D and batched", "[gemm]") {
+TEST_CASE("matmul gradients by central differences for all transposes in 2-D and batched",
+          "[gemm]") {
   const uint64_t seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
@@ -113,8 +116,10 @@ TEST_CASE("matmul gradients by central differences, all transposes, 2-D and batc
       INFO("batch " << shape_str(d.batch) << " M=" << d.M << " K=" << d.K << " N=" << d.N
                     << " transA=" << ta << " transB=" << tb);
       const float alpha = 0.75f, beta = -1.5f;
-      Tensor A = random_tensor(ta ? with_batch(d.batch, d.K, d.M) : with_batch(d.batch, d.M, d.K), DType::f64, rng);
-      Tensor B = random_tensor(tb ? with_batch(d.batch, d.N, d.K) : with_batch(d.batch, d.K, d.N), DType::f64, rng);
+      Tensor A = random_tensor(ta ? with_batch(d.batch, d.K, d.M) : with_batch(d.batch, d.M, d.K),
+                               DType::f64, rng);
+      Tensor B = random_tensor(tb ? with_batch(d.batch, d.N, d.K) : with_batch(d.batch, d.K, d.N),
+                               DType::f64, rng);
       Tensor C0 = random_tensor(with_batch(d.batch, d.M, d.N), DType::f64, rng);
       Tensor G = random_tensor(C0.shape(), DType::f64, rng);
       Tensor C = Tensor::empty(C0.shape(), DType::f64);
@@ -125,10 +130,14 @@ TEST_CASE("matmul gradients by central differences, all transposes, 2-D and batc
       };
       // C = α op(A) op(B) + β C0: d op(A) = α G op(B)ᵀ, d op(B) = α op(A)ᵀ G, dC0 = β G.
       Tensor dA = Tensor::empty(A.shape(), DType::f64), dB = Tensor::empty(B.shape(), DType::f64);
-      if (!ta) matmul(dA, G, false, B, !tb, alpha);
-      else matmul(dA, B, tb, G, true, alpha);
-      if (!tb) matmul(dB, A, !ta, G, false, alpha);
-      else matmul(dB, G, true, A, ta, alpha);
+      if (!ta)
+        matmul(dA, G, false, B, !tb, alpha);
+      else
+        matmul(dA, B, tb, G, true, alpha);
+      if (!tb)
+        matmul(dB, A, !ta, G, false, alpha);
+      else
+        matmul(dB, G, true, A, ta, alpha);
       Tensor dC0 = G.clone();
       double* p = dC0.data<double>();
       for (int64_t i = 0; i < dC0.numel(); ++i) p[i] *= beta;
@@ -139,7 +148,7 @@ TEST_CASE("matmul gradients by central differences, all transposes, 2-D and batc
   }
 }
 
-TEST_CASE("matmul with beta = 0 ignores NaN in C; K = 0 gives beta * C", "[gemm]") {
+TEST_CASE("matmul with beta = 0 ignores NaN in C and K = 0 gives beta * C", "[gemm]") {
   std::mt19937_64 rng(7);
   Tensor A = random_tensor({3, 4}, DType::f32, rng), B = random_tensor({4, 2}, DType::f32, rng);
   Tensor C = Tensor::empty({3, 2}, DType::f32);
@@ -160,31 +169,47 @@ TEST_CASE("matmul rejects bad input with the op and the shapes in the message", 
                     Catch::Contains("matmul") && Catch::Contains("K mismatch") &&
                         Catch::Contains("[7, 33]") && Catch::Contains("[32, 5]"));
   Tensor B2 = Tensor::zeros({33, 5}, DType::f32);
-  CHECK_THROWS_WITH(matmul(C, A, true, B2, false), Catch::Contains("matmul") && Catch::Contains("transA=true"));
+  CHECK_THROWS_WITH(matmul(C, A, true, B2, false),
+                    Catch::Contains("matmul") && Catch::Contains("transA=true"));
   CHECK_THROWS_WITH(matmul(Tensor::zeros({7, 6}, DType::f32), A, false, B2, false),
                     Catch::Contains("matmul: C f32[7, 6]"));
-  CHECK_THROWS_WITH(matmul(C, A, false, Tensor::zeros({33, 5}, DType::f64), false),
-                    Catch::Contains("matmul") && Catch::Contains("f64[33, 5]") && Catch::Contains("dtype"));
+  CHECK_THROWS_WITH(
+      matmul(C, A, false, Tensor::zeros({33, 5}, DType::f64), false),
+      Catch::Contains("matmul") && Catch::Contains("f64[33, 5]") && Catch::Contains("dtype"));
   CHECK_THROWS_WITH(matmul(Tensor::zeros({7, 5}, DType::f64), A, false, B2, false),
                     Catch::Contains("matmul: CPU supports f32 or f64"));
-  CHECK_THROWS_WITH(matmul(Tensor::zeros({2, 7, 5}, DType::f32), Tensor::zeros({2, 7, 33}, DType::f32), false,
-                           Tensor::zeros({3, 33, 5}, DType::f32), false),
-                    Catch::Contains("matmul: batch dimensions differ") && Catch::Contains("[3, 33, 5]"));
+  CHECK_THROWS_WITH(
+      matmul(Tensor::zeros({2, 7, 5}, DType::f32), Tensor::zeros({2, 7, 33}, DType::f32), false,
+             Tensor::zeros({3, 33, 5}, DType::f32), false),
+      Catch::Contains("matmul: batch dimensions differ") && Catch::Contains("[3, 33, 5]"));
   CHECK_THROWS_WITH(matmul(C, Tensor::zeros({1, 7, 33}, DType::f32), false, B2, false),
                     Catch::Contains("matmul") && Catch::Contains("same rank"));
   CHECK_THROWS_WITH(matmul(C, Tensor(), false, B2, false), Catch::Contains("matmul"));
   Tensor bf = Tensor::zeros({7, 33}, DType::bf16);
-  CHECK_THROWS_WITH(matmul(Tensor::zeros({7, 5}, DType::bf16), bf, false, Tensor::zeros({33, 5}, DType::bf16), false),
+  CHECK_THROWS_WITH(matmul(Tensor::zeros({7, 5}, DType::bf16), bf, false,
+                           Tensor::zeros({33, 5}, DType::bf16), false),
                     Catch::Contains("matmul: CPU supports f32 or f64"));
-  if (test::skip_without_cuda()) return;
-  CHECK_THROWS_WITH(matmul(C, A, false, B2.to(Device::cuda), false), Catch::Contains("matmul"));
 }
 
-TEST_CASE("linear forward and backward by central differences, with and without bias", "[gemm]") {
+TEST_CASE("matmul rejects tensors on different devices", "[gemm][cuda]") {
+  if (test::skip_without_cuda()) return;
+  Tensor A = Tensor::zeros({7, 33}, DType::f32), B = Tensor::zeros({33, 5}, DType::f32);
+  Tensor C = Tensor::zeros({7, 5}, DType::f32);
+  CHECK_THROWS_WITH(matmul(C, A, false, B.to(Device::cuda), false),
+                    Catch::Contains("matmul: tensors on different devices"));
+  CHECK_THROWS_WITH(linear_forward(C, A, B.to(Device::cuda), Tensor()),
+                    Catch::Contains("linear_forward: tensors on different devices"));
+}
+
+TEST_CASE("linear forward and backward by central differences with and without bias", "[gemm]") {
   const uint64_t seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
-  struct Case { Shape in; int64_t N; bool bias; };
+  struct Case {
+    Shape in;
+    int64_t N;
+    bool bias;
+  };
   for (const Case& c : {Case{{7, 33}, 5, true}, Case{{7, 33}, 5, false}, Case{{2, 3, 33}, 5, true},
                         Case{{1, 1, 4}, 1, true}, Case{{3, 1, 6}, 127, false}}) {
     INFO("inp " << shape_str(c.in) << " N=" << c.N << " bias=" << c.bias);
@@ -240,7 +265,8 @@ TEST_CASE("linear forward and backward by central differences, with and without 
   }
 }
 
-TEST_CASE("linear_backward accumulates dweight and dbias, overwrites dinp, skips undefined", "[gemm]") {
+TEST_CASE("linear_backward accumulates dweight and dbias and overwrites dinp and skips undefined",
+          "[gemm]") {
   std::mt19937_64 rng(11);
   Tensor x = random_tensor({4, 3, 9}, DType::f32, rng), w = random_tensor({6, 9}, DType::f32, rng);
   Tensor dy = random_tensor({4, 3, 6}, DType::f32, rng);
@@ -251,7 +277,8 @@ TEST_CASE("linear_backward accumulates dweight and dbias, overwrites dinp, skips
   Tensor dx1 = dx.clone(), dw1 = dw.clone(), db1 = db.clone();
   linear_backward(dx, dw, db, dy, x, w);
   CHECK(rel_l2(dx, dx1) == 0.0);
-  std::vector<double> w1 = to_doubles(dw1), w2 = to_doubles(dw), b1 = to_doubles(db1), b2 = to_doubles(db);
+  std::vector<double> w1 = to_doubles(dw1), w2 = to_doubles(dw), b1 = to_doubles(db1),
+                      b2 = to_doubles(db);
   for (size_t i = 0; i < w1.size(); ++i) CHECK(w2[i] == Approx(2 * w1[i]).epsilon(1e-6));
   for (size_t i = 0; i < b1.size(); ++i) CHECK(b2[i] == Approx(2 * b1[i]).epsilon(1e-6));
   // Only dweight: dinp and dbias untouched (poisoned stays poisoned, undefined is fine).
@@ -267,7 +294,8 @@ TEST_CASE("linear rejects bad input naming the op and the shapes", "[gemm]") {
   Tensor x = Tensor::zeros({7, 33}, DType::f32), w = Tensor::zeros({5, 32}, DType::f32);
   Tensor y = Tensor::zeros({7, 5}, DType::f32), b = Tensor::zeros({5}, DType::f32);
   CHECK_THROWS_WITH(linear_forward(y, x, w, b), Catch::Contains("linear_forward") &&
-                                                    Catch::Contains("[7, 33]") && Catch::Contains("[5, 32]"));
+                                                    Catch::Contains("[7, 33]") &&
+                                                    Catch::Contains("[5, 32]"));
   Tensor w33 = Tensor::zeros({5, 33}, DType::f32);
   CHECK_THROWS_WITH(linear_forward(y, x, w33, Tensor::zeros({4}, DType::f32)),
                     Catch::Contains("linear_forward") && Catch::Contains("bias"));
@@ -275,38 +303,53 @@ TEST_CASE("linear rejects bad input naming the op and the shapes", "[gemm]") {
                     Catch::Contains("linear_forward") && Catch::Contains("rows"));
   CHECK_THROWS_WITH(linear_forward(y, x, Tensor::zeros({5, 33}, DType::f64), b),
                     Catch::Contains("linear_forward") && Catch::Contains("weight"));
-  CHECK_THROWS_WITH(linear_backward(Tensor(), Tensor::zeros({5, 32}, DType::f32), Tensor(), y, x, w33),
-                    Catch::Contains("linear_backward") && Catch::Contains("dweight"));
-  CHECK_THROWS_WITH(linear_backward(Tensor(), Tensor::zeros({5, 33}, DType::f64), Tensor(), y, x, w33),
-                    Catch::Contains("linear_backward") && Catch::Contains("dweight"));
-  CHECK_THROWS_WITH(linear_backward(Tensor::zeros({7, 32}, DType::f32), Tensor(), Tensor(), y, x, w33),
-                    Catch::Contains("linear_backward") && Catch::Contains("dinp"));
-  CHECK_THROWS_WITH(linear_backward(Tensor(), Tensor(), Tensor(), Tensor::zeros({6, 5}, DType::f32), x, w33),
-                    Catch::Contains("linear_backward") && Catch::Contains("[6, 5]"));
+  CHECK_THROWS_WITH(
+      linear_backward(Tensor(), Tensor::zeros({5, 32}, DType::f32), Tensor(), y, x, w33),
+      Catch::Contains("linear_backward") && Catch::Contains("dweight"));
+  CHECK_THROWS_WITH(
+      linear_backward(Tensor(), Tensor::zeros({5, 33}, DType::f64), Tensor(), y, x, w33),
+      Catch::Contains("linear_backward") && Catch::Contains("dweight"));
+  CHECK_THROWS_WITH(
+      linear_backward(Tensor::zeros({7, 32}, DType::f32), Tensor(), Tensor(), y, x, w33),
+      Catch::Contains("linear_backward") && Catch::Contains("dinp"));
+  CHECK_THROWS_WITH(
+      linear_backward(Tensor(), Tensor(), Tensor(), Tensor::zeros({6, 5}, DType::f32), x, w33),
+      Catch::Contains("linear_backward") && Catch::Contains("[6, 5]"));
 }
 
 // ---- CUDA against the CPU reference (f64 on the same, already rounded, inputs) ----
 
-TEST_CASE("matmul on CUDA matches the CPU reference (f32, bf16 -> bf16, bf16 -> f32, tf32)", "[gemm][cuda]") {
+TEST_CASE("matmul on CUDA matches the CPU reference in f32 and tf32 and bf16 with bf16 or f32 C",
+          "[gemm][cuda]") {
   if (test::skip_without_cuda()) return;
   const uint64_t seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
-  struct Types { DType ab, c; bool tf32; };
+  struct Types {
+    DType ab, c;
+    bool tf32;
+  };
   for (Types ty : {Types{DType::f32, DType::f32, false}, Types{DType::f32, DType::f32, true},
                    Types{DType::bf16, DType::bf16, false}, Types{DType::bf16, DType::f32, false}}) {
     set_cuda_tf32(ty.tf32);
-    for (const Dims& d : {Dims{{}, 7, 33, 5}, Dims{{}, 1, 1, 1}, Dims{{3}, 65, 127, 33}, Dims{{2, 3}, 17, 64, 9}}) {
+    for (const Dims& d :
+         {Dims{{}, 7, 33, 5}, Dims{{}, 1, 1, 1}, Dims{{3}, 65, 127, 33}, Dims{{2, 3}, 17, 64, 9}}) {
       for (int t = 0; t < 4; ++t) {
         const bool ta = t & 1, tb = t & 2;
         INFO(dtype_name(ty.ab) << "->" << dtype_name(ty.c) << " tf32=" << ty.tf32 << " batch "
                                << shape_str(d.batch) << " M=" << d.M << " K=" << d.K << " N=" << d.N
                                << " transA=" << ta << " transB=" << tb);
-        Tensor A = random_tensor(ta ? with_batch(d.batch, d.K, d.M) : with_batch(d.batch, d.M, d.K), ty.ab, rng, Device::cuda);
-        Tensor B = random_tensor(tb ? with_batch(d.batch, d.N, d.K) : with_batch(d.batch, d.K, d.N), ty.ab, rng, Device::cuda);
+        Tensor A = random_tensor(ta ? with_batch(d.batch, d.K, d.M) : with_batch(d.batch, d.M, d.K),
+                                 ty.ab, rng, Device::cuda);
+        Tensor B = random_tensor(tb ? with_batch(d.batch, d.N, d.K) : with_batch(d.batch, d.K, d.N),
+                                 ty.ab, rng, Device::cuda);
         Tensor C0 = random_tensor(with_batch(d.batch, d.M, d.N), ty.c, rng, Device::cuda);
         // bf16 products are exact in fp32, so with an f32 C only the accumulation order differs.
-        const double tol = ty.tf32 ? 1e-3 : ty.c == DType::bf16 ? test::tolerance(DType::bf16) : ty.ab == DType::bf16 ? 1e-5 : test::tolerance(DType::f32);
+        // TF32 rounds each input to 10 mantissa bits: about 4e-4 relative per product.
+        const double tol = ty.tf32                ? 2e-3
+                           : ty.c == DType::bf16  ? test::tolerance(DType::bf16)
+                           : ty.ab == DType::bf16 ? 1e-5
+                                                  : test::tolerance(DType::f32);
         Tensor C = Tensor::empty(C0.shape(), ty.c, Device::cuda);
         test::poison(C);
         matmul(C, A, ta, B, tb);
@@ -324,35 +367,43 @@ TEST_CASE("matmul on CUDA matches the CPU reference (f32, bf16 -> bf16, bf16 -> 
   set_cuda_tf32(false);
 }
 
-TEST_CASE("linear on CUDA matches the CPU reference (f32; bf16 with f32 master grads)", "[gemm][cuda]") {
+TEST_CASE("linear on CUDA matches the CPU reference in f32 and bf16 with f32 master grads",
+          "[gemm][cuda]") {
   if (test::skip_without_cuda()) return;
   const uint64_t seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
-  for (DType dt : {DType::f32, DType::bf16}) {
-    for (DType gdt : {dt, DType::f32}) {
-      INFO("compute " << dtype_name(dt) << " grads " << dtype_name(gdt));
-      const Device cu = Device::cuda;
-      Tensor x = random_tensor({2, 9, 33}, dt, rng, cu), w = random_tensor({65, 33}, dt, rng, cu);
-      Tensor b = random_tensor({65}, dt, rng, cu), dy = random_tensor({2, 9, 65}, dt, rng, cu);
-      Tensor dw0 = random_tensor({65, 33}, gdt, rng, cu), db0 = random_tensor({65}, gdt, rng, cu);
-      Tensor y = Tensor::empty({2, 9, 65}, dt, cu), dx = Tensor::empty(x.shape(), dt, cu);
-      test::poison(y);
-      test::poison(dx);
-      Tensor dw = dw0.clone(), db = db0.clone();
-      linear_forward(y, x, w, b);
-      linear_backward(dx, dw, db, dy, x, w);
+  // With a bias, the forward runs as one cuBLASLt call with the BIAS epilogue; without, as GemmEx.
+  for (bool with_bias : {true, false}) {
+    for (DType dt : {DType::f32, DType::bf16}) {
+      for (DType gdt : {dt, DType::f32}) {
+        INFO("compute " << dtype_name(dt) << " grads " << dtype_name(gdt) << " bias " << with_bias);
+        const Device cu = Device::cuda;
+        Tensor x = random_tensor({2, 9, 33}, dt, rng, cu), w = random_tensor({65, 33}, dt, rng, cu);
+        Tensor b = with_bias ? random_tensor({65}, dt, rng, cu) : Tensor();
+        Tensor dy = random_tensor({2, 9, 65}, dt, rng, cu);
+        Tensor dw0 = random_tensor({65, 33}, gdt, rng, cu), db0 = random_tensor({65}, gdt, rng, cu);
+        Tensor y = Tensor::empty({2, 9, 65}, dt, cu), dx = Tensor::empty(x.shape(), dt, cu);
+        test::poison(y);
+        test::poison(dx);
+        Tensor dw = dw0.clone(), db = db0.clone();
+        linear_forward(y, x, w, b);
+        linear_backward(dx, dw, db, dy, x, w);
 
-      Tensor X = to_f64_cpu(x), W = to_f64_cpu(w), Bv = to_f64_cpu(b), DY = to_f64_cpu(dy);
-      Tensor Y = Tensor::empty(y.shape(), DType::f64), DX = Tensor::empty(x.shape(), DType::f64);
-      Tensor DW = to_f64_cpu(dw0), DB = to_f64_cpu(db0);
-      linear_forward(Y, X, W, Bv);
-      linear_backward(DX, DW, DB, DY, X, W);
-      const double tol = test::tolerance(dt);
-      CHECK(rel_l2(y, Y) <= tol);
-      CHECK(rel_l2(dx, DX) <= tol);
-      CHECK(rel_l2(dw, DW) <= test::tolerance(gdt == DType::f32 && dt == DType::f32 ? DType::f32 : DType::bf16));
-      CHECK(rel_l2(db, DB) <= test::tolerance(gdt == DType::f32 && dt == DType::f32 ? DType::f32 : DType::bf16));
+        Tensor X = to_f64_cpu(x), W = to_f64_cpu(w), DY = to_f64_cpu(dy);
+        Tensor Bv = with_bias ? to_f64_cpu(b) : Tensor();
+        Tensor Y = Tensor::empty(y.shape(), DType::f64), DX = Tensor::empty(x.shape(), DType::f64);
+        Tensor DW = to_f64_cpu(dw0), DB = to_f64_cpu(db0);
+        linear_forward(Y, X, W, Bv);
+        linear_backward(DX, DW, DB, DY, X, W);
+        const double tol = test::tolerance(dt);
+        CHECK(rel_l2(y, Y) <= tol);
+        CHECK(rel_l2(dx, DX) <= tol);
+        CHECK(rel_l2(dw, DW) <=
+              test::tolerance(gdt == DType::f32 && dt == DType::f32 ? DType::f32 : DType::bf16));
+        CHECK(rel_l2(db, DB) <=
+              test::tolerance(gdt == DType::f32 && dt == DType::f32 ? DType::f32 : DType::bf16));
+      }
     }
   }
 }

@@ -18,8 +18,11 @@ bool same_bytes(const Tensor& a, const Tensor& b) {
   return x.nbytes() == y.nbytes() && std::memcmp(x.raw(), y.raw(), x.nbytes()) == 0;
 }
 
-struct Dims { int64_t B, S, N, D; };
-const std::vector<Dims> kDims = {{2, 7, 3, 5}, {1, 1, 1, 1}, {1, 33, 4, 1}, {3, 1, 2, 16}, {2, 5, 12, 64}};
+struct Dims {
+  int64_t B, S, N, D;
+};
+const std::vector<Dims> kDims = {
+    {2, 7, 3, 5}, {1, 1, 1, 1}, {1, 33, 4, 1}, {3, 1, 2, 16}, {2, 5, 12, 64}};
 
 }  // namespace
 
@@ -58,38 +61,57 @@ TEST_CASE("split_heads and merge_heads are each other's backward", "[permute]") 
     Tensor G = random_tensor({d.B, d.N, d.S, d.D}, DType::f64, rng);
     Tensor h = Tensor::empty(G.shape(), DType::f64), dx = Tensor::empty(x.shape(), DType::f64);
     merge_heads(dx, G);
-    test::check_gradients("split_heads", {x}, {dx}, [&] {
-      split_heads(h, x, d.N);
-      return dot(G, h);
-    }, 1e-2);
+    test::check_gradients(
+        "split_heads", {x}, {dx},
+        [&] {
+          split_heads(h, x, d.N);
+          return dot(G, h);
+        },
+        1e-2);
     Tensor y = random_tensor(G.shape(), DType::f64, rng);
     Tensor G2 = random_tensor(x.shape(), DType::f64, rng);
     Tensor m = Tensor::empty(x.shape(), DType::f64), dy = Tensor::empty(G.shape(), DType::f64);
     split_heads(dy, G2, d.N);
-    test::check_gradients("merge_heads", {y}, {dy}, [&] {
-      merge_heads(m, y);
-      return dot(G2, m);
-    }, 1e-2);
+    test::check_gradients(
+        "merge_heads", {y}, {dy},
+        [&] {
+          merge_heads(m, y);
+          return dot(G2, m);
+        },
+        1e-2);
   }
 }
 
-TEST_CASE("split_heads and merge_heads reject bad input naming the op and the shapes", "[permute]") {
+TEST_CASE("split_heads and merge_heads reject bad input naming the op and the shapes",
+          "[permute]") {
   Tensor x = Tensor::zeros({2, 7, 15}, DType::f32);
   CHECK_THROWS_WITH(split_heads(Tensor::zeros({2, 4, 7, 4}, DType::f32), x, 4),
-                    Catch::Contains("split_heads") && Catch::Contains("[2, 7, 15]") && Catch::Contains("heads=4"));
-  CHECK_THROWS_WITH(split_heads(Tensor::zeros({2, 3, 5, 7}, DType::f32), x, 3),
-                    Catch::Contains("split_heads: out has shape [2, 3, 5, 7], expected [2, 3, 7, 5]"));
-  CHECK_THROWS_WITH(split_heads(Tensor::zeros({2, 3, 7, 5}, DType::f64), x, 3), Catch::Contains("split_heads"));
-  CHECK_THROWS_WITH(split_heads(Tensor::zeros({2, 3, 7, 5}, DType::f32), x, 0), Catch::Contains("heads=0"));
-  CHECK_THROWS_WITH(split_heads(Tensor::zeros({2, 7, 15}, DType::f32), Tensor::zeros({2, 7, 3, 5}, DType::f32), 3),
+                    Catch::Contains("split_heads") && Catch::Contains("[2, 7, 15]") &&
+                        Catch::Contains("heads=4"));
+  CHECK_THROWS_WITH(
+      split_heads(Tensor::zeros({2, 3, 5, 7}, DType::f32), x, 3),
+      Catch::Contains("split_heads: out has shape [2, 3, 5, 7], expected [2, 3, 7, 5]"));
+  CHECK_THROWS_WITH(split_heads(Tensor::zeros({2, 3, 7, 5}, DType::f64), x, 3),
+                    Catch::Contains("split_heads"));
+  CHECK_THROWS_WITH(split_heads(Tensor::zeros({2, 3, 7, 5}, DType::f32), x, 0),
+                    Catch::Contains("heads=0"));
+  CHECK_THROWS_WITH(split_heads(Tensor::zeros({2, 7, 15}, DType::f32),
+                                Tensor::zeros({2, 7, 3, 5}, DType::f32), 3),
                     Catch::Contains("split_heads: in f32[2, 7, 3, 5]"));
-  CHECK_THROWS_WITH(merge_heads(Tensor::zeros({2, 7, 16}, DType::f32), Tensor::zeros({2, 3, 7, 5}, DType::f32)),
-                    Catch::Contains("merge_heads: out has shape [2, 7, 16], expected [2, 7, 15]"));
+  CHECK_THROWS_WITH(
+      merge_heads(Tensor::zeros({2, 7, 16}, DType::f32), Tensor::zeros({2, 3, 7, 5}, DType::f32)),
+      Catch::Contains("merge_heads: out has shape [2, 7, 16], expected [2, 7, 15]"));
   CHECK_THROWS_WITH(merge_heads(x, x), Catch::Contains("merge_heads"));
   Tensor h = Tensor::zeros({2, 3, 7, 5}, DType::f32);
-  CHECK_THROWS_WITH(merge_heads(h.view({2, 7, 15}), h), Catch::Contains("merge_heads") && Catch::Contains("alias"));
+  CHECK_THROWS_WITH(merge_heads(h.view({2, 7, 15}), h),
+                    Catch::Contains("merge_heads") && Catch::Contains("alias"));
+}
+
+TEST_CASE("split_heads rejects tensors on different devices", "[permute][cuda]") {
   if (test::skip_without_cuda()) return;
-  CHECK_THROWS_WITH(split_heads(h, x.to(Device::cuda), 3), Catch::Contains("split_heads: tensors on different devices"));
+  Tensor x = Tensor::zeros({2, 7, 15}, DType::f32), h = Tensor::zeros({2, 3, 7, 5}, DType::f32);
+  CHECK_THROWS_WITH(split_heads(h, x.to(Device::cuda), 3),
+                    Catch::Contains("split_heads: tensors on different devices"));
 }
 
 TEST_CASE("split_heads and merge_heads on CUDA are bit-exact with the CPU", "[permute][cuda]") {
@@ -101,7 +123,8 @@ TEST_CASE("split_heads and merge_heads on CUDA are bit-exact with the CPU", "[pe
     for (const Dims& d : kDims) {
       INFO(dtype_name(dt) << " B=" << d.B << " S=" << d.S << " N=" << d.N << " D=" << d.D);
       Tensor x = random_tensor({d.B, d.S, d.N * d.D}, dt, rng);
-      Tensor h = Tensor::empty({d.B, d.N, d.S, d.D}, dt), hc = Tensor::empty(h.shape(), dt, Device::cuda);
+      Tensor h = Tensor::empty({d.B, d.N, d.S, d.D}, dt),
+             hc = Tensor::empty(h.shape(), dt, Device::cuda);
       test::poison(hc);
       split_heads(h, x, d.N);
       split_heads(hc, x.to(Device::cuda), d.N);

@@ -25,7 +25,8 @@ TEST_CASE("tanh forward and gradient", "[tanh]") {
     test::poison(y);
     tanh_forward(y, x);
     std::vector<double> xv = to_doubles(x), yv = to_doubles(y);
-    for (size_t i = 0; i < xv.size(); ++i) REQUIRE(yv[i] == Approx(std::tanh(xv[i])).epsilon(1e-15));
+    for (size_t i = 0; i < xv.size(); ++i)
+      REQUIRE(yv[i] == Approx(std::tanh(xv[i])).epsilon(1e-15));
     Tensor dx = Tensor::empty(s, DType::f64);
     test::poison(dx);
     tanh_backward(dx, G, y);
@@ -39,7 +40,7 @@ TEST_CASE("tanh forward and gradient", "[tanh]") {
   }
 }
 
-TEST_CASE("tanh runs in place, forward and backward, in f32", "[tanh]") {
+TEST_CASE("tanh runs in place forward and backward in f32", "[tanh]") {
   std::mt19937_64 rng(5);
   Tensor x = random_tensor({5, 9}, DType::f32, rng, Device::cpu, -2.0, 2.0);
   Tensor g = random_tensor({5, 9}, DType::f32, rng);
@@ -56,16 +57,22 @@ TEST_CASE("tanh rejects bad input naming the op and the shapes", "[tanh]") {
   Tensor x = Tensor::zeros({7, 5}, DType::f32);
   CHECK_THROWS_WITH(tanh_forward(Tensor::zeros({7, 4}, DType::f32), x),
                     Catch::Contains("tanh_forward: inp has shape [7, 5], expected [7, 4]"));
-  CHECK_THROWS_WITH(tanh_forward(x, Tensor::zeros({7, 5}, DType::f64)), Catch::Contains("tanh_forward: inp is f64[7, 5]"));
+  CHECK_THROWS_WITH(tanh_forward(x, Tensor::zeros({7, 5}, DType::f64)),
+                    Catch::Contains("tanh_forward: inp is f64[7, 5]"));
   CHECK_THROWS_WITH(tanh_backward(x, x, Tensor::zeros({5, 7}, DType::f32)),
                     Catch::Contains("tanh_backward: out has shape [5, 7]"));
   CHECK_THROWS_WITH(tanh_forward(Tensor::zeros({2}, DType::bf16), Tensor::zeros({2}, DType::bf16)),
                     Catch::Contains("tanh_forward: CPU supports f32 and f64"));
-  if (test::skip_without_cuda()) return;
-  CHECK_THROWS_WITH(tanh_forward(x, x.to(Device::cuda)), Catch::Contains("tanh_forward: tensors on different devices"));
 }
 
-TEST_CASE("tanh on CUDA matches the CPU reference (f32, bf16)", "[tanh][cuda]") {
+TEST_CASE("tanh rejects tensors on different devices", "[tanh][cuda]") {
+  if (test::skip_without_cuda()) return;
+  Tensor x = Tensor::zeros({7, 5}, DType::f32);
+  CHECK_THROWS_WITH(tanh_forward(x, x.to(Device::cuda)),
+                    Catch::Contains("tanh_forward: tensors on different devices"));
+}
+
+TEST_CASE("tanh on CUDA matches the CPU reference in f32 and bf16", "[tanh][cuda]") {
   if (test::skip_without_cuda()) return;
   const uint64_t seed = test::fresh_seed();
   INFO("seed " << seed);
@@ -73,7 +80,8 @@ TEST_CASE("tanh on CUDA matches the CPU reference (f32, bf16)", "[tanh][cuda]") 
   for (DType dt : {DType::f32, DType::bf16}) {
     for (const Shape& s : {Shape{7, 33}, Shape{1}, Shape{32, 768}}) {
       INFO(dtype_name(dt) << " shape " << shape_str(s));
-      Tensor x = random_tensor(s, dt, rng, Device::cuda, -3.0, 3.0), g = random_tensor(s, dt, rng, Device::cuda);
+      Tensor x = random_tensor(s, dt, rng, Device::cuda, -3.0, 3.0),
+             g = random_tensor(s, dt, rng, Device::cuda);
       Tensor y = Tensor::empty(s, dt, Device::cuda), dx = Tensor::empty(s, dt, Device::cuda);
       test::poison(y);
       test::poison(dx);
