@@ -367,3 +367,32 @@ TEST_CASE("data files: malformed input names file, line and expectation", "[trai
   CHECK_THROWS_WITH(load_examples(read_data_file(va), {"sentence", ""}, s),
                     Catch::Contains(va + ":2: unknown label 'z'"));
 }
+
+TEST_CASE("data files: random bytes give examples or br::Error, nothing else", "[train][glue]") {
+  uint64_t seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  const std::vector<std::string> parts = {"a", "b", ",", "\t", "\"", "\"\"", "\n", "\r\n", "label", "sentence",
+                                          "1", "-1", "2.5", "{", "}", ":", "\xff", " "};
+  const GlueTask& sst2 = glue_task("sst2");
+  int ok = 0, errors = 0;
+  for (int it = 0; it < 600; ++it) {
+    std::string body = it % 2 ? "sentence,label\n" : "";
+    for (int k = int(rng() % 30); k > 0; --k) body += parts[rng() % parts.size()];
+    const char* ext = it % 3 == 0 ? "csv" : it % 3 == 1 ? "tsv" : "jsonl";
+    std::string p = write(std::string("fuzz/f.") + ext, body);
+    try {
+      DataTable t = read_data_file(p);
+      for (const auto& row : t.rows) REQUIRE(row.size() == t.columns.size());
+      load_task_file(sst2, p);
+      ++ok;
+    } catch (const Error&) {
+      ++errors;
+    }
+    try {
+      load_glue_tsv(sst2, p, Split::train);
+    } catch (const Error&) {
+    }
+  }
+  CHECK(ok + errors == 600);
+}

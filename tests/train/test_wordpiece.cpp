@@ -274,3 +274,34 @@ TEST_CASE("wordpiece matches transformers on RTE dev and hard strings", "[train]
   // The only known slow/fast difference in the set is the final sigma (fast lower-cases per char).
   CHECK(slow_fast_differ <= 1);
 }
+
+TEST_CASE("wordpiece: random bytes never crash and keep the encoding invariants", "[train][wordpiece]") {
+  const auto& t = tiny();
+  uint64_t seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  // Bytes drawn from a small alphabet of ASCII, punctuation, lead/continuation bytes and vocab text.
+  const std::vector<std::string> parts = {"x", "a", "b", " ", "\t", "!", "[SEP]", "[", "\xff", "\xc3", "\xa9",
+                                          "\xe4\xb8", "\xe6\x88\x91", "\x00", "\xcc\x81", "una", "Σ", "é"};
+  for (int it = 0; it < 2000; ++it) {
+    std::string a, b;
+    for (int k = int(rng() % 40); k > 0; --k) a += parts[rng() % parts.size()];
+    for (int k = int(rng() % 40); k > 0; --k) b += parts[rng() % parts.size()];
+    int max_length = 3 + int(rng() % 30);
+    Encoding e = t.encode(a, &b, max_length, it % 2 == 0);
+    REQUIRE(e.input_ids.size() <= size_t(max_length));
+    REQUIRE(e.input_ids.size() == e.attention_mask.size());
+    REQUIRE(e.input_ids.size() == e.token_type_ids.size());
+    REQUIRE(e.input_ids[0] == t.cls_id());
+    int64_t real = std::count(e.attention_mask.begin(), e.attention_mask.end(), 1);
+    REQUIRE(e.input_ids[size_t(real - 1)] == t.sep_id());
+    for (int32_t id : e.input_ids) REQUIRE((id >= 0 && id < t.vocab_size()));
+    // Without truncation pressure the pair is the concatenation of the single encodings.
+    auto ia = t.encode_ids(a), ib = t.encode_ids(b);
+    int64_t budget = max_length - 3;
+    auto [ka, kb] = truncate_pair_lengths(int64_t(ia.size()), int64_t(ib.size()), budget);
+    REQUIRE(real == ka + kb + 3);
+    REQUIRE(std::equal(ia.begin(), ia.begin() + ka, e.input_ids.begin() + 1));
+    REQUIRE(std::equal(ib.begin(), ib.begin() + kb, e.input_ids.begin() + 2 + ka));
+  }
+}
