@@ -45,6 +45,12 @@ void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool
   check_same_device("matmul", C, B);
   BR_CHECK(A.dtype() == B.dtype(), "matmul: A {} and B {} must share a dtype", A.str(), B.str());
   if (C.numel() == 0) return;
+  auto overlaps = [](const Tensor& a, const Tensor& b) {
+    const char *p = static_cast<const char*>(a.raw()), *q = static_cast<const char*>(b.raw());
+    return a.nbytes() > 0 && b.nbytes() > 0 && p < q + b.nbytes() && q < p + a.nbytes();
+  };
+  BR_CHECK(!overlaps(C, A) && !overlaps(C, B), "matmul: C {} overlaps A {} or B {} in memory",
+           C.str(), A.str(), B.str());
   if (C.device() == Device::cpu) {
     BR_CHECK((A.dtype() == DType::f32 || A.dtype() == DType::f64) && C.dtype() == A.dtype(),
              "matmul: CPU supports f32 or f64 with one dtype for A, B, C; got A {}, B {}, C {}",

@@ -185,6 +185,9 @@ TEST_CASE("matmul rejects bad input with the op and the shapes in the message", 
   CHECK_THROWS_WITH(matmul(C, Tensor::zeros({1, 7, 33}, DType::f32), false, B2, false),
                     Catch::Contains("matmul") && Catch::Contains("same rank"));
   CHECK_THROWS_WITH(matmul(C, Tensor(), false, B2, false), Catch::Contains("matmul"));
+  Tensor S = Tensor::zeros({5, 5}, DType::f32);
+  CHECK_THROWS_WITH(matmul(S, S, false, Tensor::zeros({5, 5}, DType::f32), false),
+                    Catch::Contains("matmul: C f32[5, 5]") && Catch::Contains("overlaps"));
   Tensor bf = Tensor::zeros({7, 33}, DType::bf16);
   CHECK_THROWS_WITH(matmul(Tensor::zeros({7, 5}, DType::bf16), bf, false,
                            Tensor::zeros({33, 5}, DType::bf16), false),
