@@ -1,0 +1,43 @@
+// Scaled dot-product attention with a key padding mask and upstream-BERT attention dropout, in two
+// forms: materialized (stores the probabilities, which Back Razor may then prune) and fused
+// flash-style (stores only the per-row logsumexp). Heads-major layout: q, k, v, out [B, N, S, D].
+//   S = scale·q·kᵀ + mask[b, key]     P = softmax_rows(S)     out = dropout(P)·v
+// mask [B, S] f32 additive: 0 for real keys, std::numeric_limits<float>::lowest() for padded keys
+// (undefined = no mask). Dropout on P follows kernels/dropout.h: row = batch index b, element
+// e = n·S·S + i·S + j within the sample, keep = dropout_uniform(key, example_ids[b], e) >= p, kept
+// values scaled by 1/(1−p). example_ids i32 [B]; may be undefined when dropout_p == 0.
+// dtypes: CPU f32/f64, CUDA f32/bf16 (fp32 accumulation); mask and lse are always f32.
+#pragma once
+#include "core/philox.h"
+#include "core/tensor.h"
+
+namespace br {
+
+// Materialized attention. probs [B, N, S, S] (dtype of q) receives P before dropout, which is what
+// backward needs.
+void attention_forward(const Tensor& out, const Tensor& probs, const Tensor& q, const Tensor& k,
+                       const Tensor& v, const Tensor& mask, float scale, float dropout_p,
+                       const DropoutKey& key, const Tensor& example_ids);
+// Backward from possibly approximate (Back Razor reconstructed) q, k, v, probs, used exactly as given:
+//   Pd = dropout(probs); dv = Pdᵀ·dout; dPd = dout·vᵀ; dP = dropout_backward(dPd);
+//   dS = probs ⊙ (dP − rowsum(dP ⊙ probs)); dq = scale·dS·k; dk = scale·dSᵀ·q.
+// dq, dk, dv are overwritten.
+void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, const Tensor& dout,
+                        const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
+                        float scale, float dropout_p, const DropoutKey& key,
+                        const Tensor& example_ids);
+
+// Fused attention that never stores an S×S matrix. lse [B, N, S] f32 = logsumexp over keys of the
+// scaled masked scores. CUDA needs D == 64; the CPU runs a row-by-row reference with the same
+// outputs. Backward recomputes P = exp(S − lse) and regenerates the dropout mask; it uses
+// rowsum(dout ⊙ out) = rowsum(dP ⊙ P), so `out` must be the forward's output.
+void flash_attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
+                             const Tensor& v, const Tensor& mask, float scale, float dropout_p,
+                             const DropoutKey& key, const Tensor& example_ids);
+void flash_attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv,
+                              const Tensor& dout, const Tensor& q, const Tensor& k,
+                              const Tensor& v, const Tensor& out, const Tensor& lse,
+                              const Tensor& mask, float scale, float dropout_p,
+                              const DropoutKey& key, const Tensor& example_ids);
+
+}  // namespace br

@@ -1,0 +1,389 @@
+// Attention (materialized and flash): forward against a naive double reference written from the
+// definition, gradients against central differences in double (mask with mostly padded samples,
+// dropout on), flash CPU against materialized, CUDA against CPU, and bad input.
+#include <cmath>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "harness.h"
+#include "kernels/attention.h"
+
+using namespace br;
+using test::random_tensor;
+using test::rel_l2;
+using test::to_doubles;
+
+namespace {
+
+struct Dims {
+  int64_t B, N, S, D;
+};
+
+std::string dims_str(const Dims& d) {
+  return "B=" + std::to_string(d.B) + " N=" + std::to_string(d.N) + " S=" + std::to_string(d.S) +
+         " D=" + std::to_string(d.D);
+}
+
+const float kMasked = std::numeric_limits<float>::lowest();
+
+// Additive key mask: sample b has lengths[b] real keys, the rest padded.
+Tensor key_mask(const std::vector<int64_t>& lengths, int64_t S, Device device = Device::cpu) {
+  std::vector<float> m;
+  for (int64_t len : lengths)
+    for (int64_t j = 0; j < S; ++j) m.push_back(j < len ? 0.0f : kMasked);
+  return Tensor::from_host(m, {int64_t(lengths.size()), S}).to(device);
+}
+
+// Lengths that exercise the mask: the last sample keeps one key only, the first keeps all.
+std::vector<int64_t> awkward_lengths(int64_t B, int64_t S) {
+  std::vector<int64_t> len(size_t(B), S);
+  if (B > 1) len.back() = 1;
+  if (B > 2) len[1] = (S + 1) / 2;
+  if (B == 1 && S > 2) len[0] = S - 2;
+  return len;
+}
+
+Tensor example_ids(int64_t B, Device device = Device::cpu) {
+  std::vector<int32_t> ids;
+  for (int64_t b = 0; b < B; ++b) ids.push_back(int32_t(1000 + 37 * b));
+  return Tensor::from_host(ids, {B}).to(device);
+}
+
+struct Reference {
+  std::vector<double> out, probs, lse;
+};
+
+// The definition, in double: S_ij = scale·q_i·k_j + mask_j, P = softmax_j, out_i = Σ_j z_ij P_ij v_j.
+Reference naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& mask,
+                          double scale, float p, const DropoutKey& key, const Tensor& ids) {
+  const int64_t B = q.size(0), N = q.size(1), S = q.size(2), D = q.size(3);
+  std::vector<double> Q = to_doubles(q), K = to_doubles(k), V = to_doubles(v);
+  std::vector<double> M = mask.defined() ? to_doubles(mask) : std::vector<double>(size_t(B * S), 0);
+  std::vector<int32_t> I = p > 0 ? ids.to(Device::cpu).to_vector<int32_t>() : std::vector<int32_t>();
+  Reference r;
+  r.out.assign(size_t(B * N * S * D), 0);
+  r.probs.assign(size_t(B * N * S * S), 0);
+  r.lse.assign(size_t(B * N * S), 0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = 0; i < S; ++i) {
+        const int64_t bn = b * N + n;
+        std::vector<double> s(static_cast<size_t>(S));
+        double mx = -INFINITY;
+        for (int64_t j = 0; j < S; ++j) {
+          double acc = 0;
+          for (int64_t d = 0; d < D; ++d) acc += Q[size_t((bn * S + i) * D + d)] * K[size_t((bn * S + j) * D + d)];
+          s[size_t(j)] = scale * acc + M[size_t(b * S + j)];
+          mx = std::max(mx, s[size_t(j)]);
+        }
+        double sum = 0;
+        for (int64_t j = 0; j < S; ++j) sum += std::exp(s[size_t(j)] - mx);
+        r.lse[size_t(bn * S + i)] = mx + std::log(sum);
+        for (int64_t j = 0; j < S; ++j) {
+          const double P = std::exp(s[size_t(j)] - mx) / sum;
+          r.probs[size_t((bn * S + i) * S + j)] = P;
+          double z = 1;
+          if (p > 0) {
+            const uint32_t e = uint32_t(n * S * S + i * S + j);
+            z = dropout_uniform(key, uint32_t(I[size_t(b)]), e) >= p ? 1.0 / (1.0 - double(p)) : 0.0;
+          }
+          for (int64_t d = 0; d < D; ++d)
+            r.out[size_t((bn * S + i) * D + d)] += z * P * V[size_t((bn * S + j) * D + d)];
+        }
+      }
+  return r;
+}
+
+double rel_l2_vec(const std::vector<double>& a, const std::vector<double>& b) {
+  REQUIRE(a.size() == b.size());
+  double num = 0, den = 0;
+  for (size_t i = 0; i < a.size(); ++i) {
+    if (!std::isfinite(a[i])) return INFINITY;
+    num += (a[i] - b[i]) * (a[i] - b[i]);
+    den += b[i] * b[i];
+  }
+  return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
+}
+
+// Relative L2 in fp32 is ~1e-7; in double ~1e-15.
+double ref_tol(DType t) { return t == DType::f64 ? 1e-12 : 2e-6; }
+
+const DropoutKey kKey{0x1234abcd5678ull, 7, 3};
+
+}  // namespace
+
+TEST_CASE("attention_forward and flash_attention_forward match the definition", "[attention]") {
+  const uint64_t seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  const std::vector<Dims> dims = {{1, 1, 1, 1}, {2, 3, 7, 5}, {1, 2, 33, 16}, {3, 1, 7, 64}, {2, 2, 1, 3}};
+  for (DType dt : {DType::f64, DType::f32})
+    for (const Dims& d : dims)
+      for (bool masked : {false, true})
+        for (float p : {0.0f, 0.3f}) {
+          INFO(dtype_name(dt) << " " << dims_str(d) << " masked=" << masked << " p=" << p);
+          Tensor q = random_tensor({d.B, d.N, d.S, d.D}, dt, rng, Device::cpu, -2, 2);
+          Tensor k = random_tensor({d.B, d.N, d.S, d.D}, dt, rng, Device::cpu, -2, 2);
+          Tensor v = random_tensor({d.B, d.N, d.S, d.D}, dt, rng);
+          Tensor mask = masked ? key_mask(awkward_lengths(d.B, d.S), d.S) : Tensor();
+          Tensor ids = p > 0 ? example_ids(d.B) : Tensor();
+          const float scale = 1.0f / std::sqrt(float(d.D));
+          Tensor out = Tensor::empty(q.shape(), dt), probs = Tensor::empty({d.B, d.N, d.S, d.S}, dt);
+          test::poison(out);
+          test::poison(probs);
+          attention_forward(out, probs, q, k, v, mask, scale, p, kKey, ids);
+          Reference r = naive_attention(q, k, v, mask, scale, p, kKey, ids);
+          CHECK(rel_l2_vec(to_doubles(out), r.out) < ref_tol(dt));
+          CHECK(rel_l2_vec(to_doubles(probs), r.probs) < ref_tol(dt));
+
+          Tensor fout = Tensor::empty(q.shape(), dt), lse = Tensor::empty({d.B, d.N, d.S}, DType::f32);
+          test::poison(fout);
+          test::poison(lse);
+          flash_attention_forward(fout, lse, q, k, v, mask, scale, p, kKey, ids);
+          CHECK(rel_l2_vec(to_doubles(fout), r.out) < ref_tol(dt));
+          CHECK(rel_l2_vec(to_doubles(lse), r.lse) < 1e-6);
+        }
+}
+
+TEST_CASE("attention probabilities of padded keys are exactly zero and rows sum to one", "[attention]") {
+  const uint64_t seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  const int64_t B = 3, N = 2, S = 9, D = 4;
+  const std::vector<int64_t> len = {9, 1, 4};
+  for (DType dt : {DType::f64, DType::f32}) {
+    Tensor q = random_tensor({B, N, S, D}, dt, rng, Device::cpu, -3, 3);
+    Tensor k = random_tensor({B, N, S, D}, dt, rng, Device::cpu, -3, 3);
+    Tensor v = random_tensor({B, N, S, D}, dt, rng);
+    Tensor out = Tensor::empty(q.shape(), dt), probs = Tensor::empty({B, N, S, S}, dt);
+    attention_forward(out, probs, q, k, v, key_mask(len, S), 0.5f, 0.0f, kKey, Tensor());
+    std::vector<double> P = to_doubles(probs);
+    for (int64_t b = 0; b < B; ++b)
+      for (int64_t n = 0; n < N; ++n)
+        for (int64_t i = 0; i < S; ++i) {
+          double sum = 0;
+          for (int64_t j = 0; j < S; ++j) {
+            const double x = P[size_t((((b * N) + n) * S + i) * S + j)];
+            if (j >= len[size_t(b)]) CHECK(x == 0.0);
+            sum += x;
+          }
+          CHECK(std::fabs(sum - 1.0) < 1e-6);
+        }
+  }
+}
+
+TEST_CASE("attention_backward matches central differences in double", "[attention]") {
+  const uint64_t seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  const std::vector<Dims> dims = {{2, 3, 7, 5}, {1, 1, 1, 3}, {2, 2, 5, 4}, {3, 1, 6, 2}};
+  for (const Dims& d : dims)
+    for (float p : {0.0f, 0.25f}) {
+      INFO(dims_str(d) << " p=" << p);
+      const Shape sh = {d.B, d.N, d.S, d.D};
+      Tensor q = random_tensor(sh, DType::f64, rng), k = random_tensor(sh, DType::f64, rng);
+      Tensor v = random_tensor(sh, DType::f64, rng), g = random_tensor(sh, DType::f64, rng);
+      Tensor mask = key_mask(awkward_lengths(d.B, d.S), d.S);
+      Tensor ids = p > 0 ? example_ids(d.B) : Tensor();
+      const float scale = 0.7f;
+      Tensor out = Tensor::empty(sh, DType::f64), probs = Tensor::empty({d.B, d.N, d.S, d.S}, DType::f64);
+      auto loss = [&] {
+        attention_forward(out, probs, q, k, v, mask, scale, p, kKey, ids);
+        return test::dot(g, out);
+      };
+      loss();
+      Tensor dq = Tensor::empty(sh, DType::f64), dk = Tensor::empty(sh, DType::f64),
+             dv = Tensor::empty(sh, DType::f64);
+      test::poison(dq);
+      test::poison(dk);
+      test::poison(dv);
+      attention_backward(dq, dk, dv, g, q, k, v, probs, scale, p, kKey, ids);
+      test::check_gradients("attention " + dims_str(d), {q, k, v}, {dq, dk, dv}, loss, 1e-5, 1e-5);
+
+      // Flash backward: P recomputed from an fp32 lse, so ~1e-7 relative error is expected. With
+      // S = 1 the exact dq, dk are 0, so a tiny absolute difference is accepted too.
+      Tensor fout = Tensor::empty(sh, DType::f64), lse = Tensor::empty({d.B, d.N, d.S}, DType::f32);
+      auto flash_loss = [&] {
+        flash_attention_forward(fout, lse, q, k, v, mask, scale, p, kKey, ids);
+        return test::dot(g, fout);
+      };
+      flash_loss();
+      Tensor fq = Tensor::empty(sh, DType::f64), fk = Tensor::empty(sh, DType::f64),
+             fv = Tensor::empty(sh, DType::f64);
+      test::poison(fq);
+      test::poison(fk);
+      test::poison(fv);
+      flash_attention_backward(fq, fk, fv, g, q, k, v, fout, lse, mask, scale, p, kKey, ids);
+      test::check_gradients("flash attention " + dims_str(d), {q, k, v}, {fq, fk, fv}, flash_loss,
+                            1e-5, 2e-4);
+      CHECK((rel_l2(fq, dq) < 1e-6 || test::max_abs_diff(fq, dq) < 1e-9));
+      CHECK((rel_l2(fk, dk) < 1e-6 || test::max_abs_diff(fk, dk) < 1e-9));
+      CHECK((rel_l2(fv, dv) < 1e-6 || test::max_abs_diff(fv, dv) < 1e-9));
+    }
+}
+
+TEST_CASE("attention_backward uses the probabilities it is given (Back Razor)", "[attention]") {
+  // With P replaced by an arbitrary row-stochastic-or-not matrix R, the contract is
+  // dv = dropout(R)ᵀ·dout and dS = R ⊙ (dP − rowsum(dP ⊙ R)); check dv and dq against that.
+  const uint64_t seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  const int64_t B = 2, N = 2, S = 5, D = 3;
+  const float p = 0.2f, scale = 0.9f;
+  const Shape sh = {B, N, S, D};
+  Tensor q = random_tensor(sh, DType::f64, rng), k = random_tensor(sh, DType::f64, rng);
+  Tensor v = random_tensor(sh, DType::f64, rng), g = random_tensor(sh, DType::f64, rng);
+  Tensor R = random_tensor({B, N, S, S}, DType::f64, rng, Device::cpu, 0, 1);
+  Tensor ids = example_ids(B);
+  Tensor dq = Tensor::empty(sh, DType::f64), dk = Tensor::empty(sh, DType::f64),
+         dv = Tensor::empty(sh, DType::f64);
+  attention_backward(dq, dk, dv, g, q, k, v, R, scale, p, kKey, ids);
+  std::vector<double> Q = to_doubles(q), K = to_doubles(k), V = to_doubles(v), G = to_doubles(g),
+                      P = to_doubles(R), dV(size_t(B * N * S * D), 0), dQ(size_t(B * N * S * D), 0);
+  std::vector<int32_t> I = ids.to_vector<int32_t>();
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t n = 0; n < N; ++n) {
+      const int64_t bn = b * N + n;
+      auto z = [&](int64_t i, int64_t j) {
+        return dropout_uniform(kKey, uint32_t(I[size_t(b)]), uint32_t(n * S * S + i * S + j)) >= p
+                   ? 1.0 / (1.0 - double(p)) : 0.0;
+      };
+      for (int64_t i = 0; i < S; ++i) {
+        std::vector<double> dP(static_cast<size_t>(S));
+        double r = 0;
+        for (int64_t j = 0; j < S; ++j) {
+          double dpd = 0;
+          for (int64_t e = 0; e < D; ++e) dpd += G[size_t((bn * S + i) * D + e)] * V[size_t((bn * S + j) * D + e)];
+          dP[size_t(j)] = z(i, j) * dpd;
+          r += dP[size_t(j)] * P[size_t((bn * S + i) * S + j)];
+        }
+        for (int64_t j = 0; j < S; ++j) {
+          const double Pij = P[size_t((bn * S + i) * S + j)];
+          const double dS = Pij * (dP[size_t(j)] - r);
+          for (int64_t e = 0; e < D; ++e) {
+            dQ[size_t((bn * S + i) * D + e)] += scale * dS * K[size_t((bn * S + j) * D + e)];
+            dV[size_t((bn * S + j) * D + e)] += z(i, j) * Pij * G[size_t((bn * S + i) * D + e)];
+          }
+        }
+      }
+    }
+  CHECK(rel_l2_vec(to_doubles(dv), dV) < 1e-12);
+  CHECK(rel_l2_vec(to_doubles(dq), dQ) < 1e-12);
+}
+
+TEST_CASE("attention on CUDA matches the CPU reference", "[attention][cuda]") {
+  if (test::skip_without_cuda()) return;
+  const uint64_t seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  const std::vector<Dims> dims = {{2, 3, 7, 64}, {1, 2, 33, 64}, {2, 12, 128, 64}, {1, 1, 1, 64}, {2, 2, 77, 5}};
+  for (DType dt : {DType::f32, DType::bf16})
+    for (const Dims& d : dims)
+      for (float p : {0.0f, 0.1f}) {
+        INFO(dtype_name(dt) << " " << dims_str(d) << " p=" << p);
+        const Shape sh = {d.B, d.N, d.S, d.D};
+        // Inputs rounded to dt first, so CPU (f32) and CUDA see the same values.
+        auto make = [&](double lo, double hi) {
+          Tensor x = random_tensor(sh, dt, rng, Device::cpu, lo, hi);
+          return std::pair{test::to_dtype_device(x, DType::f32, Device::cpu), x.to(Device::cuda)};
+        };
+        auto [q, qc] = make(-2, 2);
+        auto [k, kc] = make(-2, 2);
+        auto [v, vc] = make(-1, 1);
+        auto [g, gc] = make(-1, 1);
+        Tensor mask = key_mask(awkward_lengths(d.B, d.S), d.S);
+        Tensor maskc = mask.to(Device::cuda);
+        Tensor ids = p > 0 ? example_ids(d.B) : Tensor(), idsc = p > 0 ? ids.to(Device::cuda) : Tensor();
+        const float scale = 1.0f / std::sqrt(float(d.D));
+        const double tol = dt == DType::f32 ? 1e-5 : 2e-2;
+        const Shape shp = {d.B, d.N, d.S, d.S}, shl = {d.B, d.N, d.S};
+
+        Tensor out = Tensor::empty(sh, DType::f32), probs = Tensor::empty(shp, DType::f32);
+        attention_forward(out, probs, q, k, v, mask, scale, p, kKey, ids);
+        Tensor dq = Tensor::empty(sh, DType::f32), dk = Tensor::empty(sh, DType::f32),
+               dv = Tensor::empty(sh, DType::f32);
+        attention_backward(dq, dk, dv, g, q, k, v, probs, scale, p, kKey, ids);
+
+        Tensor outc = Tensor::empty(sh, dt, Device::cuda), probsc = Tensor::empty(shp, dt, Device::cuda);
+        Tensor dqc = Tensor::empty(sh, dt, Device::cuda), dkc = Tensor::empty(sh, dt, Device::cuda),
+               dvc = Tensor::empty(sh, dt, Device::cuda);
+        for (const Tensor* t : {&outc, &probsc, &dqc, &dkc, &dvc}) test::poison(*t);
+        attention_forward(outc, probsc, qc, kc, vc, maskc, scale, p, kKey, idsc);
+        attention_backward(dqc, dkc, dvc, gc, qc, kc, vc, probsc, scale, p, kKey, idsc);
+        CHECK(rel_l2(outc, out) < tol);
+        CHECK(rel_l2(probsc, probs) < tol);
+        CHECK(rel_l2(dqc, dq) < tol);
+        CHECK(rel_l2(dkc, dk) < tol);
+        CHECK(rel_l2(dvc, dv) < tol);
+
+        if (d.D != 64) continue;
+        Tensor lse = Tensor::empty(shl, DType::f32), lsec = Tensor::empty(shl, DType::f32, Device::cuda);
+        Tensor fout = Tensor::empty(sh, DType::f32), foutc = Tensor::empty(sh, dt, Device::cuda);
+        flash_attention_forward(fout, lse, q, k, v, mask, scale, p, kKey, ids);
+        for (const Tensor* t : {&foutc, &lsec, &dqc, &dkc, &dvc}) test::poison(*t);
+        flash_attention_forward(foutc, lsec, qc, kc, vc, maskc, scale, p, kKey, idsc);
+        CHECK(rel_l2(foutc, fout) < tol);
+        CHECK(rel_l2(lsec, lse) < 1e-5);
+        Tensor fq = Tensor::empty(sh, DType::f32), fk = Tensor::empty(sh, DType::f32),
+               fv = Tensor::empty(sh, DType::f32);
+        flash_attention_backward(fq, fk, fv, g, q, k, v, fout, lse, mask, scale, p, kKey, ids);
+        flash_attention_backward(dqc, dkc, dvc, gc, qc, kc, vc, foutc, lsec, maskc, scale, p, kKey, idsc);
+        CHECK(rel_l2(dqc, fq) < tol);
+        CHECK(rel_l2(dkc, fk) < tol);
+        CHECK(rel_l2(dvc, fv) < tol);
+      }
+}
+
+TEST_CASE("attention rejects bad input with messages naming the op and shapes", "[attention]") {
+  std::mt19937_64 rng(1);
+  const Shape sh = {2, 3, 7, 5};
+  Tensor q = random_tensor(sh, DType::f32, rng), k = random_tensor(sh, DType::f32, rng);
+  Tensor v = random_tensor(sh, DType::f32, rng);
+  Tensor out = Tensor::empty(sh, DType::f32), probs = Tensor::empty({2, 3, 7, 7}, DType::f32);
+  Tensor lse = Tensor::empty({2, 3, 7}, DType::f32);
+  Tensor mask = key_mask({7, 3}, 7), ids = example_ids(2);
+  using Catch::Matchers::Contains;
+  Tensor k_bad = random_tensor({2, 3, 6, 5}, DType::f32, rng);
+  CHECK_THROWS_WITH(attention_forward(out, probs, q, k_bad, v, mask, 1.0f, 0.0f, kKey, Tensor()),
+                    Contains("attention_forward") && Contains("[2, 3, 6, 5]") && Contains("[2, 3, 7, 5]"));
+  CHECK_THROWS_WITH(attention_forward(out, Tensor::empty({2, 3, 7, 5}, DType::f32), q, k, v, mask, 1.0f,
+                                      0.0f, kKey, Tensor()),
+                    Contains("probs") && Contains("[2, 3, 7, 7]"));
+  CHECK_THROWS_WITH(attention_forward(out, probs, q, k, random_tensor(sh, DType::f64, rng), mask, 1.0f,
+                                      0.0f, kKey, Tensor()),
+                    Contains("attention_forward") && Contains("v is f64"));
+  CHECK_THROWS_WITH(attention_forward(out, probs, q, k, v, key_mask({7, 3, 1}, 7), 1.0f, 0.0f, kKey,
+                                      Tensor()),
+                    Contains("mask") && Contains("[3, 7]") && Contains("[2, 7]"));
+  CHECK_THROWS_WITH(attention_forward(out, probs, q, k, v, Tensor::zeros({2, 7}, DType::f64), 1.0f,
+                                      0.0f, kKey, Tensor()),
+                    Contains("mask") && Contains("expected f32"));
+  CHECK_THROWS_WITH(attention_forward(out, probs, q, k, v, mask, 1.0f, 0.1f, kKey, Tensor()),
+                    Contains("example_ids") && Contains("undefined"));
+  CHECK_THROWS_WITH(attention_forward(out, probs, q, k, v, mask, 1.0f, 1.5f, kKey, ids),
+                    Contains("dropout_p"));
+  CHECK_THROWS_WITH(attention_forward(out, probs, q.view({6, 7, 5}), k, v, mask, 1.0f, 0.0f, kKey, ids),
+                    Contains("[B, N, S, D]"));
+  CHECK_THROWS_WITH(attention_forward(out, probs, test::to_dtype_device(q, DType::bf16, Device::cpu), k,
+                                      v, mask, 1.0f, 0.0f, kKey, ids),
+                    Contains("CPU supports f32 and f64"));
+  Tensor d = Tensor::empty(sh, DType::f32);
+  CHECK_THROWS_WITH(attention_backward(d, d, Tensor::empty({2, 3, 7, 4}, DType::f32), d, q, k, v, probs,
+                                       1.0f, 0.0f, kKey, Tensor()),
+                    Contains("attention_backward") && Contains("dv") && Contains("[2, 3, 7, 4]"));
+  CHECK_THROWS_WITH(flash_attention_forward(out, Tensor::empty({2, 3, 7}, DType::f64), q, k, v, mask,
+                                            1.0f, 0.0f, kKey, Tensor()),
+                    Contains("flash_attention_forward") && Contains("lse"));
+  CHECK_THROWS_WITH(flash_attention_backward(d, d, d, d, q, k, v, out, Tensor::empty({2, 3, 6}, DType::f32),
+                                             mask, 1.0f, 0.0f, kKey, Tensor()),
+                    Contains("flash_attention_backward") && Contains("[2, 3, 6]"));
+  if (cuda_available()) {
+    Tensor qc = q.to(Device::cuda), oc = out.to(Device::cuda), lc = lse.to(Device::cuda);
+    CHECK_THROWS_WITH(flash_attention_forward(oc, lc, qc, qc, qc, mask.to(Device::cuda), 1.0f, 0.0f, kKey,
+                                              Tensor()),
+                      Contains("D = 64"));
+    CHECK_THROWS_WITH(attention_forward(oc, probs, qc, qc, qc, Tensor(), 1.0f, 0.0f, kKey, Tensor()),
+                      Contains("different devices"));
+  }
+}
