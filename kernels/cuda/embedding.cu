@@ -114,6 +114,7 @@ void embedding_backward(const Tensor& dtable, const Tensor& dout, const Tensor& 
   };
   Tensor pos_in = ws(M), pos = ws(M), keys = ws(M), uniq = ws(M), counts = ws(M), offsets = ws(M);
   Tensor nruns = ws(1);
+  counts.zero_();  // entries past the number of runs are then defined for the offsets scan
   iota_kernel<<<grid_stride_blocks(M), 256, 0, stream()>>>(pos_in.data<int32_t>(), M);
   BR_KERNEL_CHECK("embedding_backward (iota)");
 

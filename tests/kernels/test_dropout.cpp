@@ -40,7 +40,7 @@ size_t count_diff(const std::vector<bool>& a, const std::vector<bool>& b) {
 
 }  // namespace
 
-TEST_CASE("dropout mask is dropout_uniform(key, example_ids[r], e) >= p, values inp/(1-p)",
+TEST_CASE("dropout keeps element e of row r when dropout_uniform of its example id and e is at least p and scales by 1/(1-p)",
           "[kernels][dropout]") {
   std::mt19937_64 rng(fresh_seed());
   const DropoutKey key{0x123456789abcdefull, 17, 5};
@@ -64,7 +64,7 @@ TEST_CASE("dropout mask is dropout_uniform(key, example_ids[r], e) >= p, values 
   }
 }
 
-TEST_CASE("dropout backward regenerates the forward mask; f64 gradient check", "[kernels][dropout]") {
+TEST_CASE("dropout backward regenerates the forward mask and passes the f64 gradient check", "[kernels][dropout]") {
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
@@ -95,7 +95,7 @@ TEST_CASE("dropout keeps about 1-p of 1e5 elements", "[kernels][dropout]") {
   }
 }
 
-TEST_CASE("dropout masks: same key repeats; seed, step, site and example change them",
+TEST_CASE("dropout masks repeat for the same key and change with seed or step or site or example",
           "[kernels][dropout]") {
   const Shape s{4, 257};
   const DropoutKey k{42, 7, 3};
@@ -110,7 +110,7 @@ TEST_CASE("dropout masks: same key repeats; seed, step, site and example change 
   CHECK(count_diff(base, mask_of(s, 0.5f, k, iota_ids(4, 2000))) > 300);
 }
 
-TEST_CASE("dropout mask follows example_ids, not row position", "[kernels][dropout]") {
+TEST_CASE("dropout mask follows example_ids and not row position", "[kernels][dropout]") {
   std::mt19937_64 rng(fresh_seed());
   const Shape s{5, 3, 11};
   const DropoutKey key{99, 1, 1};
@@ -133,7 +133,7 @@ TEST_CASE("dropout mask follows example_ids, not row position", "[kernels][dropo
   CHECK(max_abs_diff(y2, y.rows(3, 5)) == 0);
 }
 
-TEST_CASE("dropout p=0 copies, p=1 zeroes, out may alias inp", "[kernels][dropout]") {
+TEST_CASE("dropout p=0 copies and p=1 zeroes and out may alias inp", "[kernels][dropout]") {
   std::mt19937_64 rng(fresh_seed());
   Tensor x = random_tensor({3, 7}, DType::f32, rng), y = poisoned({3, 7}, DType::f32);
   dropout_forward(y, x, 0.0f, DropoutKey{1, 2, 3}, iota_ids(3));
@@ -146,7 +146,7 @@ TEST_CASE("dropout p=0 copies, p=1 zeroes, out may alias inp", "[kernels][dropou
   CHECK(max_abs_diff(z, want) == 0);
 }
 
-TEST_CASE("dropout rejects bad p, ids and shapes with messages naming them", "[kernels][dropout]") {
+TEST_CASE("dropout rejects bad p or ids or shapes with messages naming them", "[kernels][dropout]") {
   Tensor x = Tensor::zeros({4, 8}, DType::f32), y = Tensor::zeros({4, 8}, DType::f32);
   const DropoutKey k{};
   REQUIRE_THROWS_WITH(dropout_forward(y, x, 1.5f, k, iota_ids(4)),
@@ -162,7 +162,7 @@ TEST_CASE("dropout rejects bad p, ids and shapes with messages naming them", "[k
                       Catch::Contains("dropout_forward: example_ids is undefined"));
 }
 
-TEST_CASE("dropout on CUDA: masks bit-identical to the CPU (f32, bf16)", "[kernels][dropout][cuda]") {
+TEST_CASE("dropout on CUDA gives masks bit-identical to the CPU in f32 and bf16", "[kernels][dropout][cuda]") {
   if (skip_without_cuda()) return;
   std::mt19937_64 rng(fresh_seed());
   const DropoutKey key{0xfeedbeefcafef00dull, 1234, 56};

@@ -33,7 +33,7 @@ TEST_CASE("embedding_forward gathers rows exactly and accumulates", "[kernels][e
   for (size_t i = 0; i < o.size(); ++i) REQUIRE(o2[i] == 2 * o[i]);
 }
 
-TEST_CASE("embedding gradient matches central differences (f64, repeated ids)", "[kernels][embedding]") {
+TEST_CASE("embedding gradient matches central differences in f64 with repeated ids", "[kernels][embedding]") {
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
@@ -48,7 +48,7 @@ TEST_CASE("embedding gradient matches central differences (f64, repeated ids)", 
   }, 1e-5, 1e-6);
 }
 
-TEST_CASE("embedding rejects out-of-range ids before writing, naming the id and V",
+TEST_CASE("embedding rejects out-of-range ids before writing and names the id and V",
           "[kernels][embedding]") {
   Tensor table = Tensor::zeros({4, 3}, DType::f32), out = Tensor::zeros({3, 3}, DType::f32);
   REQUIRE_THROWS_WITH(embedding_forward(out, ids_tensor({1, 4, 0}, {3}), table, false),
@@ -76,7 +76,7 @@ TEST_CASE("embedding rejects bad shapes and dtypes", "[kernels][embedding]") {
                       Catch::Contains("embedding_backward: dtable f32[12]@cpu must be [V,H]"));
 }
 
-TEST_CASE("embedding on CUDA matches the CPU; backward deterministic with hot rows",
+TEST_CASE("embedding on CUDA matches the CPU and its backward is deterministic with hot rows",
           "[kernels][embedding][cuda]") {
   if (skip_without_cuda()) return;
   std::mt19937_64 rng(fresh_seed());

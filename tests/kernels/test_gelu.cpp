@@ -16,7 +16,7 @@ TEST_CASE("gelu_forward matches the erf formula at known points", "[kernels][gel
   for (size_t i = 0; i < want.size(); ++i) CHECK(got[i] == Approx(want[i]).epsilon(1e-12).margin(1e-15));
 }
 
-TEST_CASE("gelu gradients match central differences (f64, awkward sizes)", "[kernels][gelu]") {
+TEST_CASE("gelu gradients match central differences in f64 on awkward sizes", "[kernels][gelu]") {
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
@@ -56,7 +56,7 @@ TEST_CASE("gelu rejects mismatched shapes and dtypes", "[kernels][gelu]") {
   REQUIRE_THROWS_WITH(gelu_forward(y, Tensor()), Catch::Contains("gelu_forward: inp is undefined"));
 }
 
-TEST_CASE("gelu on CUDA matches the CPU reference (f32, bf16)", "[kernels][gelu][cuda]") {
+TEST_CASE("gelu on CUDA matches the CPU reference in f32 and bf16", "[kernels][gelu][cuda]") {
   if (skip_without_cuda()) return;
   std::mt19937_64 rng(fresh_seed());
   for (DType dt : {DType::f32, DType::bf16}) {

@@ -34,7 +34,7 @@ std::vector<double> reference_dinp(const Tensor& dout, const Tensor& x, const Te
 
 }  // namespace
 
-TEST_CASE("layernorm_forward: per-row statistics, xsum and normalised rows", "[kernels][layernorm]") {
+TEST_CASE("layernorm_forward gives per-row statistics and xsum and normalised rows", "[kernels][layernorm]") {
   std::mt19937_64 rng(fresh_seed());
   const Shape s{7, 33};
   Tensor inp = rand64(s, rng, -2, 3), res = rand64(s, rng);
@@ -63,7 +63,7 @@ TEST_CASE("layernorm_forward: per-row statistics, xsum and normalised rows", "[k
   }
 }
 
-TEST_CASE("layernorm gradients match central differences (f64: inp, residual, weight, bias)",
+TEST_CASE("layernorm gradients for inp and residual and weight and bias match central differences in f64",
           "[kernels][layernorm]") {
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
@@ -91,7 +91,7 @@ TEST_CASE("layernorm gradients match central differences (f64: inp, residual, we
   }
 }
 
-TEST_CASE("layernorm_backward uses the given x with the forward's mean/rstd, and accumulates",
+TEST_CASE("layernorm_backward uses the given x with the forward mean and rstd and accumulates",
           "[kernels][layernorm]") {
   std::mt19937_64 rng(fresh_seed());
   const Shape s{7, 33};
@@ -160,7 +160,7 @@ TEST_CASE("layernorm rejects bad shapes and dtypes with messages naming them", "
                       Catch::Contains("layernorm_forward") && Catch::Contains("i32"));
 }
 
-TEST_CASE("layernorm on CUDA matches the CPU reference (f32; bf16 with f32 or bf16 weights)",
+TEST_CASE("layernorm on CUDA matches the CPU reference in f32 and in bf16 with f32 or bf16 weights",
           "[kernels][layernorm][cuda]") {
   if (skip_without_cuda()) return;
   std::mt19937_64 rng(fresh_seed());

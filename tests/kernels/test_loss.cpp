@@ -59,7 +59,7 @@ TEST_CASE("cross-entropy gradient matches central differences (f64)", "[kernels]
   }
 }
 
-TEST_CASE("mse value and gradient (f64, preds [B] and [B,1])", "[kernels][loss]") {
+TEST_CASE("mse value and gradient in f64 with preds of shape B and B x 1", "[kernels][loss]") {
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
@@ -80,7 +80,7 @@ TEST_CASE("mse value and gradient (f64, preds [B] and [B,1])", "[kernels][loss]"
   }
 }
 
-TEST_CASE("losses reject bad labels, shapes and dtypes with messages naming them", "[kernels][loss]") {
+TEST_CASE("losses reject bad labels or shapes or dtypes with messages naming them", "[kernels][loss]") {
   Tensor z = Tensor::zeros({3, 2}, DType::f32), loss = Tensor::zeros({1}, DType::f32);
   REQUIRE_THROWS_WITH(cross_entropy_forward(loss, z, Tensor::from_host(std::vector<int32_t>{0, 2, 1}, {3})),
                       Catch::Contains("cross_entropy_forward: label 2 in row 1 is outside [0, C=2)"));
@@ -105,7 +105,7 @@ TEST_CASE("losses reject bad labels, shapes and dtypes with messages naming them
                       Catch::Contains("mse_backward: targets f64[4]@cpu must have the dtype of preds"));
 }
 
-TEST_CASE("losses on CUDA match the CPU reference (f32, bf16)", "[kernels][loss][cuda]") {
+TEST_CASE("losses on CUDA match the CPU reference in f32 and bf16", "[kernels][loss][cuda]") {
   if (skip_without_cuda()) return;
   std::mt19937_64 rng(fresh_seed());
   for (DType dt : {DType::f32, DType::bf16}) {

@@ -37,7 +37,7 @@ std::vector<double> reference_probs(const Tensor& scores, const Tensor& mask, do
 
 }  // namespace
 
-TEST_CASE("softmax_forward matches the definition; masked keys get exactly zero",
+TEST_CASE("softmax_forward matches the definition and masked keys get exactly zero",
           "[kernels][softmax]") {
   std::mt19937_64 rng(fresh_seed());
   for (float neg : {-10000.0f, -std::numeric_limits<float>::max(), -INFINITY}) {
@@ -61,7 +61,7 @@ TEST_CASE("softmax_forward matches the definition; masked keys get exactly zero"
   }
 }
 
-TEST_CASE("softmax: every key masked by -inf gives zeros, not NaN", "[kernels][softmax]") {
+TEST_CASE("softmax with every key masked by -inf gives zeros not NaN", "[kernels][softmax]") {
   Tensor x = Tensor::zeros({1, 1, 2, 3}, DType::f64);
   Tensor mask = Tensor::from_host(std::vector<float>(3, -INFINITY), {1, 3});
   Tensor p = poisoned({1, 1, 2, 3}, DType::f64);
@@ -69,7 +69,7 @@ TEST_CASE("softmax: every key masked by -inf gives zeros, not NaN", "[kernels][s
   for (double v : p.to_vector<double>()) CHECK(v == 0.0);
 }
 
-TEST_CASE("softmax gradients match central differences (f64, Sk=1 and 33)", "[kernels][softmax]") {
+TEST_CASE("softmax gradients match central differences in f64 with Sk=1 and 33", "[kernels][softmax]") {
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
@@ -113,7 +113,7 @@ TEST_CASE("softmax rejects bad shapes with messages naming them", "[kernels][sof
                       Catch::Contains("softmax_backward: dprobs is f64[2, 3, 4, 5]@cpu, expected f32"));
 }
 
-TEST_CASE("softmax on CUDA matches the CPU reference (f32, bf16; masked keys exactly 0)",
+TEST_CASE("softmax on CUDA matches the CPU reference in f32 and bf16 with masked keys exactly 0",
           "[kernels][softmax][cuda]") {
   if (skip_without_cuda()) return;
   std::mt19937_64 rng(fresh_seed());
