@@ -142,7 +142,7 @@ TEST_CASE("config: written for BertForSequenceClassification and read back equal
   CHECK(r.to_json() == c.to_json());
 }
 
-TEST_CASE("config: labels from num_labels, id2label and label2id as transformers reads them") {
+TEST_CASE("config: labels from num_labels and id2label and label2id as transformers reads them") {
   BertConfig three = parse(R"({"num_labels": 3})");
   CHECK(three.id2label == std::vector<std::string>{"LABEL_0", "LABEL_1", "LABEL_2"});
   CHECK(three.label2id.at("LABEL_2") == 2);
@@ -192,7 +192,7 @@ TEST_CASE("config: malformed files are errors naming the file and the key") {
   rejects(R"({"architectures": "BertModel"})", "'architectures'");
 }
 
-TEST_CASE("model path: local folder, then HF hub caches in order, then the project cache") {
+TEST_CASE("model path: local folder then HF hub caches in order then the project cache") {
   TempDir t;
   EnvVar home("HOME", t / "home");
   EnvVar hub("HF_HUB_CACHE", t / "hubcache");
