@@ -1,6 +1,7 @@
 #include <cuda_bf16.h>
 
 #include <cmath>
+#include <type_traits>
 
 #include "core/cuda_check.h"
 #include "kernels/cuda/attention.h"
