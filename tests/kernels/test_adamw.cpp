@@ -89,7 +89,7 @@ TEST_CASE("adamw_step follows torch.optim.AdamW and transformers.AdamW over seve
     }
 }
 
-TEST_CASE("adamw_step: single-tensor form, first step, and the two variants differ as specified", "[adamw]") {
+TEST_CASE("adamw_step single-tensor form at the first step matches the closed form of both variants", "[adamw]") {
   // Step 1 with m = v = 0: m̂ = g, v̂ = g², so torch moves p by −lr·wd·p − lr·g/(|g| + eps) and
   // HF by −lr·sqrt(1−β2)/(1−β1)·0.1g/(sqrt(0.001)|g| + eps) then −lr·wd·p.
   const float lr = 0.1f, wd = 0.5f;
