@@ -105,9 +105,11 @@ inline double tolerance(DType t) {
 // Central-difference gradient check in double. `loss` recomputes the scalar loss from the current
 // contents of `inputs` (f64 CPU tensors); `grads[i]` is the analytic gradient of loss w.r.t.
 // inputs[i]. Every element is perturbed by +-h; the worst relative error must stay under `tol`.
+// Errors are relative to max(|numeric|, 1e-3 * largest |gradient| of that input, abs_floor), so an
+// exactly-zero gradient (a key bias) is compared against the rounding noise of the difference.
 inline void check_gradients(const std::string& what, const std::vector<Tensor>& inputs,
                             const std::vector<Tensor>& grads, const std::function<double()>& loss,
-                            double h = 1e-6, double tol = 1e-6) {
+                            double h = 1e-6, double tol = 1e-6, double abs_floor = 1e-6) {
   REQUIRE(inputs.size() == grads.size());
   for (size_t k = 0; k < inputs.size(); ++k) {
     const Tensor& x = inputs[k];
@@ -125,7 +127,7 @@ inline void check_gradients(const std::string& what, const std::vector<Tensor>& 
       double lm = loss();
       p[i] = old;
       double num = (lp - lm) / (2 * h);
-      double err = std::fabs(num - g[size_t(i)]) / std::max({std::fabs(num), scale * 1e-3, 1e-8});
+      double err = std::fabs(num - g[size_t(i)]) / std::max({std::fabs(num), scale * 1e-3, abs_floor});
       if (err > worst) worst = err;
       if (err > tol) {
         INFO(what << ": input " << k << " element " << i << ": analytic " << g[size_t(i)]

@@ -1,0 +1,208 @@
+#include "models/bert.h"
+
+#include <cmath>
+
+#include "core/philox.h"
+#include "kernels/cast.h"
+#include "kernels/loss.h"
+#include "models/bert_internal.h"
+
+namespace br {
+
+BertWeights BertWeights::allocate(const BertConfig& c, DType dtype, Device device,
+                                  MemCategory category) {
+  const int64_t H = c.hidden_size, F = c.intermediate_size;
+  auto t = [&](const Shape& s) { return Tensor::zeros(s, dtype, device, category); };
+  BertWeights w;
+  w.word_emb = t({c.vocab_size, H});
+  w.pos_emb = t({c.max_position_embeddings, H});
+  w.type_emb = t({c.type_vocab_size, H});
+  w.emb_ln_w = t({H});
+  w.emb_ln_b = t({H});
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    BertLayerWeights L;
+    L.q_w = t({H, H}), L.q_b = t({H});
+    L.k_w = t({H, H}), L.k_b = t({H});
+    L.v_w = t({H, H}), L.v_b = t({H});
+    L.ao_w = t({H, H}), L.ao_b = t({H});
+    L.ln1_w = t({H}), L.ln1_b = t({H});
+    L.ffn1_w = t({F, H}), L.ffn1_b = t({F});
+    L.ffn2_w = t({H, F}), L.ffn2_b = t({H});
+    L.ln2_w = t({H}), L.ln2_b = t({H});
+    w.layers.push_back(L);
+  }
+  w.pooler_w = t({H, H});
+  w.pooler_b = t({H});
+  w.classifier_w = t({c.num_labels(), H});
+  w.classifier_b = t({c.num_labels()});
+  return w;
+}
+
+std::vector<std::pair<std::string, Tensor>> BertWeights::named() const {
+  std::vector<std::pair<std::string, Tensor>> r = {
+      {"bert.embeddings.word_embeddings.weight", word_emb},
+      {"bert.embeddings.position_embeddings.weight", pos_emb},
+      {"bert.embeddings.token_type_embeddings.weight", type_emb},
+      {"bert.embeddings.LayerNorm.weight", emb_ln_w},
+      {"bert.embeddings.LayerNorm.bias", emb_ln_b},
+  };
+  for (size_t l = 0; l < layers.size(); ++l) {
+    const BertLayerWeights& L = layers[l];
+    std::string p = fmt::format("bert.encoder.layer.{}.", l);
+    for (auto& [name, t] : std::vector<std::pair<const char*, Tensor>>{
+             {"attention.self.query.weight", L.q_w},
+             {"attention.self.query.bias", L.q_b},
+             {"attention.self.key.weight", L.k_w},
+             {"attention.self.key.bias", L.k_b},
+             {"attention.self.value.weight", L.v_w},
+             {"attention.self.value.bias", L.v_b},
+             {"attention.output.dense.weight", L.ao_w},
+             {"attention.output.dense.bias", L.ao_b},
+             {"attention.output.LayerNorm.weight", L.ln1_w},
+             {"attention.output.LayerNorm.bias", L.ln1_b},
+             {"intermediate.dense.weight", L.ffn1_w},
+             {"intermediate.dense.bias", L.ffn1_b},
+             {"output.dense.weight", L.ffn2_w},
+             {"output.dense.bias", L.ffn2_b},
+             {"output.LayerNorm.weight", L.ln2_w},
+             {"output.LayerNorm.bias", L.ln2_b}})
+      r.emplace_back(p + name, t);
+  }
+  r.emplace_back("bert.pooler.dense.weight", pooler_w);
+  r.emplace_back("bert.pooler.dense.bias", pooler_b);
+  r.emplace_back("classifier.weight", classifier_w);
+  r.emplace_back("classifier.bias", classifier_b);
+  return r;
+}
+
+std::vector<Tensor> BertWeights::all() const {
+  std::vector<Tensor> r;
+  for (auto& [n, t] : named()) r.push_back(t);
+  return r;
+}
+
+void BertWeights::zero_() const {
+  for (const Tensor& t : all()) t.zero_();
+}
+
+BertForSequenceClassification::BertForSequenceClassification(BertConfig config, Device device,
+                                                             DType dtype)
+    : config_(std::move(config)), device_(device), dtype_(dtype) {
+  BR_CHECK(dtype == DType::f32 || dtype == DType::f64,
+           "BertForSequenceClassification: parameters must be f32 or f64, got {}",
+           dtype_name(dtype));
+  BR_CHECK(device == Device::cpu || cuda_available(),
+           "BertForSequenceClassification: CUDA requested but no CUDA device is available");
+  BR_CHECK(config_.num_labels() >= 1, "BertForSequenceClassification: num_labels must be >= 1, got {}",
+           config_.num_labels());
+  params_ = BertWeights::allocate(config_, dtype, device, MemCategory::parameters);
+  grads_ = BertWeights::allocate(config_, dtype, device, MemCategory::gradients);
+  for (const Tensor& t : {params_.emb_ln_w}) fill(t, 1.0);
+  for (const BertLayerWeights& L : params_.layers) {
+    fill(L.ln1_w, 1.0);
+    fill(L.ln2_w, 1.0);
+  }
+}
+
+namespace {
+
+// normal(0, std) from Philox: Box-Muller on two uniforms in (0, 1], keyed by (seed, stream, index).
+void fill_normal(const Tensor& t, double stddev, uint64_t seed, uint32_t stream) {
+  std::vector<double> v(size_t(t.numel()));
+  for (size_t i = 0; i < v.size(); i += 2) {
+    Philox4 r = philox4x32_10(Philox4{{uint32_t(i / 2), uint32_t(uint64_t(i / 2) >> 32), stream, 0x1417u}},
+                              uint32_t(seed), uint32_t(seed >> 32));
+    double u1 = (double(r.v[0]) + 1.0) / 4294967296.0;
+    double u2 = double(r.v[1]) / 4294967296.0;
+    double rad = std::sqrt(-2.0 * std::log(u1));
+    v[i] = stddev * rad * std::cos(2 * M_PI * u2);
+    if (i + 1 < v.size()) v[i + 1] = stddev * rad * std::sin(2 * M_PI * u2);
+  }
+  Tensor host = Tensor::from_host(v, t.shape());
+  Tensor conv = Tensor::empty(t.shape(), t.dtype());
+  cast(conv, host);
+  t.copy_from(conv);
+}
+
+}  // namespace
+
+void BertForSequenceClassification::init_weights(uint64_t seed) {
+  const double std = config_.initializer_range;
+  uint32_t stream = 0;
+  for (auto& [name, t] : params_.named()) {
+    ++stream;
+    bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
+    bool is_ln = name.find("LayerNorm") != std::string::npos;
+    if (is_ln) {
+      fill(t, is_bias ? 0.0 : 1.0);
+    } else if (is_bias) {
+      t.zero_();
+    } else {
+      fill_normal(t, std, seed, stream);
+    }
+  }
+  const int64_t pad = config_.pad_token_id;
+  if (pad >= 0 && pad < config_.vocab_size) params_.word_emb.rows(pad, pad + 1).zero_();
+}
+
+void BertForSequenceClassification::init_classifier(uint64_t seed) {
+  fill_normal(params_.classifier_w, config_.initializer_range, seed, 0xc1a55u);
+  params_.classifier_b.zero_();
+}
+
+void BertForSequenceClassification::init_pooler(uint64_t seed) {
+  fill_normal(params_.pooler_w, config_.initializer_range, seed, 0x9001u);
+  params_.pooler_b.zero_();
+}
+
+Tensor BertForSequenceClassification::loss(const Tensor& logits, const Tensor& labels) const {
+  // f32 loss, or f64 for an f64 model (gradient checks need the precision).
+  Tensor out = Tensor::empty({1}, dtype_ == DType::f64 ? DType::f64 : DType::f32, device_);
+  if (config_.num_labels() == 1) {
+    Tensor preds = logits.view({logits.size(0)});
+    mse_forward(out, preds, labels.dtype() == preds.dtype() ? labels : cast(labels, preds.dtype()));
+  } else {
+    cross_entropy_forward(out, logits, labels);
+  }
+  return out;
+}
+
+Tensor BertForSequenceClassification::loss_backward(const Tensor& logits, const Tensor& labels,
+                                                    float dloss) const {
+  Tensor d = Tensor::empty(logits.shape(), logits.dtype(), device_);
+  if (config_.num_labels() == 1) {
+    Tensor preds = logits.view({logits.size(0)});
+    mse_backward(d.view({logits.size(0)}), preds,
+                 labels.dtype() == preds.dtype() ? labels : cast(labels, preds.dtype()), dloss);
+  } else {
+    cross_entropy_backward(d, logits, labels, dloss);
+  }
+  return d;
+}
+
+Tensor stats_tensor(int64_t rows, DType model_dtype, Device device) {
+  return Tensor::empty({rows}, model_dtype == DType::f64 ? DType::f64 : DType::f32, device);
+}
+
+Tensor position_ids(int64_t B, int64_t S, Device device) {
+  std::vector<int32_t> v(size_t(B * S));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t s = 0; s < S; ++s) v[size_t(b * S + s)] = int32_t(s);
+  return Tensor::from_host(v, {B, S}, device);
+}
+
+void gather_first_token(const Tensor& out, const Tensor& h) {
+  const int64_t B = h.size(0), S = h.size(1), H = h.size(2);
+  check_shape("gather_first_token", "out", out, {B, H});
+  Tensor rows = h.view({B * S, H});
+  for (int64_t b = 0; b < B; ++b) out.rows(b, b + 1).copy_from(rows.rows(b * S, b * S + 1));
+}
+
+void scatter_first_token(const Tensor& dh, const Tensor& dout) {
+  const int64_t B = dh.size(0), S = dh.size(1), H = dh.size(2);
+  check_shape("scatter_first_token", "dout", dout, {B, H});
+  Tensor rows = dh.view({B * S, H});
+  for (int64_t b = 0; b < B; ++b) rows.rows(b * S, b * S + 1).copy_from(dout.rows(b, b + 1));
+}
+
+}  // namespace br

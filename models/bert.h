@@ -1,0 +1,106 @@
+// BertForSequenceClassification with an explicit forward and backward (no autograd graph): the
+// backward reads like the derivation, restoring each saved activation from the tape, where the
+// Back Razor policy decides how it was stored.
+//
+// Shapes: B batch, S sequence, H hidden, N heads, D = H/N head dim, F FFN width, V vocab, C labels.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/tape.h"
+#include "core/tensor.h"
+#include "models/backrazor.h"
+#include "models/config.h"
+
+namespace br {
+
+struct BertLayerWeights {
+  Tensor q_w, q_b, k_w, k_b, v_w, v_b;  // [H,H], [H]
+  Tensor ao_w, ao_b;                    // attention output dense [H,H], [H]
+  Tensor ln1_w, ln1_b;                  // [H]
+  Tensor ffn1_w, ffn1_b;                // intermediate dense [F,H], [F]
+  Tensor ffn2_w, ffn2_b;                // output dense [H,F], [H]
+  Tensor ln2_w, ln2_b;                  // [H]
+};
+
+// Every parameter of the model (or a same-shaped set of gradients / optimizer moments).
+struct BertWeights {
+  Tensor word_emb, pos_emb, type_emb;  // [V,H], [P,H], [T,H]
+  Tensor emb_ln_w, emb_ln_b;           // [H]
+  std::vector<BertLayerWeights> layers;
+  Tensor pooler_w, pooler_b;          // [H,H], [H]
+  Tensor classifier_w, classifier_b;  // [C,H], [C]
+
+  static BertWeights allocate(const BertConfig& cfg, DType dtype, Device device,
+                              MemCategory category);
+  // (Hugging Face name, tensor) for every parameter, in the order of HF's state_dict.
+  std::vector<std::pair<std::string, Tensor>> named() const;
+  std::vector<Tensor> all() const;
+  void zero_() const;
+};
+
+// One batch on the model's device. Token tensors are i32 [B,S].
+struct BertBatch {
+  Tensor input_ids;
+  Tensor token_type_ids;
+  Tensor attention_mask;  // 1 for real tokens, 0 for padding
+  Tensor labels;          // i32 [B] for classification, f32 [B] for regression; may be undefined
+  Tensor example_ids;     // i32 [B]: each example's index in its dataset; keys the dropout masks
+};
+
+struct StepOptions {
+  bool train = false;              // dropout on, activations saved on the tape
+  uint64_t seed = 42;              // dropout stream
+  uint32_t step = 0;               // global step (part of the dropout key)
+  bool attention_dropout = true;   // upstream BERT; false reproduces the Back Razor fork
+};
+
+class BertForSequenceClassification {
+ public:
+  BertForSequenceClassification(BertConfig config, Device device, DType dtype = DType::f32);
+
+  const BertConfig& config() const { return config_; }
+  Device device() const { return device_; }
+  DType dtype() const { return dtype_; }
+
+  // HF initialisation (normal(0, initializer_range) weights, zero biases, unit LayerNorm, zero
+  // padding row), drawn from a Philox stream keyed by `seed`.
+  void init_weights(uint64_t seed);
+  // Only the classifier head, as HF initialises a head missing from a checkpoint.
+  void init_classifier(uint64_t seed);
+  void init_pooler(uint64_t seed);
+
+  // logits [B,C]. With a tape, saves what backward needs under the Back Razor policy.
+  Tensor forward(const BertBatch& batch, const StepOptions& opt, Tape* tape);
+  // Mean cross-entropy (num_labels > 1) or MSE (num_labels == 1) as an f32 [1] tensor, and its
+  // gradient with respect to the logits for a loss scaled by `dloss`.
+  Tensor loss(const Tensor& logits, const Tensor& labels) const;
+  Tensor loss_backward(const Tensor& logits, const Tensor& labels, float dloss) const;
+  // Accumulates parameter gradients into grads(), consuming the tape.
+  void backward(const BertBatch& batch, const StepOptions& opt, Tape& tape, const Tensor& dlogits);
+
+  BertWeights& params() { return params_; }
+  BertWeights& grads() { return grads_; }
+  const BertWeights& params() const { return params_; }
+  BackRazorPolicy& policy() { return policy_; }
+  const BackRazorPolicy& policy() const { return policy_; }
+
+ private:
+  void save(Tape& tape, int layer, Site site, const Tensor& x);
+  Tensor restore(Tape& tape, int layer, Site site);
+  Tensor additive_mask(const BertBatch& batch) const;  // f32 [B,S]: 0 real, lowest() padded
+
+  BertConfig config_;
+  Device device_;
+  DType dtype_;
+  BertWeights params_;
+  BertWeights grads_;
+  BackRazorPolicy policy_;
+};
+
+// Tape key of a site: "layer3.q", "emb_ln_input", ...
+std::string site_key(int layer, Site site);
+
+}  // namespace br

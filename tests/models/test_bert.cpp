@@ -1,0 +1,126 @@
+#include <catch2/catch.hpp>
+
+#include "harness.h"
+#include "kernels/cast.h"
+#include "models/bert.h"
+
+using namespace br;
+
+namespace {
+
+BertConfig tiny_config(int num_labels = 3) {
+  BertConfig c;
+  c.vocab_size = 13;
+  c.hidden_size = 8;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.intermediate_size = 7;
+  c.max_position_embeddings = 9;
+  c.type_vocab_size = 2;
+  c.hidden_dropout_prob = 0.1;
+  c.attention_probs_dropout_prob = 0.1;
+  c.layer_norm_eps = 1e-12;
+  c.initializer_range = 0.5;  // large, so the tiny model is far from linear
+  c.pad_token_id = 0;
+  c.set_num_labels(num_labels);
+  return c;
+}
+
+BertBatch tiny_batch(Device d, int num_labels) {
+  // B=3, S=5; the last sample is padded after two tokens.
+  std::vector<int32_t> ids = {2, 5, 7, 11, 3, 2, 9, 4, 6, 3, 2, 3, 0, 0, 0};
+  std::vector<int32_t> tt = {0, 0, 0, 1, 1, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0};
+  std::vector<int32_t> am = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0, 0};
+  BertBatch b;
+  b.input_ids = Tensor::from_host(ids, {3, 5}, d);
+  b.token_type_ids = Tensor::from_host(tt, {3, 5}, d);
+  b.attention_mask = Tensor::from_host(am, {3, 5}, d);
+  b.example_ids = Tensor::from_host(std::vector<int32_t>{17, 4, 230}, {3}, d);
+  if (num_labels == 1)
+    b.labels = Tensor::from_host(std::vector<float>{0.5f, -1.0f, 2.0f}, {3}, d);
+  else
+    b.labels = Tensor::from_host(std::vector<int32_t>{0, 2, 1}, {3}, d);
+  return b;
+}
+
+// Perturb LayerNorm weights and biases away from 1/0 so their gradients are exercised.
+void perturb(BertForSequenceClassification& m, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  for (auto& [name, t] : m.params().named()) {
+    if (name.find("LayerNorm") == std::string::npos && name.find(".bias") == std::string::npos)
+      continue;
+    Tensor r = test::random_tensor(t.shape(), t.dtype(), rng, Device::cpu, -0.5, 0.5);
+    std::vector<double> a = test::to_doubles(t), b = test::to_doubles(r);
+    for (size_t i = 0; i < a.size(); ++i) a[i] += b[i];
+    Tensor s = Tensor::from_host(a, t.shape());
+    cast(t, s);
+  }
+}
+
+double loss_value(BertForSequenceClassification& m, const BertBatch& b, const StepOptions& opt) {
+  Tape tape(Device::cpu);
+  Tensor logits = m.forward(b, opt, &tape);
+  return test::to_doubles(m.loss(logits, b.labels))[0];
+}
+
+}  // namespace
+
+TEST_CASE("BERT backward matches central differences in double (dropout on)", "[models][bert][grad]") {
+  for (int num_labels : {3, 1}) {
+    INFO("num_labels " << num_labels);
+    BertForSequenceClassification m(tiny_config(num_labels), Device::cpu, DType::f64);
+    m.init_weights(7);
+    perturb(m, 11);
+    BertBatch b = tiny_batch(Device::cpu, num_labels);
+    StepOptions opt{true, 1234, 3, true};
+    Tape tape(Device::cpu);
+    Tensor logits = m.forward(b, opt, &tape);
+    m.grads().zero_();
+    m.backward(b, opt, tape, m.loss_backward(logits, b.labels, 1.0f));
+    CHECK(tape.bytes() == 0);
+    std::vector<Tensor> params, grads;
+    for (auto& [n, t] : m.params().named()) params.push_back(t);
+    for (auto& [n, t] : m.grads().named()) grads.push_back(t);
+    test::check_gradients("bert", params, grads, [&] { return loss_value(m, b, opt); }, 1e-6, 1e-5, 1e-4);
+  }
+}
+
+TEST_CASE("Back Razor leaves the forward exact: logits bit-identical for every preset",
+          "[models][bert][backrazor]") {
+  BertForSequenceClassification m(tiny_config(), Device::cpu, DType::f32);
+  m.init_weights(3);
+  BertBatch b = tiny_batch(Device::cpu, 3);
+  StepOptions opt{true, 99, 0, true};
+  Tape t0(Device::cpu);
+  std::vector<float> dense = m.forward(b, opt, &t0).to_vector<float>();
+  for (const char* preset : {"seed", "all"}) {
+    m.policy() = BackRazorPolicy::preset(preset, 0.8, DType::f16);
+    Tape t(Device::cpu);
+    std::vector<float> got = m.forward(b, opt, &t).to_vector<float>();
+    CHECK(got == dense);
+    CHECK(t.bytes() < t0.bytes());
+  }
+}
+
+TEST_CASE("Back Razor keeping every element in fp32 reproduces dense gradients exactly",
+          "[models][bert][backrazor]") {
+  BertForSequenceClassification m(tiny_config(), Device::cpu, DType::f32);
+  m.init_weights(5);
+  BertBatch b = tiny_batch(Device::cpu, 3);
+  StepOptions opt{true, 5, 1, true};
+  auto grads_for = [&](const BackRazorPolicy& p) {
+    m.policy() = p;
+    Tape tape(Device::cpu);
+    Tensor logits = m.forward(b, opt, &tape);
+    m.grads().zero_();
+    m.backward(b, opt, tape, m.loss_backward(logits, b.labels, 1.0f));
+    std::vector<std::vector<float>> r;
+    for (const Tensor& g : m.grads().all()) r.push_back(g.to_vector<float>());
+    return r;
+  };
+  auto dense = grads_for(BackRazorPolicy::preset("none"));
+  auto keep_all = grads_for(BackRazorPolicy::preset("all", 0.0, DType::f32));
+  CHECK(keep_all == dense);
+  auto pruned = grads_for(BackRazorPolicy::preset("all", 0.8, DType::f16));
+  CHECK(pruned != dense);
+}
