@@ -30,7 +30,10 @@ void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, co
 // Fused attention that never stores an S×S matrix. lse [B, N, S] f32 = logsumexp over keys of the
 // scaled masked scores. CUDA needs D == 64; the CPU runs a row-by-row reference with the same
 // outputs. Backward recomputes P = exp(S − lse) and regenerates the dropout mask; it uses
-// rowsum(dout ⊙ out) = rowsum(dP ⊙ P), so `out` must be the forward's output.
+// rowsum(dout ⊙ out) = rowsum(dP ⊙ P), so `out` must be the forward's output. Every sample needs at
+// least one unmasked key: with all keys at lowest() the fp32 lse loses the scores and backward's P
+// is wrong (the materialized path has no such limit). lse is fp32 also for f64 inputs, so f64 flash
+// gradients agree with the materialized ones to ~1e-7 relative, not to double precision.
 void flash_attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
                              const Tensor& v, const Tensor& mask, float scale, float dropout_p,
                              const DropoutKey& key, const Tensor& example_ids);

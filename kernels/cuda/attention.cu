@@ -363,7 +363,7 @@ __global__ void __launch_bounds__(kThreads)
                               const float* lse, const float* dr, const float* mask, int N, int S,
                               float scale, Drop drop) {
   __shared__ float ks[kTile][kD + 1], vs[kTile][kD + 1], qs[kTile][kD + 1], gs[kTile][kD + 1];
-  __shared__ float ls[kTile], ds_[kTile];
+  __shared__ float ls[kTile], drs[kTile];
   const int bn = blockIdx.y, b = bn / N, n = bn % N;
   const int k0 = blockIdx.x * kTile;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -385,7 +385,7 @@ __global__ void __launch_bounds__(kThreads)
     if (threadIdx.x < kTile) {
       const int i = i0 + threadIdx.x;
       ls[threadIdx.x] = i < S ? lse[int64_t(bn) * S + i] : 0.0f;
-      ds_[threadIdx.x] = i < S ? dr[int64_t(bn) * S + i] : 0.0f;
+      drs[threadIdx.x] = i < S ? dr[int64_t(bn) * S + i] : 0.0f;
     }
     __syncthreads();
     const int i = i0 + lane;
@@ -401,7 +401,7 @@ __global__ void __launch_bounds__(kThreads)
       }
       const float p = valid ? expf(s * scale + mj[r] - ls[lane]) : 0.0f;
       const float z = drop.p > 0.0f && valid ? drop.z(b, nSS + uint32_t(i) * uint32_t(S) + uint32_t(j)) : 1.0f;
-      const float ds = p * (z * g - ds_[lane]) * scale;
+      const float ds = p * (z * g - drs[lane]) * scale;
       const float pz = p * z;
       float a0 = dk0[r], a1 = dk1[r], c0 = dv0[r], c1 = dv1[r];
 #pragma unroll 8
