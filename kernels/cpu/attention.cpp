@@ -40,23 +40,72 @@ Problem problem(const Tensor& q, const Tensor& mask, float p, const DropoutKey& 
                  p > 0.0f ? ids.data<int32_t>() : nullptr};
 }
 
-// dst[t] = src[t]·z(e0 + t) for t < len, where z(e) = keep(e)/(1−p), keep(e) = dropout_uniform(key,
-// example, e) >= p. One Philox call serves the four elements of a group e = 4g..4g+3.
+// z[t] = keep(e0 + t)/(1−p) for t < len, keep(e) = dropout_uniform(key, example, e) >= p (0 when
+// dropped). Philox runs on kLanes groups of four elements at a time in structure-of-arrays form so
+// the compiler vectorizes the ten rounds; the words equal core/philox.h's bit for bit.
 template <typename T>
-void dropout_span(T* dst, const T* src, int64_t len, uint32_t e0, float p, const DropoutKey& key,
-                  uint32_t example) {
+void dropout_scales(T* z, int64_t len, uint32_t e0, float p, const DropoutKey& key,
+                    uint32_t example) {
+  constexpr int kLanes = 16;
   const T zscale = p < 1.0f ? T(1) / (T(1) - T(p)) : T(0);
-  Philox4 w{};
-  uint32_t group = UINT32_MAX;
-  for (int64_t t = 0; t < len; ++t) {
-    const uint32_t e = e0 + uint32_t(t);
-    if ((e >> 2) != group) {
-      group = e >> 2;
-      w = philox4x32_10(Philox4{{group, example, key.site, key.step}}, uint32_t(key.seed),
-                        uint32_t(key.seed >> 32));
+  const uint32_t k0 = uint32_t(key.seed), k1 = uint32_t(key.seed >> 32);
+  const uint32_t g_begin = e0 >> 2, g_end = uint32_t((uint64_t(e0) + uint64_t(len) + 3) >> 2);
+  for (uint32_t gb = g_begin; gb < g_end; gb += kLanes) {
+    uint32_t words[4][kLanes];
+#pragma omp simd
+    for (int l = 0; l < kLanes; ++l) {
+      uint32_t c0 = gb + uint32_t(l), c1 = example, c2 = key.site, c3 = key.step, a = k0, b = k1;
+      for (int r = 0; r < 10; ++r) {
+        const uint64_t m0 = uint64_t(0xD2511F53u) * c0, m1 = uint64_t(0xCD9E8D57u) * c2;
+        const uint32_t n0 = uint32_t(m1 >> 32) ^ c1 ^ a, n2 = uint32_t(m0 >> 32) ^ c3 ^ b;
+        c1 = uint32_t(m1);
+        c3 = uint32_t(m0);
+        c0 = n0;
+        c2 = n2;
+        a += 0x9E3779B9u;
+        b += 0xBB67AE85u;
+      }
+      words[0][l] = c0, words[1][l] = c1, words[2][l] = c2, words[3][l] = c3;
     }
-    dst[t] = philox_uniform(w.v[e & 3u]) >= p ? src[t] * zscale : T(0);
+    for (int l = 0; l < kLanes; ++l)
+      for (int w = 0; w < 4; ++w) {
+        const int64_t t = int64_t((uint64_t(gb) + uint64_t(l)) * 4 + uint64_t(w)) - int64_t(e0);
+        if (t >= 0 && t < len) z[t] = philox_uniform(words[w][l]) >= p ? zscale : T(0);
+      }
   }
+}
+
+template <typename T>
+using ArrayMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
+
+// exp(x) elementwise (Eigen's vectorized exp), with x below log(smallest normal) giving exactly 0:
+// Eigen clamps very negative inputs instead of underflowing, and padded keys must get P == 0.
+template <typename T>
+void exp_flushed(ArrayMap<T> x) {
+  const T cutoff = std::log(std::numeric_limits<T>::min());
+  x = (x < cutoff).select(T(0), x.exp());
+}
+
+// row ← softmax(row + mask) in place, returning the row's logsumexp; mask (length S) may be null.
+template <typename T>
+T softmax_row(T* row, const T* mask, int64_t S) {
+  ArrayMap<T> r(row, S);
+  if (mask) r += ArrayMap<T>(const_cast<T*>(mask), S);
+  const T mx = r.maxCoeff();
+  r -= mx;
+  exp_flushed(r);
+  const T sum = r.sum();
+  r *= T(1) / sum;
+  return mx + std::log(sum);
+}
+
+// The mask row of sample b as T, or null when there is no mask.
+template <typename T>
+const T* mask_row(std::vector<T>& buf, const Problem& pr, int64_t b) {
+  if (!pr.mask) return nullptr;
+  buf.resize(size_t(pr.S));
+  for (int64_t j = 0; j < pr.S; ++j) buf[size_t(j)] = T(pr.mask[b * pr.S + j]);
+  return buf.data();
 }
 
 // Per (b, n): P = softmax(scale·Q·Kᵀ + mask) [S, S]; out = dropout(P)·V.
@@ -66,33 +115,21 @@ void forward_impl(T* out, T* probs, const T* q, const T* k, const T* v, const Pr
   const int64_t S = pr.S, D = pr.D, SS = S * S, SD = S * D;
 #pragma omp parallel
   {
-    std::vector<T> drop(pr.p > 0.0f ? static_cast<size_t>(SS) : 0);
+    std::vector<T> z(pr.p > 0.0f ? static_cast<size_t>(SS) : 0), mbuf;
 #pragma omp for schedule(static)
     for (int64_t bn = 0; bn < pr.B * pr.N; ++bn) {
       const int64_t b = bn / pr.N, n = bn % pr.N;
       MapC<T> Q(q + bn * SD, S, D), K(k + bn * SD, S, D), V(v + bn * SD, S, D);
       Map<T> P(probs + bn * SS, S, S);
       P.noalias() = (Q * K.transpose()) * T(scale);
-      for (int64_t i = 0; i < S; ++i) {
-        T* row = probs + bn * SS + i * S;
-        T mx = -std::numeric_limits<T>::infinity();
-        for (int64_t j = 0; j < S; ++j) {
-          row[j] += T(pr.mask_at(b, j));
-          mx = std::max(mx, row[j]);
-        }
-        T sum = 0;
-        for (int64_t j = 0; j < S; ++j) {
-          row[j] = std::exp(row[j] - mx);
-          sum += row[j];
-        }
-        const T inv = T(1) / sum;
-        for (int64_t j = 0; j < S; ++j) row[j] *= inv;
-      }
+      const T* mrow = mask_row(mbuf, pr, b);
+      for (int64_t i = 0; i < S; ++i) softmax_row(probs + bn * SS + i * S, mrow, S);
       Map<T> O(out + bn * SD, S, D);
       if (pr.p > 0.0f) {
-        dropout_span(drop.data(), probs + bn * SS, SS, uint32_t(n * SS), pr.p, pr.key,
-                     uint32_t(pr.ids[b]));
-        O.noalias() = MapC<T>(drop.data(), S, S) * V;
+        dropout_scales(z.data(), SS, uint32_t(n * SS), pr.p, pr.key, uint32_t(pr.ids[b]));
+        Map<T> Z(z.data(), S, S);
+        Z.array() *= P.array();
+        O.noalias() = Z * V;
       } else {
         O.noalias() = P * V;
       }
@@ -108,30 +145,25 @@ void backward_impl(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, c
   const int64_t S = pr.S, D = pr.D, SS = S * S, SD = S * D;
 #pragma omp parallel
   {
-    std::vector<T> pd(pr.p > 0.0f ? static_cast<size_t>(SS) : 0), ds(static_cast<size_t>(SS));
+    std::vector<T> z(pr.p > 0.0f ? static_cast<size_t>(SS) : 0), ds(static_cast<size_t>(SS));
 #pragma omp for schedule(static)
     for (int64_t bn = 0; bn < pr.B * pr.N; ++bn) {
       const int64_t b = bn / pr.N, n = bn % pr.N;
-      const uint32_t e0 = uint32_t(n * SS), ex = pr.p > 0.0f ? uint32_t(pr.ids[b]) : 0u;
       MapC<T> Q(q + bn * SD, S, D), K(k + bn * SD, S, D), V(v + bn * SD, S, D);
       MapC<T> dO(dout + bn * SD, S, D), P(probs + bn * SS, S, S);
       Map<T> dS(ds.data(), S, S);
+      dS.noalias() = dO * V.transpose();
       if (pr.p > 0.0f) {
-        dropout_span(pd.data(), probs + bn * SS, SS, e0, pr.p, pr.key, ex);
-        Map<T>(dv + bn * SD, S, D).noalias() = MapC<T>(pd.data(), S, S).transpose() * dO;
-        dS.noalias() = dO * V.transpose();
-        dropout_span(ds.data(), ds.data(), SS, e0, pr.p, pr.key, ex);
+        dropout_scales(z.data(), SS, uint32_t(n * SS), pr.p, pr.key, uint32_t(pr.ids[b]));
+        Map<T> Z(z.data(), S, S);
+        dS.array() *= Z.array();
+        Z.array() *= P.array();
+        Map<T>(dv + bn * SD, S, D).noalias() = Z.transpose() * dO;
       } else {
         Map<T>(dv + bn * SD, S, D).noalias() = P.transpose() * dO;
-        dS.noalias() = dO * V.transpose();
       }
-      for (int64_t i = 0; i < S; ++i) {
-        T* row = ds.data() + i * S;
-        const T* prow = probs + bn * SS + i * S;
-        T r = 0;
-        for (int64_t j = 0; j < S; ++j) r += row[j] * prow[j];
-        for (int64_t j = 0; j < S; ++j) row[j] = prow[j] * (row[j] - r);
-      }
+      const auto r = (dS.array() * P.array()).rowwise().sum().eval();
+      dS.array() = P.array() * (dS.array().colwise() - r);
       Map<T>(dq + bn * SD, S, D).noalias() = (dS * K) * T(scale);
       Map<T>(dk + bn * SD, S, D).noalias() = (dS.transpose() * Q) * T(scale);
     }
@@ -139,11 +171,9 @@ void backward_impl(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, c
 }
 
 template <typename T>
-T dot(const T* a, const T* b, int64_t n) {
-  T s = 0;
-  for (int64_t d = 0; d < n; ++d) s += a[d] * b[d];
-  return s;
-}
+using Vec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
+template <typename T>
+using RowC = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>;
 
 // Row by row, holding one score row of S values: s_j = scale·q_i·k_j + mask_j,
 // lse_i = log Σ_j exp(s_j), out_i = Σ_j z_ij·exp(s_j − lse_i)·v_j.
@@ -153,35 +183,22 @@ void flash_forward_impl(T* out, float* lse, const T* q, const T* k, const T* v, 
   const int64_t S = pr.S, D = pr.D, SS = S * S, SD = S * D;
 #pragma omp parallel
   {
-    std::vector<T> s(static_cast<size_t>(S)), z(static_cast<size_t>(S));
-    std::vector<T> ones(static_cast<size_t>(S), T(1));
+    Vec<T> s(S), z(S);
+    std::vector<T> mbuf;
 #pragma omp for schedule(static)
     for (int64_t bn = 0; bn < pr.B * pr.N; ++bn) {
       const int64_t b = bn / pr.N, n = bn % pr.N;
+      MapC<T> K(k + bn * SD, S, D), V(v + bn * SD, S, D);
+      const T* mrow = mask_row(mbuf, pr, b);
       for (int64_t i = 0; i < S; ++i) {
-        const T* qi = q + bn * SD + i * D;
-        T mx = -std::numeric_limits<T>::infinity();
-        for (int64_t j = 0; j < S; ++j) {
-          s[j] = dot(qi, k + bn * SD + j * D, D) * T(scale) + T(pr.mask_at(b, j));
-          mx = std::max(mx, s[j]);
+        s.noalias() = (K * RowC<T>(q + bn * SD + i * D, D).transpose()) * T(scale);
+        lse[bn * S + i] = float(softmax_row(s.data(), mrow, S));
+        if (pr.p > 0.0f) {
+          dropout_scales(z.data(), S, uint32_t(n * SS + i * S), pr.p, pr.key, uint32_t(pr.ids[b]));
+          s.array() *= z.array();
         }
-        T sum = 0;
-        for (int64_t j = 0; j < S; ++j) {
-          s[j] = std::exp(s[j] - mx);
-          sum += s[j];
-        }
-        lse[bn * S + i] = float(mx + std::log(sum));
-        if (pr.p > 0.0f)
-          dropout_span(z.data(), ones.data(), S, uint32_t(n * SS + i * S), pr.p, pr.key,
-                       uint32_t(pr.ids[b]));
-        T* oi = out + bn * SD + i * D;
-        std::fill(oi, oi + D, T(0));
-        const T inv = T(1) / sum;
-        for (int64_t j = 0; j < S; ++j) {
-          const T w = s[j] * inv * (pr.p > 0.0f ? z[j] : T(1));
-          const T* vj = v + bn * SD + j * D;
-          for (int64_t d = 0; d < D; ++d) oi[d] += w * vj[d];
-        }
+        Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(out + bn * SD + i * D, D).noalias() =
+            s.transpose() * V;
       }
     }
   }
@@ -196,36 +213,34 @@ void flash_backward_impl(T* dq, T* dk, T* dv, const T* dout, const T* q, const T
   const int64_t S = pr.S, D = pr.D, SS = S * S, SD = S * D;
 #pragma omp parallel
   {
-    std::vector<T> z(static_cast<size_t>(S), T(1)), ones(static_cast<size_t>(S), T(1));
+    Vec<T> p(S), g(S), z(S);
+    std::vector<T> mbuf;
 #pragma omp for schedule(static)
     for (int64_t bn = 0; bn < pr.B * pr.N; ++bn) {
       const int64_t b = bn / pr.N, n = bn % pr.N;
-      std::fill(dk + bn * SD, dk + (bn + 1) * SD, T(0));
-      std::fill(dv + bn * SD, dv + (bn + 1) * SD, T(0));
+      MapC<T> K(k + bn * SD, S, D), V(v + bn * SD, S, D);
+      Map<T> dK(dk + bn * SD, S, D), dV(dv + bn * SD, S, D);
+      dK.setZero();
+      dV.setZero();
+      const T* mrow = mask_row(mbuf, pr, b);
       for (int64_t i = 0; i < S; ++i) {
-        const T* qi = q + bn * SD + i * D;
-        const T* gi = dout + bn * SD + i * D;
-        T* dqi = dq + bn * SD + i * D;
-        std::fill(dqi, dqi + D, T(0));
-        const T Dr = dot(gi, out + bn * SD + i * D, D);
-        const T li = T(lse[bn * S + i]);
-        if (pr.p > 0.0f)
-          dropout_span(z.data(), ones.data(), S, uint32_t(n * SS + i * S), pr.p, pr.key,
-                       uint32_t(pr.ids[b]));
-        for (int64_t j = 0; j < S; ++j) {
-          const T* kj = k + bn * SD + j * D;
-          const T* vj = v + bn * SD + j * D;
-          const T pij = std::exp(dot(qi, kj, D) * T(scale) + T(pr.mask_at(b, j)) - li);
-          const T dsij = pij * (z[j] * dot(gi, vj, D) - Dr) * T(scale);
-          const T pd = pij * z[j];
-          T* dkj = dk + bn * SD + j * D;
-          T* dvj = dv + bn * SD + j * D;
-          for (int64_t d = 0; d < D; ++d) {
-            dqi[d] += dsij * kj[d];
-            dkj[d] += dsij * qi[d];
-            dvj[d] += pd * gi[d];
-          }
+        RowC<T> qi(q + bn * SD + i * D, D), gi(dout + bn * SD + i * D, D);
+        const T Dr = gi.dot(RowC<T>(out + bn * SD + i * D, D));
+        p.noalias() = (K * qi.transpose()) * T(scale);
+        if (mrow) p.array() += ArrayMap<T>(const_cast<T*>(mrow), S);
+        p.array() -= T(lse[bn * S + i]);
+        exp_flushed(ArrayMap<T>(p.data(), S));
+        g.noalias() = V * gi.transpose();
+        if (pr.p > 0.0f) {
+          dropout_scales(z.data(), S, uint32_t(n * SS + i * S), pr.p, pr.key, uint32_t(pr.ids[b]));
+          g.array() *= z.array();
         }
+        g.array() = p.array() * (g.array() - Dr) * T(scale);
+        if (pr.p > 0.0f) p.array() *= z.array();
+        Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(dq + bn * SD + i * D, D).noalias() =
+            g.transpose() * K;
+        dK.noalias() += g * qi;
+        dV.noalias() += p * gi;
       }
     }
   }
