@@ -46,7 +46,8 @@ double clip_grad_norm(const std::vector<Tensor>& grads, double max_norm) {
            "clip_grad_norm: max_norm {} must be positive and finite", max_norm);
   const double total = global_grad_norm(grads);
   const double coef = max_norm / (total + 1e-6);
-  if (coef < 1.0)
+  // Written as !(coef >= 1) so a NaN norm scales by NaN, as torch's clamp(coef, max=1) does.
+  if (!(coef >= 1.0))
     for (const Tensor& g : grads) scale_(g, float(coef));
   return total;
 }

@@ -231,3 +231,15 @@ TEST_CASE("adamw and grad norm reject bad input", "[adamw][grad_norm]") {
     CHECK_THROWS_WITH(global_grad_norm({g, g.to(Device::cuda)}), Contains("gradient 1"));
   }
 }
+
+TEST_CASE("clip_grad_norm with a non-finite norm poisons the gradients like torch", "[grad_norm]") {
+  Tensor a = Tensor::from_host(std::vector<float>{1.0f, NAN, 2.0f}, {3});
+  Tensor b = Tensor::from_host(std::vector<float>{3.0f}, {1});
+  CHECK(std::isnan(clip_grad_norm({a, b}, 1.0)));
+  for (double x : to_doubles(b)) CHECK(std::isnan(x));
+  Tensor c = Tensor::from_host(std::vector<float>{INFINITY, 2.0f}, {2});
+  CHECK(std::isinf(clip_grad_norm({c}, 1.0)));
+  std::vector<float> cv = c.to_vector<float>();
+  CHECK(std::isnan(cv[0]));
+  CHECK(cv[1] == 0.0f);
+}
