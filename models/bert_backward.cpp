@@ -52,7 +52,7 @@ void BertForSequenceClassification::backward(const BertBatch& batch, const StepO
     // LN2 over o + h1: the gradient of the sum flows to both.
     Tensor dx2 = act({B, S, H});
     {
-      Tensor mean = tape.restore(stats_key(l, "ln2")), rstd = tape.restore(stats_key(l, "ln2") + ".rstd");
+      Tensor mean = tape.restore(stats_key(l, "ln2_mean")), rstd = tape.restore(stats_key(l, "ln2_rstd"));
       layernorm_backward(dx2, gw.ln2_w, gw.ln2_b, dh, restore(tape, l, Site::ln2_input), mean, rstd,
                          w.ln2_w);
     }
@@ -73,7 +73,7 @@ void BertForSequenceClassification::backward(const BertBatch& batch, const StepO
     // LN1 over a + x.
     Tensor dx1 = act({B, S, H});
     {
-      Tensor mean = tape.restore(stats_key(l, "ln1")), rstd = tape.restore(stats_key(l, "ln1") + ".rstd");
+      Tensor mean = tape.restore(stats_key(l, "ln1_mean")), rstd = tape.restore(stats_key(l, "ln1_rstd"));
       layernorm_backward(dx1, gw.ln1_w, gw.ln1_b, dh1, restore(tape, l, Site::ln1_input), mean, rstd,
                          w.ln1_w);
     }
@@ -114,7 +114,7 @@ void BertForSequenceClassification::backward(const BertBatch& batch, const StepO
   dropout_backward(dln, dh, p_hidden, key(kDropEmbeddings), ids);
   Tensor demb = act({B, S, H});
   {
-    Tensor mean = tape.restore(stats_key(-1, "emb_ln")), rstd = tape.restore(stats_key(-1, "emb_ln") + ".rstd");
+    Tensor mean = tape.restore(stats_key(-1, "emb_ln_mean")), rstd = tape.restore(stats_key(-1, "emb_ln_rstd"));
     layernorm_backward(demb, g.emb_ln_w, g.emb_ln_b, dln, restore(tape, -1, Site::emb_ln_input),
                        mean, rstd, params_.emb_ln_w);
   }

@@ -79,8 +79,8 @@ Tensor BertForSequenceClassification::forward(const BertBatch& batch, const Step
     dropout_forward(h, ln, p_hidden, key(kDropEmbeddings), ids);
     if (tape) {
       save(*tape, -1, Site::emb_ln_input, emb);
-      tape->save(stats_key(-1, "emb_ln"), mean);
-      tape->save(stats_key(-1, "emb_ln") + ".rstd", rstd);
+      tape->save(stats_key(-1, "emb_ln_mean"), mean);
+      tape->save(stats_key(-1, "emb_ln_rstd"), rstd);
     }
   }
   const Tensor mask = additive_mask(batch);
@@ -121,8 +121,8 @@ Tensor BertForSequenceClassification::forward(const BertBatch& batch, const Step
       save(*tape, l, Site::v, v);
       save(*tape, l, Site::attn_out_input, ctx);
       save(*tape, l, Site::ln1_input, x1);
-      tape->save(stats_key(l, "ln1"), mean1);
-      tape->save(stats_key(l, "ln1") + ".rstd", rstd1);
+      tape->save(stats_key(l, "ln1_mean"), mean1);
+      tape->save(stats_key(l, "ln1_rstd"), rstd1);
     }
     q = k = v = probs = ctx = x1 = Tensor();
     // Feed-forward.
@@ -140,8 +140,8 @@ Tensor BertForSequenceClassification::forward(const BertBatch& batch, const Step
       save(*tape, l, Site::gelu_input, f);
       save(*tape, l, Site::ffn2_input, g);
       save(*tape, l, Site::ln2_input, x2);
-      tape->save(stats_key(l, "ln2"), mean2);
-      tape->save(stats_key(l, "ln2") + ".rstd", rstd2);
+      tape->save(stats_key(l, "ln2_mean"), mean2);
+      tape->save(stats_key(l, "ln2_rstd"), rstd2);
     }
     h = std::move(h2);
   }

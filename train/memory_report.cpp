@@ -1,0 +1,169 @@
+#include "train/memory_report.h"
+
+#include <chrono>
+#include <map>
+#include <random>
+
+#include <fmt/format.h>
+
+#include "kernels/adamw.h"
+
+namespace br {
+
+namespace {
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+// "layer3.q" -> ("q", 3); "emb_ln_input" -> ("emb_ln_input", -1)
+std::pair<std::string, int> split_key(const std::string& key) {
+  if (key.rfind("layer", 0) == 0) {
+    size_t dot = key.find('.');
+    return {key.substr(dot + 1), std::stoi(key.substr(5, dot - 5))};
+  }
+  return {key, -1};
+}
+}  // namespace
+
+MemoryReport measure_training_step(BertForSequenceClassification& model, int64_t batch, int64_t seq,
+                                   uint64_t seed) {
+  const BertConfig& c = model.config();
+  const Device dev = model.device();
+  BR_CHECK(seq <= c.max_position_embeddings, "memory: max_seq_length {} exceeds the model's {}",
+           seq, c.max_position_embeddings);
+  std::mt19937_64 rng(seed);
+  const size_t tokens = static_cast<size_t>(batch * seq), rows = static_cast<size_t>(batch);
+  std::vector<int32_t> ids(tokens), tt(tokens, 0), am(tokens, 1), labels(rows), ex(rows);
+  for (auto& x : ids) x = int32_t(1 + rng() % uint64_t(c.vocab_size - 1));
+  for (int64_t b = 0; b < batch; ++b) {
+    labels[size_t(b)] = int32_t(rng() % uint64_t(std::max<int64_t>(1, c.num_labels())));
+    ex[size_t(b)] = int32_t(b);
+  }
+  BertBatch bb;
+  bb.input_ids = Tensor::from_host(ids, {batch, seq}, dev);
+  bb.token_type_ids = Tensor::from_host(tt, {batch, seq}, dev);
+  bb.attention_mask = Tensor::from_host(am, {batch, seq}, dev);
+  bb.example_ids = Tensor::from_host(ex, {batch}, dev);
+  if (c.num_labels() == 1) {
+    std::vector<float> y(size_t(batch), 1.0f);
+    bb.labels = Tensor::from_host(y, {batch}, dev);
+  } else {
+    bb.labels = Tensor::from_host(labels, {batch}, dev);
+  }
+
+  // Optimizer state exists before the step, as in training.
+  std::vector<Tensor> params = model.params().all(), grads = model.grads().all(), ms, vs;
+  std::vector<bool> decay;
+  for (const Tensor& p : params) {
+    ms.push_back(Tensor::zeros(p.shape(), p.dtype(), dev, MemCategory::optimizer_state));
+    vs.push_back(Tensor::zeros(p.shape(), p.dtype(), dev, MemCategory::optimizer_state));
+    decay.push_back(true);
+  }
+  cuda_synchronize();
+  reset_peak_memory(dev);
+
+  MemoryReport r;
+  r.batch = batch;
+  r.seq = seq;
+  StepOptions opt{true, seed, 0, true};
+  Tape tape(dev);
+  auto t0 = std::chrono::steady_clock::now();
+  Tensor logits = model.forward(bb, opt, &tape);
+  Tensor loss = model.loss(logits, bb.labels);
+  cuda_synchronize();
+  r.forward_seconds = seconds_since(t0);
+  r.saved_activation_bytes = tape.bytes();
+  r.sites = tape.records();
+  for (const SiteRecord& s : r.sites) r.dense_activation_bytes += s.dense_bytes;
+
+  t0 = std::chrono::steady_clock::now();
+  model.grads().zero_();
+  model.backward(bb, opt, tape, model.loss_backward(logits, bb.labels, 1.0f));
+  cuda_synchronize();
+  r.backward_seconds = seconds_since(t0);
+
+  t0 = std::chrono::steady_clock::now();
+  AdamWConfig ac;
+  ac.lr = 0.0f;  // measure the step without changing the model
+  adamw_step(params, grads, ms, vs, decay, ac, 1);
+  cuda_synchronize();
+  r.optimizer_seconds = seconds_since(t0);
+  r.stats = memory_stats(dev);
+  return r;
+}
+
+std::string format_memory_table(const MemoryReport& r, bool per_layer) {
+  struct Row {
+    std::string shape, policy;
+    int64_t count = 0, dense = 0, stored = 0;
+  };
+  std::vector<std::string> order;
+  std::map<std::string, Row> rows;
+  for (const SiteRecord& s : r.sites) {
+    auto [site, layer] = split_key(s.site);
+    std::string name = per_layer || layer < 0 ? s.site : "layer*." + site;
+    if (!rows.count(name)) order.push_back(name);
+    Row& row = rows[name];
+    row.shape = fmt::format("{}{}", dtype_name(s.dtype), shape_str(s.shape));
+    row.policy = s.policy.mode == SaveMode::sparse
+                     ? fmt::format("sparse {} p={}", dtype_name(s.policy.value_dtype), s.policy.prune_ratio)
+                 : s.policy.mode == SaveMode::low_precision
+                     ? fmt::format("dense {}", dtype_name(s.policy.value_dtype))
+                     : "dense";
+    row.count++;
+    row.dense += s.dense_bytes;
+    row.stored += s.stored_bytes;
+  }
+  std::string out = fmt::format("{:<28} {:>5} {:<22} {:<22} {:>15} {:>15} {:>7}\n", "site", "count",
+                                "shape", "policy", "dense bytes", "stored bytes", "ratio");
+  for (const std::string& name : order) {
+    const Row& row = rows[name];
+    out += fmt::format("{:<28} {:>5} {:<22} {:<22} {:>15} {:>15} {:>7.4f}\n", name, row.count,
+                       row.shape, row.policy, row.dense, row.stored,
+                       row.dense ? double(row.stored) / double(row.dense) : 0.0);
+  }
+  out += fmt::format("{:<28} {:>5} {:<22} {:<22} {:>15} {:>15} {:>7.4f}\n", "total", r.sites.size(),
+                     "", "", r.dense_activation_bytes, r.saved_activation_bytes,
+                     r.dense_activation_bytes
+                         ? double(r.saved_activation_bytes) / double(r.dense_activation_bytes)
+                         : 0.0);
+  out += "\npeak bytes by category during the step:\n";
+  for (int c = 0; c < kMemCategories; ++c)
+    out += fmt::format("  {:<18} {:>15}\n", category_name(MemCategory(c)), r.stats.peak[size_t(c)]);
+  out += fmt::format("  {:<18} {:>15}\n", "total peak", r.stats.total_peak);
+  out += fmt::format("step time: forward {:.3f} s, backward {:.3f} s, optimizer {:.3f} s\n",
+                     r.forward_seconds, r.backward_seconds, r.optimizer_seconds);
+  return out;
+}
+
+nlohmann::json memory_report_json(const MemoryReport& r) {
+  nlohmann::json j;
+  j["batch"] = r.batch;
+  j["seq"] = r.seq;
+  j["saved_activation_bytes"] = r.saved_activation_bytes;
+  j["dense_activation_bytes"] = r.dense_activation_bytes;
+  j["peak_bytes"] = r.stats.total_peak;
+  nlohmann::json peaks;
+  for (int c = 0; c < kMemCategories; ++c)
+    peaks[std::string(category_name(MemCategory(c)))] = r.stats.peak[size_t(c)];
+  j["peak_bytes_by_category"] = peaks;
+  j["forward_seconds"] = r.forward_seconds;
+  j["backward_seconds"] = r.backward_seconds;
+  j["optimizer_seconds"] = r.optimizer_seconds;
+  nlohmann::json sites = nlohmann::json::array();
+  for (const SiteRecord& s : r.sites) {
+    sites.push_back({{"site", s.site},
+                     {"shape", s.shape},
+                     {"dtype", std::string(dtype_name(s.dtype))},
+                     {"policy", std::string(save_mode_name(s.policy.mode))},
+                     {"value_dtype", std::string(dtype_name(s.policy.value_dtype))},
+                     {"prune_ratio", s.policy.prune_ratio},
+                     {"kept_per_sample", s.kept_per_sample},
+                     {"dense_bytes", s.dense_bytes},
+                     {"stored_bytes", s.stored_bytes}});
+  }
+  j["sites"] = sites;
+  return j;
+}
+
+}  // namespace br
