@@ -1,5 +1,7 @@
 #include "kernels/cpu/attention.h"
 
+// GCC 12 reports false maybe-uninitialized warnings inside Eigen's AVX-512 GEMM kernels.
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <Eigen/Core>
 #include <algorithm>
 #include <cmath>
