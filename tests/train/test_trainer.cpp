@@ -1,0 +1,196 @@
+// bertrazor train end to end on a tiny random model and synthetic RTE-layout data: outputs,
+// resume bit-identical to an uninterrupted run, gradient accumulation, and failures that are
+// clear and never lose a checkpoint.
+#include <catch2/catch.hpp>
+#include <filesystem>
+#include <fstream>
+#include <random>
+
+#include "harness.h"
+#include "models/bert_io.h"
+#include "models/safetensors.h"
+#include "train/args.h"
+#include "train/trainer.h"
+
+using namespace br;
+namespace fs = std::filesystem;
+
+namespace {
+
+// A fresh temporary folder per test, removed at the end.
+struct TempDir {
+  fs::path path;
+  explicit TempDir(const std::string& name) {
+    path = fs::temp_directory_path() / ("bertrazor_" + name + "_" + std::to_string(test::fresh_seed() % 1000000));
+    fs::remove_all(path);
+    fs::create_directories(path);
+  }
+  ~TempDir() { fs::remove_all(path); }
+};
+
+// Tiny random BERT with the committed tiny vocabulary, and an RTE-layout data folder.
+fs::path make_model(const fs::path& root) {
+  fs::path dir = root / "model";
+  BertConfig c;
+  c.vocab_size = 35;
+  c.hidden_size = 16;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.intermediate_size = 24;
+  c.max_position_embeddings = 32;
+  c.set_labels({"entailment", "not_entailment"});
+  BertForSequenceClassification m(c, Device::cpu);
+  m.init_weights(3);
+  save_pretrained(m, dir.string());
+  fs::copy_file(fs::path(BERTRAZOR_SOURCE_DIR) / "tests/data/tiny_vocab.txt", dir / "vocab.txt");
+  return dir;
+}
+
+fs::path make_data(const fs::path& root, int n_train = 40, int n_dev = 12) {
+  fs::path dir = root / "RTE";
+  fs::create_directories(dir);
+  const char* words[] = {"the", "hello", "world", "cafe", "resume", "a", "b", "x", "unaffable"};
+  std::mt19937 rng(5);
+  auto sentence = [&](int len) {
+    std::string s;
+    for (int i = 0; i < len; ++i) s += std::string(i ? " " : "") + words[rng() % 9];
+    return s + " .";
+  };
+  for (auto [name, n] : {std::pair<const char*, int>{"train.tsv", n_train}, {"dev.tsv", n_dev},
+                          {"test.tsv", n_dev}}) {
+    const bool test = std::string(name) == "test.tsv";
+    std::ofstream f(dir / name);
+    f << "index\tsentence1\tsentence2" << (test ? "" : "\tlabel") << "\n";
+    for (int i = 0; i < n; ++i) {
+      bool ent = rng() % 2;
+      f << i << "\t" << sentence(3 + int(rng() % 6)) << "\t" << (ent ? "hello world" : sentence(2));
+      if (!test) f << "\t" << (ent ? "entailment" : "not_entailment");
+      f << "\n";
+    }
+  }
+  return dir;
+}
+
+std::vector<std::string> base_args(const fs::path& model, const fs::path& data, const fs::path& out) {
+  return {"--model_name_or_path", model.string(), "--task_name", "rte", "--data_dir", data.string(),
+          "--output_dir", out.string(), "--do_train", "--max_seq_length", "24",
+          "--per_device_train_batch_size", "8", "--learning_rate", "1e-3", "--seed", "7",
+          "--device", "cpu", "--disable_tqdm", "True"};
+}
+
+void run(std::vector<std::string> args, const std::vector<std::string>& extra) {
+  args.insert(args.end(), extra.begin(), extra.end());
+  run_glue(parse_training_args(args));
+}
+
+// Every tensor of a model file; without_key_bias leaves out the key biases: their gradient is exactly
+// zero in exact arithmetic (softmax is shift invariant), so AdamW turns rounding noise into +-lr
+// steps, and runs that sum in a different order disagree on them.
+std::vector<std::vector<float>> weights(const fs::path& file, bool without_key_bias = false) {
+  SafetensorsFile f = SafetensorsFile::open(file.string());
+  std::vector<std::vector<float>> r;
+  for (const SafetensorsEntry& e : f.entries())
+    if (!without_key_bias || e.name.find("attention.self.key.bias") == std::string::npos)
+      r.push_back(f.load(e.name).to_vector<float>());
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("train writes the Hugging Face output layout", "[train][trainer]") {
+  TempDir t("layout");
+  fs::path model = make_model(t.path), data = make_data(t.path), out = t.path / "out";
+  run(base_args(model, data, out),
+      {"--do_eval", "--do_predict", "--max_steps", "4", "--save_steps", "2", "--logging_steps", "1",
+       "--evaluation_strategy", "steps", "--eval_steps", "2", "--save_total_limit", "1",
+       "--load_best_model_at_end", "--metric_for_best_model", "accuracy", "--backRazor", "True",
+       "--backrazor_preset", "all"});
+  for (const char* f : {"config.json", "model.safetensors", "vocab.txt", "trainer_state.json",
+                        "train_results.json", "eval_results.json", "all_results.json",
+                        "training_args.json"})
+    CHECK(fs::exists(out / f));
+  std::ifstream pred(out / "predict_results_rte.txt");
+  std::string header;
+  std::getline(pred, header);
+  CHECK(header == "index\tprediction");
+  nlohmann::json all = nlohmann::json::parse(std::ifstream(out / "all_results.json"));
+  CHECK(all.contains("eval_accuracy"));
+  CHECK(all.at("train_saved_activation_bytes").get<int64_t>() > 0);
+  nlohmann::json state = nlohmann::json::parse(std::ifstream(out / "trainer_state.json"));
+  CHECK(state.at("global_step") == 4);
+  CHECK(state.at("log_history").size() >= 4);
+  // save_total_limit 1 keeps the best and, when different, the newest.
+  int checkpoints = 0;
+  for (auto& e : fs::directory_iterator(out))
+    if (e.path().filename().string().rfind("checkpoint-", 0) == 0) ++checkpoints;
+  CHECK(checkpoints >= 1);
+  CHECK(checkpoints <= 2);
+}
+
+TEST_CASE("resume from a checkpoint ends bit-identical to an uninterrupted run", "[train][trainer][resume]") {
+  TempDir t("resume");
+  fs::path model = make_model(t.path), data = make_data(t.path);
+  std::vector<std::string> common = {"--max_steps", "8", "--save_steps", "3", "--lr_scheduler_type",
+                                     "linear", "--weight_decay", "0.01", "--warmup_steps", "2"};
+  run(base_args(model, data, t.path / "full"), common);
+  // The interrupted run: what it left on disk is checkpoint-3, so resume from a copy of it.
+  fs::create_directories(t.path / "resumed");
+  fs::copy(t.path / "full" / "checkpoint-3", t.path / "resumed" / "checkpoint-3", fs::copy_options::recursive);
+  run(base_args(model, data, t.path / "resumed"), common);  // auto-resumes from checkpoint-3
+  CHECK(weights(t.path / "resumed" / "model.safetensors") == weights(t.path / "full" / "model.safetensors"));
+}
+
+TEST_CASE("gradient accumulation 2 x 4 equals batch 8", "[train][trainer]") {
+  TempDir t("accum");
+  fs::path model = make_model(t.path), data = make_data(t.path);
+  run(base_args(model, data, t.path / "b8"), {"--max_steps", "4"});
+  std::vector<std::string> a = base_args(model, data, t.path / "b4x2");
+  a[a.size() - 9] = "4";  // per_device_train_batch_size
+  run(a, {"--max_steps", "4", "--gradient_accumulation_steps", "2"});
+  auto w8 = weights(t.path / "b8" / "model.safetensors", true);
+  auto w4 = weights(t.path / "b4x2" / "model.safetensors", true);
+  REQUIRE(w8.size() == w4.size());
+  for (size_t i = 0; i < w8.size(); ++i) {
+    Tensor x = Tensor::from_host(w4[i], {int64_t(w4[i].size())});
+    Tensor y = Tensor::from_host(w8[i], {int64_t(w8[i].size())});
+    INFO("tensor " << i);
+    CHECK(test::rel_l2(x, y) < 1e-5);
+  }
+}
+
+TEST_CASE("training failures are clear and keep the last checkpoint", "[train][trainer][errors]") {
+  TempDir t("errors");
+  fs::path model = make_model(t.path), data = make_data(t.path);
+  fs::path out = t.path / "out";
+  SECTION("NaN loss stops at its step and names the last good checkpoint") {
+    run(base_args(model, data, out), {"--max_steps", "2", "--save_steps", "2"});
+    std::string before = std::to_string(fs::file_size(out / "checkpoint-2" / "model.safetensors"));
+    std::vector<std::string> a = base_args(model, data, out);
+    a[a.size() - 7] = "1e30";  // learning rate: the weights blow up
+    CHECK_THROWS_WITH(run(a, {"--max_steps", "6", "--save_steps", "100", "--max_grad_norm", "0",
+                              "--resume_from_checkpoint", (out / "checkpoint-2").string()}),
+                      Catch::Contains("the loss is") && Catch::Contains("checkpoint-2"));
+    CHECK(std::to_string(fs::file_size(out / "checkpoint-2" / "model.safetensors")) == before);
+  }
+  SECTION("an existing output dir needs --overwrite_output_dir") {
+    fs::create_directories(out);
+    std::ofstream(out / "something.txt") << "x";
+    CHECK_THROWS_WITH(run(base_args(model, data, out), {"--max_steps", "1"}),
+                      Catch::Contains("already exists and is not empty"));
+  }
+  SECTION("max_seq_length over the model's limit") {
+    std::vector<std::string> a = base_args(model, data, out);
+    a[a.size() - 11] = "64";
+    CHECK_THROWS_WITH(run(a, {"--max_steps", "1"}), Catch::Contains("max_position_embeddings 32"));
+  }
+  SECTION("malformed data names the file and line") {
+    std::ofstream(data / "train.tsv", std::ios::app) << "41\tonly two columns\n";
+    CHECK_THROWS_WITH(run(base_args(model, data, out), {"--max_steps", "1"}),
+                      Catch::Contains("train.tsv:42"));  // header + 40 rows
+  }
+  SECTION("an empty training set") {
+    std::ofstream(data / "train.tsv") << "index\tsentence1\tsentence2\tlabel\n";
+    CHECK_THROWS_WITH(run(base_args(model, data, out), {"--max_steps", "1"}),
+                      Catch::Contains("empty"));
+  }
+}
