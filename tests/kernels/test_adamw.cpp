@@ -82,9 +82,9 @@ TEST_CASE("adamw_step follows torch.optim.AdamW and transformers.AdamW over seve
       }
       for (size_t i = 0; i < sizes.size(); ++i) {
         INFO("tensor " << i << " size " << sizes[i]);
-        CHECK(rel_vec(to_doubles(P[i]), ref[i].p) < 2e-6);
-        CHECK(rel_vec(to_doubles(M[i]), ref[i].m) < 2e-6);
-        CHECK(rel_vec(to_doubles(V[i]), ref[i].v) < 2e-6);
+        CHECK(rel_vec(to_doubles(P[i]), ref[i].p) < 1e-5);  // fp32 bound (STYLE.md): m can cancel to near zero
+        CHECK(rel_vec(to_doubles(M[i]), ref[i].m) < 1e-5);  // fp32 bound (STYLE.md): m can cancel to near zero
+        CHECK(rel_vec(to_doubles(V[i]), ref[i].v) < 1e-5);  // fp32 bound (STYLE.md): m can cancel to near zero
       }
     }
 }
