@@ -39,14 +39,16 @@ void reference_step(State& s, const std::vector<double>& g, double lr, double b1
   }
 }
 
-double rel_vec(const std::vector<double>& a, const std::vector<double>& b) {
+// Relative L2 error, with the reference norm floored at `floor` per element: a one-element m can
+// cancel to ~0 over a few steps, where fp32 rounding of its terms is all that is left.
+double rel_vec(const std::vector<double>& a, const std::vector<double>& b, double floor = 1e-3) {
   double num = 0, den = 0;
   for (size_t i = 0; i < a.size(); ++i) {
     if (!std::isfinite(a[i])) return INFINITY;
     num += (a[i] - b[i]) * (a[i] - b[i]);
     den += b[i] * b[i];
   }
-  return std::sqrt(num) / std::max(std::sqrt(den), 1e-30);
+  return std::sqrt(num) / std::max(std::sqrt(den), floor * std::sqrt(double(a.size())));
 }
 
 }  // namespace
@@ -82,9 +84,9 @@ TEST_CASE("adamw_step follows torch.optim.AdamW and transformers.AdamW over seve
       }
       for (size_t i = 0; i < sizes.size(); ++i) {
         INFO("tensor " << i << " size " << sizes[i]);
-        CHECK(rel_vec(to_doubles(P[i]), ref[i].p) < 1e-5);  // fp32 bound (STYLE.md): m can cancel to near zero
-        CHECK(rel_vec(to_doubles(M[i]), ref[i].m) < 1e-5);  // fp32 bound (STYLE.md): m can cancel to near zero
-        CHECK(rel_vec(to_doubles(V[i]), ref[i].v) < 1e-5);  // fp32 bound (STYLE.md): m can cancel to near zero
+        CHECK(rel_vec(to_doubles(P[i]), ref[i].p) < 2e-6);
+        CHECK(rel_vec(to_doubles(M[i]), ref[i].m) < 2e-6);
+        CHECK(rel_vec(to_doubles(V[i]), ref[i].v) < 2e-6);
       }
     }
 }
