@@ -1,0 +1,116 @@
+"""Hugging Face BertForSequenceClassification training step, the PyTorch side of the side-by-side
+comparison with bench_bert_step (docs/GPU.md). Random init from a config.json, synthetic
+full-length batches, forward + loss + backward + AdamW (fused on CUDA; weight decay 0.01 except
+biases and LayerNorm weights). Modes: bf16 autocast or fp32 (tf32 off), attention through SDPA or
+eager, optionally torch.compile. One JSON line per configuration.
+
+  python3 hf_step.py --config bert-base-uncased.json --shapes 128x32,512x8,512x32 \
+      --dtypes bf16,fp32 --attn sdpa,eager [--compile] [--device cpu]
+  python3 hf_step.py --config ... --shapes 512x1 --find_max_batch --cap_bytes $((16<<30))
+"""
+import gc
+import traceback
+import sys
+
+import torch
+
+import common
+
+
+def build(cfg, attn, device, seed):
+    from transformers import BertForSequenceClassification
+    torch.manual_seed(seed)
+    cfg._attn_implementation = attn
+    model = BertForSequenceClassification(cfg).to(device)
+    model.train()
+    decay, no_decay = [], []
+    for name, p in model.named_parameters():
+        (no_decay if name.endswith(".bias") or "LayerNorm" in name else decay).append(p)
+    groups = [{"params": decay, "weight_decay": 0.01}, {"params": no_decay, "weight_decay": 0.0}]
+    opt = torch.optim.AdamW(groups, lr=2e-5, betas=(0.9, 0.999), eps=1e-8,
+                            fused=device.type == "cuda")
+    return model, opt
+
+
+def make_step(model, opt, dtype, device, compiled):
+    use_amp = dtype == "bf16"
+
+    def fwd_bwd(batch):
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp):
+            out = model(**batch)
+        out.loss.backward()
+        return out.loss
+
+    body = torch.compile(fwd_bwd) if compiled else fwd_bwd
+
+    def step(batch):
+        body(batch)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return step
+
+
+def main():
+    p = common.base_parser(__doc__)
+    p.add_argument("--dtypes", default="bf16", help="comma list of bf16,fp32")
+    p.add_argument("--attn", default="sdpa", help="comma list of sdpa,eager")
+    p.add_argument("--compile", action="store_true", help="torch.compile the forward+backward")
+    args = p.parse_args()
+    device = common.pick_device(args.device)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    cfg = common.load_hf_config(args.config, args.num_labels)
+    for seq, batch in common.parse_shapes(args.shapes):
+        for dtype in args.dtypes.split(","):
+            for attn in args.attn.split(","):
+                rec = {"bench": "bert_step", "impl": "hf", "device": common.device_name(device),
+                       "layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size, "seq": seq,
+                       "dtype": dtype, "attn": attn, "compile": args.compile,
+                       "torch": torch.__version__}
+                try:
+                    if args.find_max_batch:
+                        def try_batch(b):
+                            model, opt = build(cfg, attn, device, args.seed)
+                            step = make_step(model, opt, dtype, device, args.compile)
+                            try:
+                                bt = common.synthetic_batch(cfg.vocab_size, cfg.type_vocab_size,
+                                                            cfg.num_labels, b, seq, device, 0)
+                                step(bt)
+                                step(bt)
+                                common.sync(device)
+                            finally:
+                                del model, opt, step
+                                gc.collect()
+                        mb, trials = common.find_max_batch(try_batch, device, args.cap_bytes,
+                                                           args.max_batch)
+                        rec.update(mode="find_max_batch", cap_bytes=args.cap_bytes, max_batch=mb,
+                                   trials=trials)
+                    else:
+                        model, opt = build(cfg, attn, device, args.seed)
+                        params = common.non_embedding_params(model)
+                        step = make_step(model, opt, dtype, device, args.compile)
+                        batches = [common.synthetic_batch(cfg.vocab_size, cfg.type_vocab_size,
+                                                          cfg.num_labels, batch, seq, device, i)
+                                   for i in range(4)]
+                        times, peak, reserved = common.time_steps(step, batches, device,
+                                                                  args.warmup, args.steps)
+                        flops = common.model_flops(cfg.num_hidden_layers, cfg.hidden_size, params,
+                                                   batch, seq)
+                        rec.update(batch=batch, non_embedding_params=params, steps=args.steps,
+                                   warmup=args.warmup)
+                        rec.update(common.timing_record(times, peak, reserved, flops, batch * seq))
+                        del model, opt, step, batches
+                except Exception as e:  # noqa: BLE001 -- one failed configuration is recorded
+                    traceback.print_exc()
+                    rec.update(error=f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
+                gc.collect()
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()
+                    torch.cuda.reset_peak_memory_stats()
+                common.emit(rec)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
