@@ -13,6 +13,7 @@
 #include "models/config.h"
 #include "models/model_path.h"
 #include "train/args.h"
+#include "train/launch.h"
 #include "train/memory_report.h"
 #include "train/trainer.h"
 
@@ -29,6 +30,8 @@ const char* kUsage =
     "  predict   write predictions for the test split (implies --do_predict); same flags\n"
     "  memory    saved-activation bytes per site and peak memory of one real training step\n"
     "  init      write a randomly initialised model folder from a config.json\n"
+    "  launch    torchrun-style: launch --nproc_per_node N [--nnodes M --node_rank R\n"
+    "            --master_addr A --master_port P] <command> ...  (or run under mpirun)\n"
     "  info      what this build supports\n"
     "\n"
     "`bertrazor train --help` lists the training flags.\n";
@@ -197,6 +200,7 @@ int main(int argc, char** argv) {
     if (c == "memory") return cmd_memory(args);
     if (c == "init") return cmd_init(args);
     if (c == "info") return cmd_info();
+    if (c == "launch") return br::launch_main({args.begin() + 1, args.end()});
     std::fprintf(stderr, "bertrazor: unknown command '%s'\n\n%s", c.c_str(), kUsage);
     return 2;
   } catch (const std::exception& e) {

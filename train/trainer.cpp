@@ -15,6 +15,8 @@
 #include "models/model_path.h"
 #include "models/safetensors.h"
 #include "train/checkpoint_io.h"
+#include "train/communicator.h"
+#include "train/eval_shard.h"
 #include "train/glue.h"
 #include "train/metrics.h"
 #include "train/progress.h"
@@ -224,45 +226,61 @@ struct Predictions {
   std::vector<double> preds, labels;  // argmax ids (classification) or values (regression)
 };
 
+// Per-example loss from its logits, in double: cross-entropy, or squared error for regression.
+double example_loss(const double* logits, int64_t C, const Example& e, bool regression) {
+  if (regression) return (logits[0] - double(e.value)) * (logits[0] - double(e.value));
+  double m = logits[0];
+  for (int64_t c = 1; c < C; ++c) m = std::max(m, logits[c]);
+  double z = 0;
+  for (int64_t c = 0; c < C; ++c) z += std::exp(logits[c] - m);
+  return m + std::log(z) - logits[e.label];
+}
+
+// Forward over the dataset, sharded across ranks as HF's ShardSampler does; every rank gets the
+// logits of all examples in dataset order, so metrics equal the single-process ones.
 Predictions predict(BertForSequenceClassification& model, const Dataset& ds, const TrainingArgs& a,
-                    bool regression, int32_t pad_id) {
-  Predictions p;
-  double loss_sum = 0;
-  int64_t n = int64_t(ds.examples.size()), labeled = 0;
+                    bool regression, int32_t pad_id, Communicator& comm) {
+  const int64_t n = int64_t(ds.examples.size()), bs = a.per_device_eval_batch_size;
+  const int64_t C = model.config().num_labels();
+  std::vector<int64_t> mine = shard_eval_indices(n, bs, comm.world_size(), comm.rank());
+  std::vector<double> local;
   StepOptions opt;  // eval: no dropout, nothing saved
-  for (int64_t start = 0; start < n; start += a.per_device_eval_batch_size) {
-    std::vector<int64_t> idx;
-    for (int64_t i = start; i < std::min(n, start + a.per_device_eval_batch_size); ++i) idx.push_back(i);
+  for (size_t start = 0; start < mine.size(); start += size_t(bs)) {
+    std::vector<int64_t> idx(mine.begin() + int64_t(start),
+                             mine.begin() + int64_t(std::min(mine.size(), start + size_t(bs))));
     BertBatch b = collate(ds, idx, model.device(), regression, pad_id);
     Tensor logits = model.forward(b, opt, nullptr);
     std::vector<float> l = cast(logits.to(Device::cpu), DType::f32).to_vector<float>();
-    const int64_t C = logits.size(1);
-    for (size_t r = 0; r < idx.size(); ++r) {
-      if (regression) {
-        p.preds.push_back(l[r]);
-      } else {
-        int64_t best = 0;
-        for (int64_t c = 1; c < C; ++c)
-          if (l[r * size_t(C) + size_t(c)] > l[r * size_t(C) + size_t(best)]) best = c;
-        p.preds.push_back(double(best));
-      }
-      const Example& e = ds.examples[size_t(idx[r])];
-      p.labels.push_back(regression ? double(e.value) : double(e.label));
-    }
-    if (b.labels.defined()) {
-      double bl = cast(model.loss(logits, b.labels).to(Device::cpu), DType::f64).to_vector<double>()[0];
-      loss_sum += bl * double(idx.size());
-      labeled += int64_t(idx.size());
-    }
+    local.insert(local.end(), l.begin(), l.end());
   }
-  p.loss = labeled ? loss_sum / double(labeled) : NAN;
+  std::vector<double> all = comm.world_size() == 1 ? local : gather_eval_outputs(comm, local, n, bs, C);
+  Predictions p;
+  double loss_sum = 0;
+  bool labeled = true;
+  for (int64_t i = 0; i < n; ++i) {
+    const double* l = all.data() + i * C;
+    const Example& e = ds.examples[size_t(i)];
+    if (regression) {
+      p.preds.push_back(double(float(l[0])));
+    } else {
+      int64_t best = 0;
+      for (int64_t c = 1; c < C; ++c)
+        if (l[c] > l[best]) best = c;
+      p.preds.push_back(double(best));
+    }
+    p.labels.push_back(regression ? double(e.value) : double(e.label));
+    labeled = labeled && e.labeled();
+    if (labeled) loss_sum += example_loss(l, C, e, regression);
+  }
+  p.loss = labeled && n ? loss_sum / double(n) : NAN;
   return p;
 }
 
 ordered_json evaluate(BertForSequenceClassification& model, const Dataset& ds, const Data& data,
-                      const TrainingArgs& a, int32_t pad_id, const std::string& suffix) {
+                      const TrainingArgs& a, int32_t pad_id, const std::string& suffix,
+                      Communicator& comm) {
   double t0 = now_seconds();
-  Predictions p = predict(model, ds, a, data.is_regression(), pad_id);
+  Predictions p = predict(model, ds, a, data.is_regression(), pad_id, comm);
   double runtime = now_seconds() - t0;
   ordered_json m;
   m["eval_loss" + suffix] = p.loss;
@@ -273,7 +291,8 @@ ordered_json evaluate(BertForSequenceClassification& model, const Dataset& ds, c
     for (auto& kv : file_metrics(data.is_regression(), p.preds, p.labels)) metrics.push_back(kv);
   }
   for (auto& [k, v] : metrics) m["eval_" + k + suffix] = v;
-  int64_t steps = (int64_t(ds.examples.size()) + a.per_device_eval_batch_size - 1) / a.per_device_eval_batch_size;
+  const int64_t per_step = a.per_device_eval_batch_size * comm.world_size();
+  int64_t steps = (int64_t(ds.examples.size()) + per_step - 1) / per_step;
   ordered_json speed = speed_metrics("eval", runtime, int64_t(ds.examples.size()), steps);
   for (auto& [k, v] : speed.items()) m[k + suffix] = v;
   return m;
@@ -322,14 +341,23 @@ std::string save_checkpoint(const BertForSequenceClassification& model, const Op
 
 void run_glue(const TrainingArgs& a) {
   Device device = a.device ? *a.device : (cuda_available() ? Device::cuda : Device::cpu);
+  // Before any CUDA allocation: the communicator picks this rank's device.
+  std::unique_ptr<Communicator> comm_owner = make_communicator(device);
+  Communicator& comm = *comm_owner;
+  const int W = comm.world_size();
+  const bool main_rank = comm.is_main();
   BR_CHECK(!(a.fp16 || a.bf16) || device == Device::cuda,
            "--fp16/--bf16 need --device cuda (the CPU backend trains in fp32)");
   BR_CHECK(!(a.fp16 || a.bf16), "--fp16/--bf16: mixed precision training is not implemented yet; "
                                 "run without it (fp32)");
-  for (const std::string& note : a.ignored_notes) fmt::print("note: {}\n", note);
-  fs::create_directories(a.output_dir);
+  if (main_rank)
+    for (const std::string& note : a.ignored_notes) fmt::print("note: {}\n", note);
   std::optional<std::string> resume = a.do_train ? resume_checkpoint(a) : std::nullopt;
-  remove_stale_checkpoint_tmp(a.output_dir);
+  comm.barrier();  // every rank has checked the output dir before rank 0 writes to it
+  if (main_rank) {
+    fs::create_directories(a.output_dir);
+    remove_stale_checkpoint_tmp(a.output_dir);
+  }
 
   const fs::path model_dir = resolve_model_path(a.model_name_or_path);
   const fs::path vocab = a.tokenizer_name ? fs::path(resolve_model_path(*a.tokenizer_name)) / "vocab.txt"
@@ -369,12 +397,20 @@ void run_glue(const TrainingArgs& a) {
     DType vd = a.backrazor_dtype == "fp32" ? DType::f32 : DType::f16;
     model.policy() = BackRazorPolicy::preset(a.backrazor_preset, a.prune_ratio, vd);
   }
+  if (W > 1) {
+    nlohmann::json flags = a.to_json();
+    for (const char* per_rank : {"local_rank", "device"}) flags.erase(per_rank);
+    comm.check_consistent("model config and training flags",
+                          model.config().to_json().dump() + "|world_size=" + std::to_string(W) +
+                              "|" + flags.dump());
+    for (const Tensor& p : model.params().all()) comm.broadcast(p, 0);
+  }
   const bool regression = data.is_regression();
   const int32_t pad_id = tok.pad_id();
 
   if (a.do_train) {
     const int64_t N = int64_t(data.train.examples.size());
-    StepPlan plan = plan_steps(a, N, 1);
+    StepPlan plan = plan_steps(a, N, W);
     Optimizer opt(model, a);
     int64_t non_embedding_params = 0;
     for (auto& [name, t] : model.params().named())
@@ -399,17 +435,20 @@ void run_glue(const TrainingArgs& a) {
       BR_CHECK(opt.step == state.global_step, "{}: optimizer step {} != global_step {}", ck.string(),
                opt.step, state.global_step);
     }
-    fmt::print("***** Running training *****\n  Num examples = {}\n  Num Epochs = {}\n"
-               "  Instantaneous batch size per device = {}\n"
-               "  Total train batch size (w. parallel, distributed & accumulation) = {}\n"
-               "  Gradient Accumulation steps = {}\n  Total optimization steps = {}\n"
-               "  Device = {}\n  Back Razor = {}\n",
-               N, plan.num_epochs, a.per_device_train_batch_size, plan.total_train_batch_size,
-               a.gradient_accumulation_steps, plan.max_steps, device_name(device),
-               a.backRazor ? a.backrazor_preset : std::string("off"));
+    if (main_rank)
+      fmt::print("***** Running training *****\n  Num examples = {}\n  Num Epochs = {}\n"
+                 "  Instantaneous batch size per device = {}\n"
+                 "  Total train batch size (w. parallel, distributed & accumulation) = {}\n"
+                 "  Gradient Accumulation steps = {}\n  Total optimization steps = {}\n"
+                 "  Device = {}\n  Processes = {} ({})\n  Back Razor = {}\n",
+                 N, plan.num_epochs, a.per_device_train_batch_size, plan.total_train_batch_size,
+                 a.gradient_accumulation_steps, plan.max_steps, device_name(device), W,
+                 comm.backend(), a.backRazor ? a.backrazor_preset : std::string("off"));
     std::fflush(stdout);
 
-    Progress progress(plan.max_steps, "train", stdout, a.disable_tqdm ? std::optional<bool>(false) : std::nullopt);
+    // Only rank 0 prints: the others write their bar to /dev/null.
+    std::FILE* sink = main_rank ? stdout : std::fopen("/dev/null", "w");
+    Progress progress(plan.max_steps, "train", sink, !main_rank || a.disable_tqdm ? std::optional<bool>(false) : std::nullopt);
     progress.update(state.global_step);
     double t_start = now_seconds();
     double tr_loss_since_log = 0, tr_loss_total = 0;
@@ -426,7 +465,7 @@ void run_glue(const TrainingArgs& a) {
       ordered_json all;
       for (size_t i = 0; i < data.eval.size(); ++i) {
         std::string suffix = i == 0 ? "" : "_mm";
-        ordered_json m = evaluate(model, data.eval[i], data, a, pad_id, suffix);
+        ordered_json m = evaluate(model, data.eval[i], data, a, pad_id, suffix, comm);
         for (auto& [k, v] : m.items()) all[k] = v;
       }
       ordered_json shown = record_log(state, all);
@@ -435,7 +474,10 @@ void run_glue(const TrainingArgs& a) {
     };
 
     for (int64_t epoch = start_epoch; epoch < plan.num_epochs && !stop; ++epoch) {
-      std::vector<int64_t> order = epoch_order(N, uint64_t(a.sampler_seed()), epoch, 1, 0);
+      // DistributedSampler order for every world size (world 1 included), so a global batch holds
+      // the same examples however it is split across ranks.
+      std::vector<int64_t> order =
+          distributed_sampler_order(N, uint64_t(a.sampler_seed()), epoch, W, comm.rank());
       const int64_t B = a.per_device_train_batch_size;
       const int64_t batches = plan.batches_per_epoch;
       for (int64_t mb = 0; mb < batches && !stop; ++mb) {
@@ -448,6 +490,7 @@ void run_glue(const TrainingArgs& a) {
         Tensor logits = model.forward(batch, so, &tape);
         peak_saved = std::max(peak_saved, tape.bytes());
         double loss = cast(model.loss(logits, batch.labels).to(Device::cpu), DType::f64).to_vector<double>()[0];
+        if (W > 1) loss = comm.all_reduce_sum(loss) / W;  // the logged loss is the mean over ranks
         if (!std::isfinite(loss))
           fail("training stopped: the loss is {} at step {} (epoch {}, micro-batch {}); the last good "
                "checkpoint is {}", loss, state.global_step + 1, epoch, mb,
@@ -459,6 +502,7 @@ void run_glue(const TrainingArgs& a) {
         tr_loss_total += loss * scale;
         if (!is_optimizer_step(mb, batches, a.gradient_accumulation_steps)) continue;
 
+        if (W > 1) comm.average_gradients(opt.grads);  // as DDP: clip the reduced gradient
         double grad_norm = a.max_grad_norm > 0 ? clip_grad_norm(opt.grads, a.max_grad_norm)
                                                : global_grad_norm(opt.grads);
         opt.apply(learning_rate_at(a, state.global_step, plan.max_steps));
@@ -499,13 +543,20 @@ void run_glue(const TrainingArgs& a) {
         if (act.save) {
           int64_t next_epoch = mb == batches - 1 ? epoch + 1 : epoch;
           int64_t next_mb = mb == batches - 1 ? 0 : mb + 1;
-          last_good = save_checkpoint(model, opt, state, a, model_dir, metrics, next_epoch, next_mb);
-          progress.write(fmt::format("Saving model checkpoint to {}", last_good));
+          if (main_rank) {
+            last_good = save_checkpoint(model, opt, state, a, model_dir, metrics, next_epoch, next_mb);
+            progress.write(fmt::format("Saving model checkpoint to {}", last_good));
+          } else {
+            if (metrics) state.update_best(a, *metrics, checkpoint_path(a.output_dir, state.global_step));
+            last_good = checkpoint_path(a.output_dir, state.global_step);
+          }
+          comm.barrier();
         }
         stop = act.stop || state.global_step >= plan.max_steps;
       }
     }
     progress.close();
+    if (!main_rank) std::fclose(sink);
     double runtime = now_seconds() - t_start;
 
     if (a.load_best_model_at_end && state.best_model_checkpoint) {
@@ -520,9 +571,11 @@ void run_glue(const TrainingArgs& a) {
     final_log["total_flos"] = state.total_flos;
     final_log["train_loss"] = state.global_step ? tr_loss_total / double(state.global_step) : 0.0;
     ordered_json shown = record_log(state, final_log);
-    fmt::print("{}\n", format_log_line(shown));
-    save_model_dir(model, model_dir, a.output_dir, a);
-    write_file_atomic(fs::path(a.output_dir) / "trainer_state.json", state.to_file_text());
+    if (main_rank) {
+      fmt::print("{}\n", format_log_line(shown));
+      save_model_dir(model, model_dir, a.output_dir, a);
+      write_file_atomic(fs::path(a.output_dir) / "trainer_state.json", state.to_file_text());
+    }
     ordered_json out;
     out["epoch"] = python_round(state.epoch, 2);
     out["train_loss"] = final_log["train_loss"];
@@ -530,24 +583,30 @@ void run_glue(const TrainingArgs& a) {
     out["train_samples"] = N;
     out["train_saved_activation_bytes"] = peak_saved;
     out["train_peak_memory_bytes"] = memory_stats(device).total_peak;
-    fmt::print("{}", format_metrics_block("train", out));
-    save_metrics(a.output_dir, "train", out);
+    if (main_rank) {
+      fmt::print("{}", format_metrics_block("train", out));
+      save_metrics(a.output_dir, "train", out);
+    }
+    comm.barrier();
   }
 
   if (a.do_eval) {
     ordered_json all;
     for (size_t i = 0; i < data.eval.size(); ++i) {
-      ordered_json m = evaluate(model, data.eval[i], data, a, pad_id, i == 0 ? "" : "_mm");
+      ordered_json m = evaluate(model, data.eval[i], data, a, pad_id, i == 0 ? "" : "_mm", comm);
       m[std::string("eval_samples") + (i == 0 ? "" : "_mm")] = int64_t(data.eval[i].examples.size());
       for (auto& [k, v] : m.items()) all[k] = v;
     }
-    fmt::print("{}", format_metrics_block("eval", all));
-    save_metrics(a.output_dir, "eval", all);
+    if (main_rank) {
+      fmt::print("{}", format_metrics_block("eval", all));
+      save_metrics(a.output_dir, "eval", all);
+    }
   }
 
   if (a.do_predict) {
     for (const Dataset& d : data.test) {
-      Predictions p = predict(model, d, a, regression, pad_id);
+      Predictions p = predict(model, d, a, regression, pad_id, comm);
+      if (!main_rank) continue;
       std::string name = data.task.empty() ? "None" : data.task;
       if (d.name.find("mismatched") != std::string::npos) name += "-mm";
       std::string text;

@@ -194,3 +194,68 @@ TEST_CASE("training failures are clear and keep the last checkpoint", "[train][t
                       Catch::Contains("empty"));
   }
 }
+
+// ---- data parallel: `mpirun -np 2` and `bertrazor launch --nproc_per_node 2` with per-device
+// batch 4 against one process with batch 8 (tests/CMakeLists.txt runs the three as a chain) ----
+
+namespace {
+fs::path dist_fixture() {
+  const char* f = std::getenv("BERTRAZOR_DIST_FIXTURE");
+  REQUIRE(f != nullptr);
+  return f;
+}
+
+// What both the distributed runs and the reference share; batch 4 per rank.
+std::vector<std::string> dist_args(const fs::path& root, const std::string& out, int batch) {
+  return {"--model_name_or_path", (root / "model").string(), "--task_name", "rte", "--data_dir",
+          (root / "RTE").string(), "--output_dir", (root / out).string(), "--overwrite_output_dir",
+          "--do_train", "--do_eval", "--max_seq_length", "24", "--per_device_train_batch_size",
+          std::to_string(batch), "--learning_rate", "1e-3", "--max_steps", "4", "--logging_steps",
+          "1", "--evaluation_strategy", "steps", "--eval_steps", "2", "--seed", "7", "--device",
+          "cpu", "--disable_tqdm", "True", "--weight_decay", "0.01"};
+}
+
+std::vector<nlohmann::json> train_logs(const fs::path& out) {
+  nlohmann::json state = nlohmann::json::parse(std::ifstream(out / "trainer_state.json"));
+  std::vector<nlohmann::json> r;
+  for (const auto& e : state.at("log_history")) r.push_back(e);
+  return r;
+}
+}  // namespace
+
+TEST_CASE("data-parallel fixture: tiny model and data", "[.dist_setup]") {
+  fs::path root = dist_fixture();
+  fs::remove_all(root);
+  fs::create_directories(root);
+  make_model(root);
+  make_data(root);
+}
+
+TEST_CASE("data-parallel runs equal one process with the global batch", "[.dist_compare]") {
+  fs::path root = dist_fixture();
+  std::vector<std::string> a = dist_args(root, "single", 8);
+  run_glue(parse_training_args(a));
+  std::vector<nlohmann::json> ref = train_logs(root / "single");
+  auto wref = weights(root / "single" / "model.safetensors", true);
+  for (const char* run : {"mpi", "tcp"}) {
+    INFO("run " << run);
+    REQUIRE(fs::exists(root / run / "trainer_state.json"));
+    std::vector<nlohmann::json> got = train_logs(root / run);
+    REQUIRE(got.size() == ref.size());
+    for (size_t i = 0; i < ref.size(); ++i) {
+      INFO("log entry " << i << ": " << got[i].dump() << " vs " << ref[i].dump());
+      for (const char* k : {"loss", "grad_norm", "eval_loss", "eval_accuracy"}) {
+        if (!ref[i].contains(k)) continue;
+        double x = got[i].at(k).get<double>(), y = ref[i].at(k).get<double>();
+        CHECK(std::fabs(x - y) <= 1e-5 * std::max(1.0, std::fabs(y)) + (std::string(k) == "loss" ? 1e-4 : 0.0));
+      }
+    }
+    auto w = weights(root / run / "model.safetensors", true);
+    REQUIRE(w.size() == wref.size());
+    for (size_t i = 0; i < w.size(); ++i) {
+      INFO("tensor " << i);
+      CHECK(test::rel_l2(Tensor::from_host(w[i], {int64_t(w[i].size())}),
+                         Tensor::from_host(wref[i], {int64_t(wref[i].size())})) < 1e-5);
+    }
+  }
+}
