@@ -14,6 +14,7 @@ DATA="${DATA_DIR:-../shared/data/glue/RTE}"
 POLICIES="${POLICIES:-dense seed all}"
 export OMP_WAIT_POLICY="${OMP_WAIT_POLICY:-PASSIVE}"
 MODEL="$(tools/get_model.sh all-MiniLM-L6-v2 | tail -1)"
+echo "model: $MODEL"
 mkdir -p "$OUT"
 for seed in "${SEEDS[@]}"; do
   for policy in $POLICIES; do
@@ -26,7 +27,8 @@ for seed in "${SEEDS[@]}"; do
       --pad_to_max_length False --per_device_train_batch_size "$BATCH" --learning_rate "$LR" \
       --num_train_epochs "$EPOCHS" --evaluation_strategy epoch --save_strategy no \
       --logging_steps 50 --seed "$seed" --device cpu --disable_tqdm True "${br[@]}" \
-      > "$dir.log" 2>&1 || { echo "run $dir failed; see $dir.log" >&2; exit 1; }
+      > "$dir.log" 2>&1 || { echo "run $dir failed; see $dir.log" >&2; tail -5 "$dir.log" >&2; exit 1; }
+    echo "$policy seed $seed: $(grep -o "eval_accuracy[^,}]*" "$dir/all_results.json" | tail -1)"
   done
 done
 python3 - "$OUT" <<'PY'
