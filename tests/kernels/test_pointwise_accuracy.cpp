@@ -1,9 +1,11 @@
-// The f32 CPU pointwise kernels use vectorizable approximations of erf and exp; these tests pin them
-// element by element to the std::erf/std::exp formulas they replace, on a dense grid and at special
-// values, so the PyTorch parity tests (1e-5) keep their margin.
+// The CPU pointwise kernels' fast paths, pinned element by element to the plain formulas they
+// replace: f32 erf/exp approximations in GELU against std::erf/std::exp on a dense grid (so the
+// PyTorch parity tests at 1e-5 keep their margin), and the blocked, vectorized Philox dropout against
+// core/philox.h's dropout_uniform on rows spanning many blocks with ragged tails.
 #include <cmath>
 #include <limits>
 
+#include "kernels/dropout.h"
 #include "kernels/gelu.h"
 #include "pointwise_util.h"
 
@@ -58,4 +60,33 @@ TEST_CASE("gelu f32 propagates infinities and NaN like the std::erf formula", "[
   CHECK(got[0] == inf);
   CHECK(std::isnan(got[1]));  // −inf·(1 + erf(−inf)) = −inf·0
   CHECK(std::isnan(got[2]));
+}
+
+TEST_CASE("dropout masks on long ragged rows equal dropout_uniform bit for bit in f32 and f64", "[kernels][dropout]") {
+  const uint64_t seed = fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  const DropoutKey key{0xfedcba9876543210ull ^ seed, 123456, 9};
+  for (DType dt : {DType::f32, DType::f64})
+    for (const Shape& s : {Shape{3, 1001}, Shape{2, 64}, Shape{4, 7, 19}, Shape{1, 65}}) {
+      INFO(dtype_name(dt) << " " << shape_str(s));
+      const int64_t rows = s[0], n = shape_numel(s) / rows;
+      std::vector<int32_t> idv(static_cast<size_t>(rows));
+      for (auto& v : idv) v = int32_t(rng() % 1000000);
+      Tensor ids = Tensor::from_host(idv, {rows});
+      Tensor x = to_dtype_device(rand64(s, rng, 0.5, 1.5), dt, Device::cpu), y = poisoned(s, dt);
+      const float p = 0.1f;
+      dropout_forward(y, x, p, key, ids);
+      const std::vector<double> xv = to_doubles(x), yv = to_doubles(y);
+      const double scale = dt == DType::f32 ? double(1.0f / (1.0f - p)) : 1.0 / (1.0 - double(p));
+      int64_t bad = 0;
+      for (int64_t r = 0; r < rows; ++r)
+        for (int64_t e = 0; e < n; ++e) {
+          const bool keep = dropout_uniform(key, uint32_t(idv[size_t(r)]), uint32_t(e)) >= p;
+          const size_t i = size_t(r * n + e);
+          const double want = keep ? (dt == DType::f32 ? double(float(xv[i]) * float(scale)) : xv[i] * scale) : 0.0;
+          if (yv[i] != want && ++bad <= 5) UNSCOPED_INFO("row " << r << " element " << e << ": " << yv[i] << ", want " << want);
+        }
+      CHECK(bad == 0);
+    }
 }
