@@ -1,6 +1,7 @@
 #include "models/bert.h"
 
 #include <cmath>
+#include <utility>
 
 #include "core/philox.h"
 #include "kernels/cast.h"
@@ -87,7 +88,7 @@ void BertWeights::zero_() const {
 
 BertForSequenceClassification::BertForSequenceClassification(BertConfig config, Device device,
                                                              DType dtype)
-    : config_(std::move(config)), device_(device), dtype_(dtype) {
+    : config_(std::move(config)), device_(device), dtype_(dtype), compute_dtype_(dtype) {
   BR_CHECK(dtype == DType::f32 || dtype == DType::f64,
            "BertForSequenceClassification: parameters must be f32 or f64, got {}",
            dtype_name(dtype));
@@ -102,6 +103,93 @@ BertForSequenceClassification::BertForSequenceClassification(BertConfig config, 
     fill(L.ln1_w, 1.0);
     fill(L.ln2_w, 1.0);
   }
+}
+
+namespace {
+
+// The linear layers' weights and biases of w, in a fixed order: what bf16 compute copies.
+template <typename W>  // BertWeights or const BertWeights
+std::vector<decltype(&std::declval<W&>().pooler_w)> linear_tensors(W& w) {
+  std::vector<decltype(&w.pooler_w)> r;
+  for (auto& L : w.layers)
+    for (auto* t : {&L.q_w, &L.q_b, &L.k_w, &L.k_b, &L.v_w, &L.v_b, &L.ao_w, &L.ao_b, &L.ffn1_w,
+                      &L.ffn1_b, &L.ffn2_w, &L.ffn2_b})
+      r.push_back(t);
+  for (auto* t : {&w.pooler_w, &w.pooler_b, &w.classifier_w, &w.classifier_b}) r.push_back(t);
+  return r;
+}
+
+}  // namespace
+
+std::string_view attention_kernel_name(AttentionKernel k) {
+  switch (k) {
+    case AttentionKernel::automatic: return "auto";
+    case AttentionKernel::materialized: return "materialized";
+    case AttentionKernel::flash: return "flash";
+  }
+  return "?";
+}
+
+AttentionKernel attention_kernel_from_name(std::string_view name) {
+  for (AttentionKernel k :
+       {AttentionKernel::automatic, AttentionKernel::materialized, AttentionKernel::flash})
+    if (attention_kernel_name(k) == name) return k;
+  fail("attention kernel '{}' is not one of auto, materialized, flash", name);
+}
+
+void BertForSequenceClassification::set_compute_dtype(DType compute) {
+  const char* op = "BertForSequenceClassification::set_compute_dtype";
+  if (compute == dtype_) {
+    compute_dtype_ = compute;
+    compute_params_ = BertWeights();
+    return;
+  }
+  BR_CHECK(compute == DType::bf16, "{}: compute dtype must be the parameter dtype {} or bf16, got {}",
+           op, dtype_name(dtype_), dtype_name(compute));
+  BR_CHECK(device_ == Device::cuda,
+           "{}: bf16 compute needs a CUDA model; the CPU backend computes in the parameter dtype {}",
+           op, dtype_name(dtype_));
+  BR_CHECK(dtype_ == DType::f32, "{}: bf16 compute needs f32 master parameters, got {}", op,
+           dtype_name(dtype_));
+  compute_dtype_ = compute;
+}
+
+int64_t BertForSequenceClassification::compute_param_bytes() const {
+  if (compute_dtype_ == dtype_ || compute_params_.layers.empty()) return 0;
+  int64_t n = 0;
+  for (const Tensor* t : linear_tensors(compute_params_)) n += int64_t(t->nbytes());
+  return n;
+}
+
+const BertWeights& BertForSequenceClassification::compute_weights(bool refresh) {
+  if (compute_dtype_ == dtype_) return params_;
+  if (compute_params_.layers.empty()) {
+    compute_params_ = params_;  // handles: embeddings and LayerNorm weights are shared
+    for (Tensor* t : linear_tensors(compute_params_))
+      *t = Tensor::empty(t->shape(), compute_dtype_, device_, MemCategory::workspace);
+    refresh = true;
+  }
+  if (refresh) {
+    std::vector<Tensor*> dst = linear_tensors(compute_params_), src = linear_tensors(params_);
+    for (size_t i = 0; i < dst.size(); ++i) cast(*dst[i], *src[i]);
+  }
+  return compute_params_;
+}
+
+bool BertForSequenceClassification::uses_flash_attention() const {
+  const bool probs_dense = policy_[Site::probs].mode == SaveMode::dense;
+  switch (attention_kernel_) {
+    case AttentionKernel::materialized: return false;
+    case AttentionKernel::flash:
+      BR_CHECK(probs_dense,
+               "BertForSequenceClassification: flash attention never forms the probabilities, but "
+               "the probs site is stored {} (Back Razor needs P); use the materialized kernel",
+               save_mode_name(policy_[Site::probs].mode));
+      return true;
+    case AttentionKernel::automatic: break;
+  }
+  const int64_t D = config_.hidden_size / config_.num_attention_heads;
+  return device_ == Device::cuda && probs_dense && D == 64;
 }
 
 namespace {

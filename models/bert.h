@@ -6,6 +6,7 @@
 #pragma once
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -50,6 +51,19 @@ struct BertBatch {
   Tensor example_ids;     // i32 [B]: each example's index in its dataset; keys the dropout masks
 };
 
+// Which attention kernel the encoder runs (resolved per step by uses_flash_attention()).
+//   automatic:    the fused flash kernel on CUDA when the probs site is stored dense and the head dim
+//                 is 64; the materialized kernel otherwise, and always on the CPU.
+//   materialized: always stores the probabilities P (what Back Razor prunes).
+//   flash:        the fused kernel on any device (the CPU runs its row-by-row reference); a probs
+//                 site that is not dense is an error, since the fused kernel never forms P.
+// With flash the tape holds q, k, v (their sites' policies), the per-row logsumexp (f32 [B,N,S],
+// "layerL.attn_lse") and the attention output: taken from the attention-output dense input when
+// that site is dense, else saved dense as "layerL.attn_out". The probs site is then not saved.
+enum class AttentionKernel : uint8_t { automatic, materialized, flash };
+std::string_view attention_kernel_name(AttentionKernel k);
+AttentionKernel attention_kernel_from_name(std::string_view name);  // auto|materialized|flash
+
 struct StepOptions {
   bool train = false;              // dropout on, activations saved on the tape
   uint64_t seed = 42;              // dropout stream
@@ -63,7 +77,23 @@ class BertForSequenceClassification {
 
   const BertConfig& config() const { return config_; }
   Device device() const { return device_; }
-  DType dtype() const { return dtype_; }
+  DType dtype() const { return dtype_; }  // parameters (and gradients, optimizer state)
+
+  // Activation dtype. Default: the parameter dtype. bf16 (CUDA, f32 parameters only) is mixed
+  // precision with fp32 master weights: each forward casts the linear weights and biases to bf16
+  // copies (MemCategory::workspace, compute_param_bytes()); embeddings, activations and saved
+  // activations are bf16; embedding tables and LayerNorm weights stay f32 (the kernels read them
+  // directly), LayerNorm statistics are f32, logits are cast to f32 before they are returned, and
+  // every gradient accumulates into the f32 grads(), so AdamW and clipping are unchanged.
+  void set_compute_dtype(DType compute);
+  DType compute_dtype() const { return compute_dtype_; }
+  int64_t compute_param_bytes() const;  // bytes of the bf16 parameter copies (0 when none)
+
+  void set_attention_kernel(AttentionKernel k) { attention_kernel_ = k; }
+  AttentionKernel attention_kernel() const { return attention_kernel_; }
+  // Whether the next forward runs the fused kernel, given the device, head dim and policy; throws
+  // when AttentionKernel::flash is set with a probs site that is not dense.
+  bool uses_flash_attention() const;
 
   // HF initialisation (normal(0, initializer_range) weights, zero biases, unit LayerNorm, zero
   // padding row), drawn from a Philox stream keyed by `seed`.
@@ -91,11 +121,17 @@ class BertForSequenceClassification {
   void save(Tape& tape, int layer, Site site, const Tensor& x);
   Tensor restore(Tape& tape, int layer, Site site);
   Tensor additive_mask(const BertBatch& batch) const;  // f32 [B,S]: 0 real, lowest() padded
+  // The weights the step computes with: params_ itself, or (bf16 compute) params_ with every linear
+  // weight and bias replaced by its bf16 copy, refreshed from params_ when `refresh`.
+  const BertWeights& compute_weights(bool refresh);
 
   BertConfig config_;
   Device device_;
   DType dtype_;
+  DType compute_dtype_;
+  AttentionKernel attention_kernel_ = AttentionKernel::automatic;
   BertWeights params_;
+  BertWeights compute_params_;  // bf16 compute only: see compute_weights()
   BertWeights grads_;
   BackRazorPolicy policy_;
 };

@@ -5,6 +5,7 @@
 
 #include "kernels/activation.h"
 #include "kernels/attention.h"
+#include "kernels/cast.h"
 #include "kernels/dropout.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
@@ -28,26 +29,32 @@ void BertForSequenceClassification::backward(const BertBatch& batch, const StepO
   const float p_attn = opt.attention_dropout ? float(c.attention_probs_dropout_prob) : 0.0f;
   const float p_cls = float(c.classifier_dropout.value_or(c.hidden_dropout_prob));
   const float scale = float(std::pow(double(D), -0.5));  // HF: D ** -0.5 in double, applied in fp32
-  auto act = [&](const Shape& s) { return Tensor::empty(s, dtype_, device_); };
+  auto act = [&](const Shape& s) { return Tensor::empty(s, compute_dtype_, device_); };
   auto key = [&](uint32_t site) { return DropoutKey{opt.seed, opt.step, site}; };
   const Tensor& ids = batch.example_ids;
   BertWeights& g = grads_;
+  // The weights the forward computed with (bf16 copies made by that forward, or params_).
+  const BertWeights& P = compute_weights(false);
+  // Which attention kernel the forward ran is read from the tape, not from the current settings.
+  const bool flash = c.num_hidden_layers > 0 && tape.has(stats_key(0, "attn_lse"));
+  const Tensor mask = flash ? additive_mask(batch) : Tensor();
 
-  // Classifier, dropout, tanh, pooler dense.
+  // Classifier, dropout, tanh, pooler dense. dlogits come in the loss dtype (f32 for bf16 compute).
+  const Tensor dl = dlogits.dtype() == compute_dtype_ ? dlogits : cast(dlogits, compute_dtype_);
   Tensor dpooled_d = act({B, H});
-  linear_backward(dpooled_d, g.classifier_w, g.classifier_b, dlogits,
-                  restore(tape, -1, Site::classifier_input), params_.classifier_w);
+  linear_backward(dpooled_d, g.classifier_w, g.classifier_b, dl,
+                  restore(tape, -1, Site::classifier_input), P.classifier_w);
   Tensor dpooled = act({B, H});
   dropout_backward(dpooled, dpooled_d, p_cls, key(kDropClassifier), ids);
   tanh_backward(dpooled, dpooled, tape.restore(stats_key(-1, "pooler_output")));
   Tensor dcls = act({B, H});
   linear_backward(dcls, g.pooler_w, g.pooler_b, dpooled, restore(tape, -1, Site::pooler_input),
-                  params_.pooler_w);
-  Tensor dh = Tensor::zeros({B, S, H}, dtype_, device_);
+                  P.pooler_w);
+  Tensor dh = Tensor::zeros({B, S, H}, compute_dtype_, device_);
   scatter_first_token(dh, dcls);
 
   for (int l = c.num_hidden_layers - 1; l >= 0; --l) {
-    const BertLayerWeights& w = params_.layers[size_t(l)];
+    const BertLayerWeights& w = P.layers[size_t(l)];
     BertLayerWeights& gw = g.layers[size_t(l)];
     // LN2 over o + h1: the gradient of the sum flows to both.
     Tensor dx2 = act({B, S, H});
@@ -81,19 +88,36 @@ void BertForSequenceClassification::backward(const BertBatch& batch, const StepO
     Tensor da = act({B, S, H});
     dropout_backward(da, dx1, p_hidden, key(dropout_site(l, kDropAttnOut)), ids);
     Tensor dctx = act({B, S, H});
-    linear_backward(dctx, gw.ao_w, gw.ao_b, da, restore(tape, l, Site::attn_out_input), w.ao_w);
+    Tensor out_h;  // flash: the attention output [B,N,S,D] its backward needs
+    {
+      Tensor ctx = restore(tape, l, Site::attn_out_input);
+      linear_backward(dctx, gw.ao_w, gw.ao_b, da, ctx, w.ao_w);
+      if (flash && tape.has(stats_key(l, "attn_out"))) {
+        out_h = tape.restore(stats_key(l, "attn_out"));
+      } else if (flash) {  // the attention-output dense input was saved dense: it is the output
+        out_h = act({B, N, S, D});
+        split_heads(out_h, ctx, N);
+      }
+    }
     da = Tensor();
     Tensor dctx_h = act({B, N, S, D});
     split_heads(dctx_h, dctx, N);
     dctx = Tensor();
     Tensor dq = act({B, N, S, D}), dk = act({B, N, S, D}), dv = act({B, N, S, D});
     {
-      Tensor v = restore(tape, l, Site::v), probs = restore(tape, l, Site::probs);
+      Tensor v = restore(tape, l, Site::v);
       Tensor k = restore(tape, l, Site::k), q = restore(tape, l, Site::q);
-      attention_backward(dq, dk, dv, dctx_h, q, k, v, probs, scale, p_attn,
-                         key(dropout_site(l, kDropAttention)), ids);
+      if (flash) {
+        Tensor lse = tape.restore(stats_key(l, "attn_lse"));
+        flash_attention_backward(dq, dk, dv, dctx_h, q, k, v, out_h, lse, mask, scale, p_attn,
+                                 key(dropout_site(l, kDropAttention)), ids);
+      } else {
+        Tensor probs = restore(tape, l, Site::probs);
+        attention_backward(dq, dk, dv, dctx_h, q, k, v, probs, scale, p_attn,
+                           key(dropout_site(l, kDropAttention)), ids);
+      }
     }
-    dctx_h = Tensor();
+    out_h = dctx_h = Tensor();
     // Q, K and V read the same input: dx = Σ dproj·W (exact), weight grads from the saved x.
     Tensor x = restore(tape, l, Site::attn_input);
     Tensor dproj = act({B, S, H}), dxp = act({B, S, H});
@@ -116,7 +140,7 @@ void BertForSequenceClassification::backward(const BertBatch& batch, const StepO
   {
     Tensor mean = tape.restore(stats_key(-1, "emb_ln_mean")), rstd = tape.restore(stats_key(-1, "emb_ln_rstd"));
     layernorm_backward(demb, g.emb_ln_w, g.emb_ln_b, dln, restore(tape, -1, Site::emb_ln_input),
-                       mean, rstd, params_.emb_ln_w);
+                       mean, rstd, P.emb_ln_w);
   }
   embedding_backward(g.word_emb, demb, batch.input_ids);
   // nn.Embedding(padding_idx=pad_token_id): the padding row never receives a gradient.

@@ -4,6 +4,7 @@
 
 #include "kernels/activation.h"
 #include "kernels/attention.h"
+#include "kernels/cast.h"
 #include "kernels/dropout.h"
 #include "kernels/embedding.h"
 #include "kernels/gelu.h"
@@ -59,22 +60,25 @@ Tensor BertForSequenceClassification::forward(const BertBatch& batch, const Step
   const float p_attn = train && opt.attention_dropout ? float(c.attention_probs_dropout_prob) : 0.0f;
   const float p_cls = train ? float(c.classifier_dropout.value_or(c.hidden_dropout_prob)) : 0.0f;
   const float scale = float(std::pow(double(D), -0.5));  // HF: D ** -0.5 in double, applied in fp32
-  auto act = [&](const Shape& s) { return Tensor::empty(s, dtype_, device_); };
+  auto act = [&](const Shape& s) { return Tensor::empty(s, compute_dtype_, device_); };
   auto key = [&](uint32_t site) { return DropoutKey{opt.seed, opt.step, site}; };
   const Tensor& ids = batch.example_ids;
+  const bool flash = uses_flash_attention();
+  const bool out_from_ctx = policy_[Site::attn_out_input].mode == SaveMode::dense;
+  const BertWeights& P = compute_weights(true);
   if (train && (p_hidden > 0 || p_attn > 0 || p_cls > 0))
     check_shape("bert forward", "example_ids", ids, {B});
 
   // Embeddings: word + position + token type, LayerNorm, dropout.
   Tensor emb = act({B, S, H});
-  embedding_forward(emb, batch.input_ids, params_.word_emb, false);
-  embedding_forward(emb, position_ids(B, S, device_), params_.pos_emb, true);
-  embedding_forward(emb, batch.token_type_ids, params_.type_emb, true);
+  embedding_forward(emb, batch.input_ids, P.word_emb, false);
+  embedding_forward(emb, position_ids(B, S, device_), P.pos_emb, true);
+  embedding_forward(emb, batch.token_type_ids, P.type_emb, true);
   Tensor h = act({B, S, H});
   {
     Tensor mean = stats_tensor(B * S, dtype_, device_), rstd = stats_tensor(B * S, dtype_, device_);
     Tensor ln = act({B, S, H});
-    layernorm_forward(ln, mean, rstd, emb, Tensor(), params_.emb_ln_w, params_.emb_ln_b,
+    layernorm_forward(ln, mean, rstd, emb, Tensor(), P.emb_ln_w, P.emb_ln_b,
                       c.layer_norm_eps, Tensor());
     dropout_forward(h, ln, p_hidden, key(kDropEmbeddings), ids);
     if (tape) {
@@ -86,7 +90,7 @@ Tensor BertForSequenceClassification::forward(const BertBatch& batch, const Step
   const Tensor mask = additive_mask(batch);
 
   for (int l = 0; l < c.num_hidden_layers; ++l) {
-    const BertLayerWeights& w = params_.layers[size_t(l)];
+    const BertLayerWeights& w = P.layers[size_t(l)];
     Tensor x = std::move(h);  // layer input [B,S,H]; the tape adopts it when saved
     // Self-attention.
     Tensor q = act({B, N, S, D}), k = act({B, N, S, D}), v = act({B, N, S, D});
@@ -100,12 +104,19 @@ Tensor BertForSequenceClassification::forward(const BertBatch& batch, const Step
       split_heads(v, t, N);
     }
     Tensor ctx_h = act({B, N, S, D});
-    Tensor probs = act({B, N, S, S});
-    attention_forward(ctx_h, probs, q, k, v, mask, scale, p_attn,
-                      key(dropout_site(l, kDropAttention)), ids);
+    Tensor probs, lse;
+    if (flash) {
+      lse = Tensor::empty({B, N, S}, DType::f32, device_);
+      flash_attention_forward(ctx_h, lse, q, k, v, mask, scale, p_attn,
+                              key(dropout_site(l, kDropAttention)), ids);
+    } else {
+      probs = act({B, N, S, S});
+      attention_forward(ctx_h, probs, q, k, v, mask, scale, p_attn,
+                        key(dropout_site(l, kDropAttention)), ids);
+    }
     Tensor ctx = act({B, S, H});
     merge_heads(ctx, ctx_h);
-    ctx_h = Tensor();
+    if (!flash || !tape || out_from_ctx) ctx_h = Tensor();
     Tensor a = act({B, S, H});
     linear_forward(a, ctx, w.ao_w, w.ao_b);
     dropout_forward(a, a, p_hidden, key(dropout_site(l, kDropAttnOut)), ids);
@@ -117,14 +128,19 @@ Tensor BertForSequenceClassification::forward(const BertBatch& batch, const Step
       save(*tape, l, Site::attn_input, x);
       save(*tape, l, Site::q, q);
       save(*tape, l, Site::k, k);
-      save(*tape, l, Site::probs, probs);
+      if (flash) {
+        tape->save(stats_key(l, "attn_lse"), lse);
+        if (!out_from_ctx) tape->save(stats_key(l, "attn_out"), ctx_h);
+      } else {
+        save(*tape, l, Site::probs, probs);
+      }
       save(*tape, l, Site::v, v);
       save(*tape, l, Site::attn_out_input, ctx);
       save(*tape, l, Site::ln1_input, x1);
       tape->save(stats_key(l, "ln1_mean"), mean1);
       tape->save(stats_key(l, "ln1_rstd"), rstd1);
     }
-    q = k = v = probs = ctx = x1 = Tensor();
+    q = k = v = probs = lse = ctx_h = ctx = x1 = Tensor();
     // Feed-forward.
     Tensor f = act({B, S, F}), g = act({B, S, F});
     linear_forward(f, h1, w.ffn1_w, w.ffn1_b);
@@ -151,18 +167,19 @@ Tensor BertForSequenceClassification::forward(const BertBatch& batch, const Step
   gather_first_token(cls, h);
   h = Tensor();
   Tensor pooled = act({B, H});
-  linear_forward(pooled, cls, params_.pooler_w, params_.pooler_b);
+  linear_forward(pooled, cls, P.pooler_w, P.pooler_b);
   tanh_forward(pooled, pooled);
   Tensor pooled_d = act({B, H});
   dropout_forward(pooled_d, pooled, p_cls, key(kDropClassifier), ids);
   Tensor logits = act({B, c.num_labels()});
-  linear_forward(logits, pooled_d, params_.classifier_w, params_.classifier_b);
+  linear_forward(logits, pooled_d, P.classifier_w, P.classifier_b);
   if (tape) {
     save(*tape, -1, Site::pooler_input, cls);
     tape->save(stats_key(-1, "pooler_output"), pooled);
     save(*tape, -1, Site::classifier_input, pooled_d);
   }
-  return logits;
+  // The loss runs in f32 (or f64) whatever the compute dtype.
+  return logits.dtype() == dtype_ ? logits : cast(logits, dtype_);
 }
 
 }  // namespace br
