@@ -9,8 +9,9 @@
 // The first term is the forward (2·P·T) and backward (4·P·T) of every weight matrix; the second
 // is Q·Kᵀ and P·V forward (4·B·S²·H per layer) and their backward (8·B·S²·H).
 //
-// Parameters and compute are f32 (tf32 is not used); bf16 compute is not implemented in the model
-// yet, and the output says so.
+// Parameters are f32; compute is f32 (tf32 is not used) or, with --bf16, bf16 with fp32 master
+// weights (BertForSequenceClassification::set_compute_dtype). --attention picks the attention
+// kernel (auto: fused flash on CUDA when the probs site is dense and the head dim is 64).
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -50,6 +51,8 @@ struct Args {
   int64_t max_batch = 4096;
   int num_labels = 2;
   uint64_t seed = 42;
+  bool bf16 = false;
+  AttentionKernel attention = AttentionKernel::automatic;
 };
 
 [[noreturn]] void usage(const std::string& why) {
@@ -58,7 +61,7 @@ struct Args {
                "usage: bench_bert_step [--config config.json] [--batch B] [--seq S]\n"
                "  [--preset none|seed|all] [--prune_ratio R] [--device cpu|cuda] [--steps N]\n"
                "  [--warmup N] [--budget_bytes BYTES] [--json] [--find_max_batch [--max_batch B]]\n"
-               "  [--num_labels C] [--seed N]\n",
+               "  [--num_labels C] [--seed N] [--bf16] [--attention auto|materialized|flash]\n",
                why.c_str());
   std::exit(2);
 }
@@ -92,6 +95,15 @@ Args parse(int argc, char** argv) {
     else if (k == "--max_batch") a.max_batch = num();
     else if (k == "--num_labels") a.num_labels = int(num());
     else if (k == "--seed") a.seed = uint64_t(num());
+    else if (k == "--bf16") a.bf16 = true;
+    else if (k == "--attention") {
+      std::string v = val();
+      try {
+        a.attention = attention_kernel_from_name(v);
+      } catch (const Error&) {
+        usage("--attention must be auto, materialized or flash, got " + v);
+      }
+    }
     else if (k == "--help" || k == "-h") usage("help");
     else usage("unknown argument " + k);
   }
@@ -99,6 +111,7 @@ Args parse(int argc, char** argv) {
     usage("--batch, --seq, --steps, --max_batch, --num_labels must be >= 1 and --warmup >= 0");
   if (a.preset != "none" && a.preset != "seed" && a.preset != "all")
     usage("--preset must be none, seed or all, got " + a.preset);
+  if (a.bf16 && a.device != Device::cuda) usage("--bf16 needs --device cuda");
   return a;
 }
 
@@ -154,6 +167,8 @@ struct Trainer {
   Trainer(const BertConfig& c, Device d, const Args& a) : model(c, d, DType::f32) {
     model.init_weights(a.seed);
     model.policy() = BackRazorPolicy::preset(a.preset, a.prune_ratio, DType::f16);
+    if (a.bf16) model.set_compute_dtype(DType::bf16);
+    model.set_attention_kernel(a.attention);
     m = BertWeights::allocate(c, DType::f32, d, MemCategory::optimizer_state);
     v = BertWeights::allocate(c, DType::f32, d, MemCategory::optimizer_state);
     for (auto& [name, t] : model.params().named()) {
@@ -200,8 +215,8 @@ nlohmann::json describe(const Args& a, const BertConfig& c) {
           {"preset", a.preset},
           {"prune_ratio", a.prune_ratio},
           {"param_dtype", "f32"},
-          {"compute_dtype", "f32"},
-          {"bf16", "not implemented in the model yet"},
+          {"compute_dtype", a.bf16 ? "bf16" : "f32"},
+          {"attention", std::string(attention_kernel_name(a.attention))},
           {"budget_bytes", a.budget_bytes}};
 }
 
@@ -252,15 +267,21 @@ int time_steps(const Args& a, const BertConfig& c) {
   j["saved_activation_peak_bytes"] = saved_peak;
   j["saved_activation_dense_equiv_bytes"] = dense_equiv;
   j["steady_state_system_allocs"] = ms.system_allocs - allocs_before;
+  j["attention_kernel"] = tr.model.uses_flash_attention() ? "flash" : "materialized";
+  j["bf16_param_copy_bytes"] = tr.model.compute_param_bytes();
   if (a.json) {
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
   std::printf("bert step on %s: L=%lld H=%lld batch %lld seq %lld preset %s (prune %.2f), f32 "
-              "(bf16 compute not implemented yet)\n",
+              "parameters, %s compute, %s attention\n",
               std::string(device_name(a.device)).c_str(), (long long)c.num_hidden_layers,
               (long long)c.hidden_size, (long long)a.batch, (long long)a.seq, a.preset.c_str(),
-              a.prune_ratio);
+              a.prune_ratio, a.bf16 ? "bf16" : "f32",
+              tr.model.uses_flash_attention() ? "flash" : "materialized");
+  if (a.bf16)
+    std::printf("  bf16 parameter copies: %lld bytes (in the workspace category)\n",
+                (long long)tr.model.compute_param_bytes());
   std::printf("  median step %.3f ms (min %.3f, max %.3f, %d steps after %d warm-up)\n", med * 1e3,
               sorted.front() * 1e3, sorted.back() * 1e3, a.steps, a.warmup);
   std::printf("  %.1f tokens/s; %.3e model FLOPs/step (P=%lld non-embedding params); %.3f TFLOP/s\n",
