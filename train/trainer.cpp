@@ -348,8 +348,8 @@ void run_glue(const TrainingArgs& a) {
   const bool main_rank = comm.is_main();
   BR_CHECK(!(a.fp16 || a.bf16) || device == Device::cuda,
            "--fp16/--bf16 need --device cuda (the CPU backend trains in fp32)");
-  BR_CHECK(!(a.fp16 || a.bf16), "--fp16/--bf16: mixed precision training is not implemented yet; "
-                                "run without it (fp32)");
+  BR_CHECK(!a.fp16, "--fp16: fp16 mixed precision (loss scaling) is not implemented; use --bf16 "
+                   "(bf16 compute with fp32 master weights) or fp32");
   if (main_rank)
     for (const std::string& note : a.ignored_notes) fmt::print("note: {}\n", note);
   std::optional<std::string> resume = a.do_train ? resume_checkpoint(a) : std::nullopt;
@@ -405,6 +405,7 @@ void run_glue(const TrainingArgs& a) {
                               "|" + flags.dump());
     for (const Tensor& p : model.params().all()) comm.broadcast(p, 0);
   }
+  if (a.bf16) model.set_compute_dtype(DType::bf16);  // bf16 compute, fp32 master weights
   const bool regression = data.is_regression();
   const int32_t pad_id = tok.pad_id();
 
