@@ -103,3 +103,34 @@ TEST_CASE("BERT matches PyTorch on all-MiniLM-L6-v2 (dense and Back Razor seed)"
   // reduction order can flip a few selections: a looser bound for the Back Razor gradients.
   compare(m, g, "seed", 1e-3);
 }
+
+// Writes BERTRAZOR_ROUNDTRIP_DIR/our_logits.safetensors: our logits for the model folder in that
+// directory on the fixed batch of docs/GOLDEN.md, which tools/check_hf_model.py compares with
+// transformers' logits (tools/check_roundtrip.sh runs both).
+TEST_CASE("dump logits of a written model for the transformers round trip", "[.hf_roundtrip]") {
+  const char* d = std::getenv("BERTRAZOR_ROUNDTRIP_DIR");
+  REQUIRE(d != nullptr);
+  fs::path dir = d;
+  LoadReport report;
+  BertForSequenceClassification m = from_pretrained(dir.string(), Device::cpu, {}, 0, &report);
+  REQUIRE(report.initialized.empty());
+  const int64_t B = 2, S = 9, V = m.config().vocab_size;
+  std::vector<int32_t> ids(size_t(B * S)), tt(size_t(B * S), 0), am(size_t(B * S), 0);
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t s = 0; s < S; ++s) {
+      bool real = s < (b == 0 ? 9 : 6);
+      size_t i = size_t(b * S + s);
+      ids[i] = real ? int32_t(1 + (7 + 13 * b + 29 * s) % (V - 1)) : 0;
+      am[i] = real ? 1 : 0;
+      tt[i] = real && s >= 5 && m.config().type_vocab_size > 1 ? 1 : 0;
+    }
+  BertBatch batch;
+  batch.input_ids = Tensor::from_host(ids, {B, S});
+  batch.token_type_ids = Tensor::from_host(tt, {B, S});
+  batch.attention_mask = Tensor::from_host(am, {B, S});
+  batch.example_ids = Tensor::from_host(std::vector<int32_t>{0, 1}, {B});
+  Tensor logits = m.forward(batch, StepOptions{}, nullptr);
+  write_safetensors((dir / "our_logits.safetensors").string(),
+                    {{"input_ids", batch.input_ids}, {"token_type_ids", batch.token_type_ids},
+                     {"attention_mask", batch.attention_mask}, {"logits", logits}});
+}
