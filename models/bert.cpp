@@ -10,32 +10,69 @@
 
 namespace br {
 
+namespace {
+
+// Every tensor slot of w with its shape, grouped in the order backward finishes them: pooler and
+// classifier, then the encoder layers from last to first, then the embeddings.
+std::vector<std::vector<std::pair<Tensor*, Shape>>> slots_in_backward_order(BertWeights& w,
+                                                                              const BertConfig& c) {
+  const int64_t H = c.hidden_size, F = c.intermediate_size;
+  w.layers.resize(size_t(c.num_hidden_layers));
+  std::vector<std::vector<std::pair<Tensor*, Shape>>> groups;
+  groups.push_back({{&w.classifier_w, {c.num_labels(), H}},
+                    {&w.classifier_b, {c.num_labels()}},
+                    {&w.pooler_w, {H, H}},
+                    {&w.pooler_b, {H}}});
+  for (int l = c.num_hidden_layers - 1; l >= 0; --l) {
+    BertLayerWeights& L = w.layers[size_t(l)];
+    groups.push_back({{&L.ln2_w, {H}}, {&L.ln2_b, {H}}, {&L.ffn2_w, {H, F}}, {&L.ffn2_b, {H}},
+                      {&L.ffn1_w, {F, H}}, {&L.ffn1_b, {F}}, {&L.ln1_w, {H}}, {&L.ln1_b, {H}},
+                      {&L.ao_w, {H, H}}, {&L.ao_b, {H}}, {&L.q_w, {H, H}}, {&L.q_b, {H}},
+                      {&L.k_w, {H, H}}, {&L.k_b, {H}}, {&L.v_w, {H, H}}, {&L.v_b, {H}}});
+  }
+  groups.push_back({{&w.emb_ln_w, {H}},
+                    {&w.emb_ln_b, {H}},
+                    {&w.word_emb, {c.vocab_size, H}},
+                    {&w.pos_emb, {c.max_position_embeddings, H}},
+                    {&w.type_emb, {c.type_vocab_size, H}}});
+  return groups;
+}
+
+}  // namespace
+
 BertWeights BertWeights::allocate(const BertConfig& c, DType dtype, Device device,
                                   MemCategory category) {
-  const int64_t H = c.hidden_size, F = c.intermediate_size;
-  auto t = [&](const Shape& s) { return Tensor::zeros(s, dtype, device, category); };
   BertWeights w;
-  w.word_emb = t({c.vocab_size, H});
-  w.pos_emb = t({c.max_position_embeddings, H});
-  w.type_emb = t({c.type_vocab_size, H});
-  w.emb_ln_w = t({H});
-  w.emb_ln_b = t({H});
-  for (int l = 0; l < c.num_hidden_layers; ++l) {
-    BertLayerWeights L;
-    L.q_w = t({H, H}), L.q_b = t({H});
-    L.k_w = t({H, H}), L.k_b = t({H});
-    L.v_w = t({H, H}), L.v_b = t({H});
-    L.ao_w = t({H, H}), L.ao_b = t({H});
-    L.ln1_w = t({H}), L.ln1_b = t({H});
-    L.ffn1_w = t({F, H}), L.ffn1_b = t({F});
-    L.ffn2_w = t({H, F}), L.ffn2_b = t({H});
-    L.ln2_w = t({H}), L.ln2_b = t({H});
-    w.layers.push_back(L);
+  for (auto& group : slots_in_backward_order(w, c))
+    for (auto& [slot, shape] : group) *slot = Tensor::zeros(shape, dtype, device, category);
+  return w;
+}
+
+BertWeights BertWeights::allocate_flat(const BertConfig& c, DType dtype, Device device,
+                                       MemCategory category, Tensor* flat,
+                                       std::vector<int64_t>* group_offsets) {
+  BertWeights w;
+  auto groups = slots_in_backward_order(w, c);
+  // Each tensor starts a multiple of 256 bytes into the buffer (vector loads; cuBLASLt's preferred
+  // alignment on CUDA, where allocations are 256-byte aligned).
+  const int64_t align = std::max<int64_t>(1, 256 / int64_t(dtype_size(dtype)));
+  auto up = [&](int64_t n) { return (n + align - 1) / align * align; };
+  std::vector<int64_t> offsets{0};
+  int64_t total = 0;
+  for (auto& group : groups) {
+    for (auto& [slot, shape] : group) total += up(shape_numel(shape));
+    offsets.push_back(total);
   }
-  w.pooler_w = t({H, H});
-  w.pooler_b = t({H});
-  w.classifier_w = t({c.num_labels(), H});
-  w.classifier_b = t({c.num_labels()});
+  Tensor all = Tensor::zeros({total}, dtype, device, category);
+  int64_t off = 0;
+  for (auto& group : groups)
+    for (auto& [slot, shape] : group) {
+      const int64_t n = shape_numel(shape);
+      *slot = all.rows(off, off + n).view(shape);
+      off += up(n);
+    }
+  if (flat) *flat = all;
+  if (group_offsets) *group_offsets = std::move(offsets);
   return w;
 }
 
@@ -82,6 +119,12 @@ std::vector<Tensor> BertWeights::all() const {
   return r;
 }
 
+int64_t BertForSequenceClassification::grad_group_offset(int group) const {
+  BR_CHECK(group >= 0 && group <= num_grad_groups(),
+           "grad_group_offset: group {} outside [0, {}]", group, num_grad_groups());
+  return grad_group_offsets_[size_t(group)];
+}
+
 void BertWeights::zero_() const {
   for (const Tensor& t : all()) t.zero_();
 }
@@ -97,7 +140,8 @@ BertForSequenceClassification::BertForSequenceClassification(BertConfig config, 
   BR_CHECK(config_.num_labels() >= 1, "BertForSequenceClassification: num_labels must be >= 1, got {}",
            config_.num_labels());
   params_ = BertWeights::allocate(config_, dtype, device, MemCategory::parameters);
-  grads_ = BertWeights::allocate(config_, dtype, device, MemCategory::gradients);
+  grads_ = BertWeights::allocate_flat(config_, dtype, device, MemCategory::gradients, &grads_flat_,
+                                      &grad_group_offsets_);
   for (const Tensor& t : {params_.emb_ln_w}) fill(t, 1.0);
   for (const BertLayerWeights& L : params_.layers) {
     fill(L.ln1_w, 1.0);

@@ -5,6 +5,7 @@
 // Shapes: B batch, S sequence, H hidden, N heads, D = H/N head dim, F FFN width, V vocab, C labels.
 #pragma once
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -12,6 +13,7 @@
 
 #include "core/tape.h"
 #include "core/tensor.h"
+
 #include "models/backrazor.h"
 #include "models/config.h"
 
@@ -36,6 +38,15 @@ struct BertWeights {
 
   static BertWeights allocate(const BertConfig& cfg, DType dtype, Device device,
                               MemCategory category);
+  // The same tensors as views of one contiguous buffer (*flat), in the order backward finishes
+  // them: group 0 = classifier and pooler, group 1 + i = encoder layer L-1-i, group L+1 =
+  // embeddings. Group g spans elements [(*group_offsets)[g], (*group_offsets)[g+1]) of *flat; each
+  // tensor starts a multiple of 256 bytes into the buffer (so 256-byte aligned on CUDA, whose
+  // allocations are) and the gaps stay zero. A data-parallel reducer all-reduces
+  // a finished range in place, with no copy into a bucket (DDP's gradient_as_bucket_view).
+  static BertWeights allocate_flat(const BertConfig& cfg, DType dtype, Device device,
+                                   MemCategory category, Tensor* flat,
+                                   std::vector<int64_t>* group_offsets);
   // (Hugging Face name, tensor) for every parameter, in the order of HF's state_dict.
   std::vector<std::pair<std::string, Tensor>> named() const;
   std::vector<Tensor> all() const;
@@ -60,6 +71,11 @@ struct BertBatch {
 // With flash the tape holds q, k, v (their sites' policies), the per-row logsumexp (f32 [B,N,S],
 // "layerL.attn_lse") and the attention output: taken from the attention-output dense input when
 // that site is dense, else saved dense as "layerL.attn_out". The probs site is then not saved.
+// Called by backward() as soon as a group of gradients (see BertWeights::allocate_flat) is final for
+// the micro-batch, groups in increasing order, so the all-reduce of finished groups can overlap the
+// rest of backward. The hook must not touch gradients of groups not yet announced.
+using GradReadyHook = std::function<void(int group)>;
+
 enum class AttentionKernel : uint8_t { automatic, materialized, flash };
 std::string_view attention_kernel_name(AttentionKernel k);
 AttentionKernel attention_kernel_from_name(std::string_view name);  // auto|materialized|flash
@@ -108,11 +124,18 @@ class BertForSequenceClassification {
   // gradient with respect to the logits for a loss scaled by `dloss`.
   Tensor loss(const Tensor& logits, const Tensor& labels) const;
   Tensor loss_backward(const Tensor& logits, const Tensor& labels, float dloss) const;
-  // Accumulates parameter gradients into grads(), consuming the tape.
-  void backward(const BertBatch& batch, const StepOptions& opt, Tape& tape, const Tensor& dlogits);
+  // Accumulates parameter gradients into grads(), consuming the tape; calls on_ready(g) for every
+  // gradient group g once its gradients are final.
+  void backward(const BertBatch& batch, const StepOptions& opt, Tape& tape, const Tensor& dlogits,
+                const GradReadyHook& on_ready = {});
 
   BertWeights& params() { return params_; }
   BertWeights& grads() { return grads_; }
+  // Every gradient as one contiguous buffer (BertWeights::allocate_flat): num_grad_groups() groups,
+  // group g at elements [grad_group_offset(g), grad_group_offset(g + 1)).
+  const Tensor& grads_flat() const { return grads_flat_; }
+  int num_grad_groups() const { return config_.num_hidden_layers + 2; }
+  int64_t grad_group_offset(int group) const;
   const BertWeights& params() const { return params_; }
   BackRazorPolicy& policy() { return policy_; }
   const BackRazorPolicy& policy() const { return policy_; }
@@ -133,6 +156,8 @@ class BertForSequenceClassification {
   BertWeights params_;
   BertWeights compute_params_;  // bf16 compute only: see compute_weights()
   BertWeights grads_;
+  Tensor grads_flat_;
+  std::vector<int64_t> grad_group_offsets_;
   BackRazorPolicy policy_;
 };
 

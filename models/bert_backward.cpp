@@ -19,7 +19,8 @@
 namespace br {
 
 void BertForSequenceClassification::backward(const BertBatch& batch, const StepOptions& opt,
-                                             Tape& tape, const Tensor& dlogits) {
+                                             Tape& tape, const Tensor& dlogits,
+                                             const GradReadyHook& on_ready) {
   const BertConfig& c = config_;
   const int64_t B = batch.input_ids.size(0), S = batch.input_ids.size(1);
   const int64_t H = c.hidden_size, N = c.num_attention_heads, D = H / N, F = c.intermediate_size;
@@ -52,6 +53,12 @@ void BertForSequenceClassification::backward(const BertBatch& batch, const StepO
                   P.pooler_w);
   Tensor dh = Tensor::zeros({B, S, H}, compute_dtype_, device_);
   scatter_first_token(dh, dcls);
+  int group = 0;
+  auto ready = [&] {
+    if (on_ready) on_ready(group);
+    ++group;
+  };
+  ready();  // classifier and pooler
 
   for (int l = c.num_hidden_layers - 1; l >= 0; --l) {
     const BertLayerWeights& w = P.layers[size_t(l)];
@@ -131,6 +138,7 @@ void BertForSequenceClassification::backward(const BertBatch& batch, const StepO
     merge_heads(dproj, dv);
     linear_backward(dxp, gw.v_w, gw.v_b, dproj, x, w.v_w);
     add(dh, dh, dxp);
+    ready();  // layer l
   }
 
   // Embeddings: dropout, LayerNorm, then the three lookups.
@@ -148,6 +156,7 @@ void BertForSequenceClassification::backward(const BertBatch& batch, const StepO
     g.word_emb.rows(c.pad_token_id, c.pad_token_id + 1).zero_();
   embedding_backward(g.pos_emb, demb, position_ids(B, S, device_));
   embedding_backward(g.type_emb, demb, batch.token_type_ids);
+  ready();  // embeddings
 }
 
 }  // namespace br

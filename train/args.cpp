@@ -326,6 +326,8 @@ const std::vector<Field>& fields() {
                       "checkpoint folder to resume from"));
     t.push_back(field("disable_tqdm", &A::disable_tqdm, "plain log lines instead of a progress bar"));
     t.push_back(field("local_rank", &A::local_rank, "local process rank (LOCAL_RANK overrides it)"));
+    t.push_back(field("ddp_bucket_cap_mb", &A::ddp_bucket_cap_mb,
+                      "gradient all-reduce bucket size in MiB (default 25, as DDP)"));
     t.push_back(field("report_to", &A::report_to,
                       "accepted for compatibility; metrics go to trainer_state.json"));
     t.back().ignored_note = "metrics go to trainer_state.json and the console";
@@ -534,7 +536,8 @@ void post_init(TrainingArgs& a, const std::optional<std::string>& env_local_rank
   positive("max_seq_length", a.max_seq_length);
   for (auto [name, v] : {std::pair{"max_train_samples", a.max_train_samples},
                          std::pair{"max_eval_samples", a.max_eval_samples},
-                         std::pair{"max_predict_samples", a.max_predict_samples}})
+                         std::pair{"max_predict_samples", a.max_predict_samples},
+                         std::pair{"ddp_bucket_cap_mb", a.ddp_bucket_cap_mb}})
     if (v && *v < 1) fail("--{}: must be >= 1, got {}", name, *v);
   if (a.learning_rate < 0) fail("--learning_rate: must be >= 0, got {}", a.learning_rate);
   if (a.num_train_epochs < 0) fail("--num_train_epochs: must be >= 0, got {}", a.num_train_epochs);

@@ -92,6 +92,7 @@ struct TrainingArgs {
   std::optional<std::string> resume_from_checkpoint;
   bool disable_tqdm = false;
   int64_t local_rank = -1;  // LOCAL_RANK in the environment overrides it
+  std::optional<int64_t> ddp_bucket_cap_mb;  // gradient all-reduce bucket size; unset: 25 as DDP
   std::vector<std::string> report_to;
 
   // ours

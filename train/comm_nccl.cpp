@@ -135,13 +135,18 @@ NcclComm::~NcclComm() {
   if (s_->stream) cudaStreamDestroy(s_->stream);
 }
 
-void NcclComm::all_reduce_sum(const Tensor& t) {
+void NcclComm::all_reduce_sum(const Tensor& t, bool async) {
   s_->check_usable("all_reduce_sum");
   BR_CHECK(t.is_cuda(), "NCCL all_reduce_sum: {} is not a CUDA tensor", t.str());
   s_->begin();
   BR_NCCL_CHECK(ncclAllReduce(t.raw(), t.raw(), size_t(t.numel()), nccl_type(t.dtype()), ncclSum,
                               s_->comm, s_->stream));
   s_->settle("ncclAllReduce");
+  if (!async) s_->end();
+}
+
+void NcclComm::join() {
+  s_->check_usable("join");
   s_->end();
 }
 
@@ -189,7 +194,8 @@ NcclComm::NcclComm(Communicator&, int, int, double) {
   fail("NCCL: bertrazor was built without NCCL");
 }
 NcclComm::~NcclComm() = default;
-void NcclComm::all_reduce_sum(const Tensor&) { fail("NCCL: built without NCCL"); }
+void NcclComm::all_reduce_sum(const Tensor&, bool) { fail("NCCL: built without NCCL"); }
+void NcclComm::join() {}
 void NcclComm::broadcast(const Tensor&, int) { fail("NCCL: built without NCCL"); }
 void NcclComm::synchronize() {}
 

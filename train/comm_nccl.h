@@ -19,7 +19,11 @@ class NcclComm {
   NcclComm(const NcclComm&) = delete;
   NcclComm& operator=(const NcclComm&) = delete;
 
-  void all_reduce_sum(const Tensor& t);  // in place, CUDA f32/f64/i32/i64/bf16/f16
+  // In place, CUDA f32/f64/i32/i64/bf16/f16. The collective waits for the compute stream's work so
+  // far; unless `async`, the compute stream then waits for the collective. With `async` it does not:
+  // later kernels run alongside it until join().
+  void all_reduce_sum(const Tensor& t, bool async = false);
+  void join();  // the compute stream waits for every collective enqueued so far
   void broadcast(const Tensor& t, int root);
   void synchronize();  // waits for the comm stream with the deadline; aborts NCCL on timeout
 

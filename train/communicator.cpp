@@ -66,10 +66,10 @@ void Communicator::reduce_host_tensor(const Tensor& t) {
   cast(t, wide);
 }
 
-void Communicator::reduce_one(const Tensor& t) {
+void Communicator::reduce_one(const Tensor& t, bool async) {
   if (t.numel() == 0 || world_size_ == 1) return;
   if (t.device() == Device::cpu) return reduce_host_tensor(t);
-  if (nccl_) return nccl_->all_reduce_sum(t);
+  if (nccl_) return nccl_->all_reduce_sum(t, async);
   Tensor host = t.to(Device::cpu, MemCategory::workspace);
   reduce_host_tensor(host);
   t.copy_from(host);
@@ -78,6 +78,15 @@ void Communicator::reduce_one(const Tensor& t) {
 void Communicator::all_reduce_sum(const Tensor& t) {
   check_reducible("all_reduce_sum", t);
   reduce_one(t);
+}
+
+void Communicator::all_reduce_sum_async(const Tensor& t) {
+  check_reducible("all_reduce_sum_async", t);
+  reduce_one(t, true);
+}
+
+void Communicator::join() {
+  if (nccl_) nccl_->join();
 }
 
 void Communicator::all_reduce_sum(const std::vector<Tensor>& ts, size_t bucket_bytes) {

@@ -42,6 +42,12 @@ class Communicator {
   // buckets of at most bucket_bytes (a larger tensor is reduced alone, in place), one collective
   // per bucket, then copied back. Equal to reducing each tensor alone.
   void all_reduce_sum(const std::vector<Tensor>& ts, size_t bucket_bytes = kDefaultBucketBytes);
+  // Starts t <- sum over ranks of t, in place. With NCCL the collective runs on the communication
+  // stream while the compute stream goes on, so t must not be touched until join(); the host
+  // transports finish it before returning. A no-op for world size 1.
+  void all_reduce_sum_async(const Tensor& t);
+  // The compute stream (and so any later kernel or copy) waits for every collective started so far.
+  void join();
   // grads <- (sum over ranks of grads) / world_size, bucketed: what DDP does after backward.
   void average_gradients(const std::vector<Tensor>& grads,
                          size_t bucket_bytes = kDefaultBucketBytes);
@@ -72,7 +78,7 @@ class Communicator {
   void enable_nccl();
 
  private:
-  void reduce_one(const Tensor& t);
+  void reduce_one(const Tensor& t, bool async = false);
   void reduce_host_tensor(const Tensor& t);
 
   int rank_, world_size_, local_rank_, local_world_size_;

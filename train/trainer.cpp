@@ -18,6 +18,7 @@
 #include "train/communicator.h"
 #include "train/eval_shard.h"
 #include "train/glue.h"
+#include "train/grad_reducer.h"
 #include "train/metrics.h"
 #include "train/progress.h"
 #include "train/pyformat.h"
@@ -459,6 +460,17 @@ void run_glue(const TrainingArgs& a) {
     std::optional<ordered_json> last_eval;
     Tape tape(device);
     model.grads().zero_();
+    std::optional<GradientReducer> reducer;
+    if (W > 1) {
+      std::vector<int64_t> offsets;
+      for (int g = 0; g <= model.num_grad_groups(); ++g) offsets.push_back(model.grad_group_offset(g));
+      const size_t cap = a.ddp_bucket_cap_mb ? size_t(*a.ddp_bucket_cap_mb) << 20
+                                             : Communicator::kDefaultBucketBytes;
+      reducer.emplace(comm, model.grads_flat(), std::move(offsets), cap);
+      progress.write(fmt::format("gradient all-reduce: {} bucket(s) of about {} MiB, each started "
+                                 "as soon as backward finishes it",
+                                 reducer->buckets().size(), cap >> 20));
+    }
     bool stop = state.global_step >= plan.max_steps;
     std::string last_good = state.best_model_checkpoint.value_or(resume.value_or(""));
 
@@ -497,13 +509,18 @@ void run_glue(const TrainingArgs& a) {
                "checkpoint is {}", loss, state.global_step + 1, epoch, mb,
                last_good.empty() ? std::string("none (nothing saved yet)") : last_good);
         const float scale = 1.0f / float(a.gradient_accumulation_steps);
-        model.backward(batch, so, tape, model.loss_backward(logits, batch.labels, scale));
+        const bool optimizer_step = is_optimizer_step(mb, batches, a.gradient_accumulation_steps);
+        // As DDP (outside no_sync): on the micro-batch that ends an optimizer step, each bucket of
+        // finished gradients starts its all-reduce while backward goes on.
+        GradReadyHook on_ready;
+        if (reducer && optimizer_step) on_ready = [&](int g) { reducer->group_ready(g); };
+        model.backward(batch, so, tape, model.loss_backward(logits, batch.labels, scale), on_ready);
         tr_loss_since_log += loss * scale;
         state.total_flos += 6.0 * double(batch.input_ids.numel()) * double(non_embedding_params);
         tr_loss_total += loss * scale;
-        if (!is_optimizer_step(mb, batches, a.gradient_accumulation_steps)) continue;
+        if (!optimizer_step) continue;
 
-        if (W > 1) comm.average_gradients(opt.grads);  // as DDP: clip the reduced gradient
+        if (reducer) reducer->finish();  // as DDP: clip the averaged gradient
         double grad_norm = a.max_grad_norm > 0 ? clip_grad_norm(opt.grads, a.max_grad_norm)
                                                : global_grad_norm(opt.grads);
         opt.apply(learning_rate_at(a, state.global_step, plan.max_steps));

@@ -124,3 +124,68 @@ TEST_CASE("Back Razor keeping every element in fp32 reproduces dense gradients e
   auto pruned = grads_for(BackRazorPolicy::preset("all", 0.8, DType::f16));
   CHECK(pruned != dense);
 }
+
+TEST_CASE("gradients live in one flat buffer, grouped in the order backward finishes them",
+          "[models][bert][ddp]") {
+  BertForSequenceClassification m(tiny_config(), Device::cpu, DType::f32);
+  m.init_weights(9);
+  const int groups = m.num_grad_groups();
+  REQUIRE(groups == m.config().num_hidden_layers + 2);
+  const Tensor& flat = m.grads_flat();
+  REQUIRE(m.grad_group_offset(0) == 0);
+  REQUIRE(m.grad_group_offset(groups) == flat.numel());
+  CHECK_THROWS_WITH(m.grad_group_offset(groups + 1), Catch::Contains("grad_group_offset"));
+  // The group of each gradient, from its address: classifier and pooler, layers last to first,
+  // embeddings. Every gradient starts a multiple of 256 bytes into the buffer, inside its group.
+  auto group_of = [&](const Tensor& t) {
+    const int64_t off = (static_cast<const char*>(t.raw()) - static_cast<const char*>(flat.raw())) / 4;
+    for (int g = 0; g < groups; ++g)
+      if (off >= m.grad_group_offset(g) && off + t.numel() <= m.grad_group_offset(g + 1)) return g;
+    return -1;
+  };
+  const BertWeights& gw = m.grads();
+  int64_t covered = 0;
+  for (const Tensor& t : gw.all()) {
+    CHECK(t.storage() == flat.storage());
+    CHECK((static_cast<const char*>(t.raw()) - static_cast<const char*>(flat.raw())) % 256 == 0);
+    covered += t.numel();
+  }
+  CHECK(covered <= flat.numel());
+  CHECK(group_of(gw.classifier_w) == 0);
+  CHECK(group_of(gw.pooler_b) == 0);
+  const int L = m.config().num_hidden_layers;
+  for (int l = 0; l < L; ++l)
+    for (const Tensor& t : {gw.layers[size_t(l)].q_w, gw.layers[size_t(l)].ffn2_b, gw.layers[size_t(l)].ln2_w})
+      CHECK(group_of(t) == L - l);
+  CHECK(group_of(gw.word_emb) == L + 1);
+  CHECK(group_of(gw.emb_ln_b) == L + 1);
+
+  // backward announces every group once, in order, and an announced group never changes again.
+  BertBatch b = tiny_batch(Device::cpu, 3);
+  StepOptions opt{true, 21, 2, true};
+  for (const char* preset : {"none", "all"}) {
+    INFO(preset);
+    m.policy() = BackRazorPolicy::preset(preset, 0.8, DType::f16);
+    Tape tape(Device::cpu);
+    Tensor logits = m.forward(b, opt, &tape);
+    m.grads().zero_();
+    std::vector<int> announced;
+    std::vector<std::vector<float>> at_announce;
+    m.backward(b, opt, tape, m.loss_backward(logits, b.labels, 1.0f), [&](int g) {
+      announced.push_back(g);
+      at_announce.push_back(
+          flat.rows(m.grad_group_offset(g), m.grad_group_offset(g + 1)).to_vector<float>());
+    });
+    std::vector<int> expect(static_cast<size_t>(groups));
+    for (int g = 0; g < groups; ++g) expect[size_t(g)] = g;
+    REQUIRE(announced == expect);
+    for (int g = 0; g < groups; ++g) {
+      std::vector<float> now =
+          flat.rows(m.grad_group_offset(g), m.grad_group_offset(g + 1)).to_vector<float>();
+      CHECK(now == at_announce[size_t(g)]);
+      bool nonzero = false;
+      for (float x : now) nonzero |= x != 0.0f;
+      CHECK(nonzero);
+    }
+  }
+}

@@ -15,6 +15,7 @@
 #include "kernels/cast.h"
 #include "train/communicator.h"
 #include "train/eval_shard.h"
+#include "train/grad_reducer.h"
 #include "train/launch.h"
 
 using namespace br;
@@ -132,6 +133,47 @@ std::string collective_suite(Communicator& c) {
     double want = 0;
     for (int q = 0; q < W; ++q) want += value(DType::f64, q, i);
     f.check(gv[size_t(i)] == want / W, fmt::format("average_gradients at {}", i));
+  }
+  // GradientReducer: buckets of whole groups, started as groups are announced, equal the averaged
+  // gradients bit for bit, step after step; a group out of order is refused.
+  for (DType d : {DType::f32, DType::f64}) {
+    const std::vector<int64_t> offsets = {0, 5, 5, 300, 1301, 1302, 4000};
+    Tensor flat = filled(d, r, offsets.back());
+    Tensor expect = flat.clone();
+    c.average_gradients({expect});
+    for (size_t cap : {size_t(1), size_t(1200 * dtype_size(d)), size_t(1) << 30}) {
+      Tensor work = flat.clone();
+      GradientReducer red(c, work, offsets, cap);
+      const auto& bk = red.buckets();
+      bool tiles = !bk.empty() && bk.front().first == 0 && bk.back().second == offsets.back();
+      for (size_t k = 1; k < bk.size(); ++k) tiles &= bk[k].first == bk[k - 1].second;
+      f.check(tiles, fmt::format("reducer buckets tile the buffer (cap {})", cap));
+      for (int step = 0; step < 2; ++step) {
+        work.copy_from(flat);
+        for (int g = 0; g + 1 < int(offsets.size()); ++g) red.group_ready(g);
+        red.finish();
+        f.check(same_bytes(work, expect),
+                fmt::format("reducer {} cap {} step {} differs from average_gradients",
+                            dtype_name(d), cap, step));
+        f.check(red.buckets_started_early() == bk.size(),
+                fmt::format("reducer cap {}: {} of {} buckets started during backward", cap,
+                            red.buckets_started_early(), bk.size()));
+      }
+      // cap 1: one bucket per group, the empty group joining the next.
+      if (cap == 1) f.check(bk.size() == offsets.size() - 2, "cap 1: one bucket per non-empty group");
+      if (cap == size_t(1) << 30) f.check(bk.size() == 1, "a large cap: one bucket");
+      // finish() alone (no announcements, as with a backward that has no hook) is the same.
+      work.copy_from(flat);
+      red.finish();
+      f.check(same_bytes(work, expect), "reducer finish() without announcements");
+      bool threw = false;
+      try {
+        red.group_ready(1);
+      } catch (const Error& e) {
+        threw = std::string(e.what()).find("expected group 0") != std::string::npos;
+      }
+      f.check(threw, "reducer refuses a group out of order");
+    }
   }
   // Broadcast from the last rank.
   Tensor b = filled(DType::f32, r, 1001);
