@@ -3,7 +3,8 @@
 # the bundle from tools/build_for_gpu.sh carried along:
 #   tools/gpu_check.sh OUTDIR            # real run, < 8 minutes on an H200
 #   tools/gpu_check.sh OUTDIR --dry-run  # or BERTRAZOR_GPU_CHECK_DRY=1: CPU rehearsal
-# Order: environment, ceilings (copy bandwidth, bf16/fp32 matmul), CUDA tests, our training step
+# Order: environment, ceilings (copy bandwidth, bf16/fp32 matmul), CUDA tests, data-parallel
+# training through NCCL (1 and 2 processes on the one GPU), our training step (bf16 and fp32)
 # and the PyTorch peers at seq 128/batch 32 and seq 512/batch 8 and 32, largest batch at seq 512
 # under 16 GiB, kernel microbenchmarks, CUDA tests under compute-sanitizer memcheck, HF with
 # torch.compile. Every step has its own timeout; a failed step is recorded and the next one runs;
@@ -121,13 +122,43 @@ for t in "$BIN"/test_*; do
   step "tests $n" 90 30 "tests_${n}.log" "$t" "$TEST_SPEC" --reporter compact
 done
 
+# ---- data-parallel training through NCCL (issue 6): 1 process, then 2 sharing the GPU ----
+# The tiny fixture of the CPU data-parallel tests; each run's losses and weights are compared with
+# one CPU process at the global batch (CUDA f32 vs CPU: 1e-3). NCCL may refuse two ranks on one
+# GPU; the log then says so.
+DIST="$OUTDIR/dist_fixture"
+DIST_ARGS=(--model_name_or_path "$DIST/model" --task_name rte --data_dir "$DIST/RTE"
+  --overwrite_output_dir --do_train --do_eval --max_seq_length 24 --per_device_train_batch_size 4
+  --learning_rate 1e-3 --max_steps 4 --logging_steps 1 --evaluation_strategy steps --eval_steps 2
+  --seed 7 --device "$DEV" --disable_tqdm True --weight_decay 0.01)
+export BERTRAZOR_DIST_FIXTURE="$DIST" BERTRAZOR_DIST_TIMEOUT=60
+step "dist fixture" 30 10 dist.log "$BIN/test_train" "[dist_setup]"
+step "dist launch 1 process" 60 20 dist.log \
+  "$BIN/bertrazor" launch --nproc_per_node 1 train "${DIST_ARGS[@]}" --per_device_train_batch_size 8 \
+  --output_dir "$DIST/nccl1"
+step "dist launch 2 processes" 60 20 dist.log \
+  "$BIN/bertrazor" launch --nproc_per_node 2 train "${DIST_ARGS[@]}" --output_dir "$DIST/nccl2"
+for run in nccl1 nccl2; do
+  if [ -f "$DIST/$run/trainer_state.json" ]; then
+    step "dist compare $run" 60 10 dist.log env BERTRAZOR_DIST_RUNS="$run" BERTRAZOR_DIST_RTOL=1e-3 \
+      "$BIN/test_train" "[dist_compare]"
+  else
+    note "dist compare $run" "skipped (the run wrote no trainer_state.json)" "dist.log"
+  fi
+done
+rm -rf "$DIST"/*/checkpoint-* 2>/dev/null || true
+
 # ---- our training step and the PyTorch peers, same shapes ----
+# bf16 compute (fp32 master weights) for every preset: the comparison with HF's bf16 autocast;
+# fp32 for dense as the reference point. The CPU rehearsal has no bf16 compute.
+if [ "$DRY" = 1 ]; then MODES="f32:none f32:seed f32:all"; else MODES="bf16:none bf16:seed bf16:all f32:none"; fi
 for shape in $SHAPES; do
   s=${shape%x*}; b=${shape#*x}
-  for preset in none seed all; do
-    step "ours $preset ${s}x$b" 90 20 ours.jsonl \
+  for mode in $MODES; do
+    dt=${mode%%:*}; preset=${mode#*:}
+    step "ours $dt $preset ${s}x$b" 90 20 ours.jsonl \
       "$BIN/bench_bert_step" --config "$CONFIG" --device "$DEV" --seq "$s" --batch "$b" \
-      --preset "$preset" --steps "$STEPS_N" --warmup "$WARM" --json
+      --preset "$preset" --steps "$STEPS_N" --warmup "$WARM" --json $([ "$dt" = bf16 ] && echo --bf16)
   done
 done
 step "hf eager bf16/fp32 sdpa/eager" 150 40 hf.jsonl \
@@ -141,7 +172,7 @@ step "torch reference Back Razor none/seed" 120 40 backrazor_ref.jsonl \
 for preset in none all; do
   step "ours max batch $preset" 90 30 ours_maxbatch.jsonl \
     "$BIN/bench_bert_step" --config "$CONFIG" --device "$DEV" --seq "$MAXSEQ" --preset "$preset" \
-    --find_max_batch --budget_bytes "$CAP" --max_batch "$MAXB" --json
+    --find_max_batch --budget_bytes "$CAP" --max_batch "$MAXB" --json $([ "$DRY" = 1 ] || echo --bf16)
 done
 step "hf max batch bf16 sdpa" 90 30 hf_maxbatch.jsonl \
   "$PY" benchmarks/peer/hf_step.py --config "$CONFIG" --device "$DEV" --shapes "${MAXSEQ}x1" \
