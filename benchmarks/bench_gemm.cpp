@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "benchmarks/bench_common.h"
 #include "core/device.h"
 #include "core/tensor.h"
 #include "kernels/cast.h"
@@ -18,27 +19,9 @@ using namespace br;
 
 namespace {
 
-double median_seconds(Device d, int reps, const std::function<void()>& f) {
-  f();
-  cuda_synchronize();
-  std::vector<double> t;
-  for (int r = 0; r < reps; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    f();
-    if (d == Device::cuda) cuda_synchronize();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
+using bench::median_seconds;
 Tensor random_input(const Shape& shape, DType dtype, Device d) {
-  std::mt19937 rng(1234);
-  std::uniform_real_distribution<float> u(-1.0f, 1.0f);
-  std::vector<float> v(size_t(shape_numel(shape)));
-  for (float& x : v) x = u(rng);
-  Tensor f = Tensor::from_host(v, shape);
-  return cast(f, dtype).to(d);
+  return bench::random_tensor(shape, dtype, d, 1234, false);
 }
 
 struct Config {

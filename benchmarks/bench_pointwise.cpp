@@ -11,6 +11,7 @@
 #include <random>
 #include <vector>
 
+#include "benchmarks/bench_common.h"
 #include "core/device.h"
 #include "core/tensor.h"
 #include "kernels/cast.h"
@@ -25,26 +26,9 @@ using namespace br;
 
 namespace {
 
-double median_seconds(Device d, int reps, const std::function<void()>& f) {
-  f();
-  cuda_synchronize();
-  std::vector<double> t;
-  for (int r = 0; r < reps; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    f();
-    if (d == Device::cuda) cuda_synchronize();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
+using bench::median_seconds;
 Tensor randn(const Shape& shape, DType dt, Device d, uint64_t seed) {
-  std::mt19937 rng(static_cast<uint32_t>(seed));
-  std::normal_distribution<float> g(0.0f, 1.0f);
-  std::vector<float> v(static_cast<size_t>(shape_numel(shape)));
-  for (float& x : v) x = g(rng);
-  return cast(Tensor::from_host(v, shape), dt).to(d);
+  return bench::random_tensor(shape, dt, d, static_cast<uint32_t>(seed), true);
 }
 
 Tensor ids_for(int64_t M, int64_t V, Device d, uint64_t seed) {

@@ -10,6 +10,7 @@
 #include <random>
 #include <vector>
 
+#include "benchmarks/bench_common.h"
 #include "core/device.h"
 #include "core/tensor.h"
 #include "kernels/cast.h"
@@ -19,26 +20,9 @@ using namespace br;
 
 namespace {
 
-double median_seconds(Device d, int reps, const std::function<void()>& f) {
-  f();
-  cuda_synchronize();
-  std::vector<double> t;
-  for (int r = 0; r < reps; ++r) {
-    auto t0 = std::chrono::steady_clock::now();
-    f();
-    if (d == Device::cuda) cuda_synchronize();
-    t.push_back(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
+using bench::median_seconds;
 Tensor random_input(const Shape& shape, Device d) {
-  std::mt19937 rng(1234);
-  std::normal_distribution<float> g(0.0f, 1.0f);
-  std::vector<float> v(size_t(shape_numel(shape)));
-  for (float& x : v) x = g(rng);
-  return Tensor::from_host(v, shape).to(d);
+  return bench::random_tensor(shape, DType::f32, d, 1234, true);
 }
 
 void run(Device d, const Shape& shape, double ratio, DType value_dtype, int reps) {

@@ -188,4 +188,11 @@ void check_defined(const char* op, const char* name, const Tensor& t) {
   BR_CHECK(t.defined(), "{}: {} is undefined", op, name);
 }
 
+void check_like(const char* op, const char* name, const Tensor& t, const Tensor& ref) {
+  check_defined(op, name, t);
+  check_shape(op, name, t, ref.shape());
+  check_dtype(op, name, t, ref.dtype());
+  check_same_device(op, ref, t);
+}
+
 }  // namespace br

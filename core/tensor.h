@@ -118,5 +118,7 @@ void check_shape(const char* op, const char* name, const Tensor& t, const Shape&
 void check_dtype(const char* op, const char* name, const Tensor& t, DType expected);
 void check_same_device(const char* op, const Tensor& a, const Tensor& b);
 void check_defined(const char* op, const char* name, const Tensor& t);
+// t is defined and has ref's shape, dtype and device.
+void check_like(const char* op, const char* name, const Tensor& t, const Tensor& ref);
 
 }  // namespace br

@@ -11,13 +11,6 @@ namespace br {
 
 namespace {
 
-void check_like(const char* op, const char* name, const Tensor& t, const Tensor& ref) {
-  check_defined(op, name, t);
-  check_shape(op, name, t, ref.shape());
-  check_dtype(op, name, t, ref.dtype());
-  check_same_device(op, ref, t);
-}
-
 void dropout(const char* op, const Tensor& out, const Tensor& inp, float p, const DropoutKey& key,
              const Tensor& example_ids) {
   check_defined(op, "input", inp);

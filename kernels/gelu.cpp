@@ -7,15 +7,6 @@
 
 namespace br {
 
-namespace {
-void check_like(const char* op, const char* name, const Tensor& t, const Tensor& ref) {
-  check_defined(op, name, t);
-  check_shape(op, name, t, ref.shape());
-  check_dtype(op, name, t, ref.dtype());
-  check_same_device(op, ref, t);
-}
-}  // namespace
-
 void gelu_forward(const Tensor& out, const Tensor& inp) {
   check_defined("gelu_forward", "inp", inp);
   check_like("gelu_forward", "out", out, inp);

@@ -9,13 +9,6 @@ namespace br {
 
 namespace {
 
-void check_like(const char* op, const char* name, const Tensor& t, const Tensor& ref) {
-  check_defined(op, name, t);
-  check_shape(op, name, t, ref.shape());
-  check_dtype(op, name, t, ref.dtype());
-  check_same_device(op, ref, t);
-}
-
 // M rows of C from the last dim of an activation tensor.
 void rows_cols(const char* op, const Tensor& x, int64_t& M, int64_t& C) {
   BR_CHECK(x.dim() >= 1 && x.size(-1) >= 1 && x.numel() >= 1,

@@ -9,13 +9,6 @@ namespace br {
 
 namespace {
 
-void check_like(const char* op, const char* name, const Tensor& t, const Tensor& ref) {
-  check_defined(op, name, t);
-  check_shape(op, name, t, ref.shape());
-  check_dtype(op, name, t, ref.dtype());
-  check_same_device(op, ref, t);
-}
-
 void check_loss(const char* op, const Tensor& loss, const Tensor& x) {
   check_defined(op, "loss", loss);
   BR_CHECK(loss.numel() == 1, "{}: loss {} must have one element", op, loss.str());

@@ -9,15 +9,6 @@
 
 namespace br {
 
-namespace {
-void check_like(const char* op, const char* name, const Tensor& t, const Tensor& ref) {
-  check_defined(op, name, t);
-  check_shape(op, name, t, ref.shape());
-  check_dtype(op, name, t, ref.dtype());
-  check_same_device(op, ref, t);
-}
-}  // namespace
-
 void softmax_forward(const Tensor& probs, const Tensor& scores, const Tensor& mask, float scale) {
   const char* op = "softmax_forward";
   check_defined(op, "scores", scores);

@@ -13,7 +13,6 @@ autograd: the dense baseline the overhead is measured against.
       --backrazor none,seed --dtypes fp32,bf16 [--device cpu]
 """
 import gc
-import traceback
 import math
 import sys
 
@@ -300,12 +299,8 @@ def main():
                         rec.update(common.timing_record(times, peak, reserved, flops, batch * seq))
                         del model, opt, step, batches
                 except Exception as e:  # noqa: BLE001 -- one failed configuration is recorded
-                    traceback.print_exc()
-                    rec.update(error=f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
-                gc.collect()
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                    torch.cuda.reset_peak_memory_stats()
+                    common.record_failure(rec, e)
+                common.release(device)
                 common.emit(rec)
     return 0
 

@@ -3,11 +3,13 @@ synthetic batches identical in spirit to bench_bert_step (full length, no paddin
 [1, V), segment A then B), the model-FLOP formula of docs/GPU.md, step timing and the largest-batch
 search under a memory cap. Every result is one JSON line on stdout."""
 import argparse
+import gc
 import json
 import math
 import statistics
 import sys
 import time
+import traceback
 
 import torch
 
@@ -42,6 +44,21 @@ def pick_device(name):
     if name == "cuda" and not torch.cuda.is_available():
         sys.exit("no CUDA device: pass --device cpu to run on the CPU")
     return torch.device(name)
+
+
+def record_failure(record, e):
+    """One failed configuration is recorded (with its traceback on stderr), not fatal."""
+    traceback.print_exc()
+    msg = str(e).splitlines()[0][:300] if str(e) else ""
+    record.update(error=f"{type(e).__name__}: {msg}")
+
+
+def release(device):
+    """Frees what the last configuration held before the next one is measured."""
+    gc.collect()
+    if device.type == "cuda":
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
 
 
 def emit(record):

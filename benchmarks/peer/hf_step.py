@@ -9,7 +9,6 @@ eager, optionally torch.compile. One JSON line per configuration.
   python3 hf_step.py --config ... --shapes 512x1 --find_max_batch --cap_bytes $((16<<30))
 """
 import gc
-import traceback
 import sys
 
 import torch
@@ -102,12 +101,8 @@ def main():
                         rec.update(common.timing_record(times, peak, reserved, flops, batch * seq))
                         del model, opt, step, batches
                 except Exception as e:  # noqa: BLE001 -- one failed configuration is recorded
-                    traceback.print_exc()
-                    rec.update(error=f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}")
-                gc.collect()
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()
-                    torch.cuda.reset_peak_memory_stats()
+                    common.record_failure(rec, e)
+                common.release(device)
                 common.emit(rec)
     return 0
 
