@@ -1,12 +1,16 @@
 #include "train/trainer.h"
 
+#include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <numeric>
+#include <thread>
 
 #include <fmt/format.h>
+#include <omp.h>
 
 #include "kernels/adamw.h"
 #include "kernels/cast.h"
@@ -353,6 +357,20 @@ void run_glue(const TrainingArgs& a) {
                    "(bf16 compute with fp32 master weights) or fp32");
   if (main_rank)
     for (const std::string& note : a.ignored_notes) fmt::print("note: {}\n", note);
+  // CPU ranks on one machine share its cores. Unless OMP_NUM_THREADS says otherwise (`bertrazor
+  // launch` sets 1, as torchrun does) or the launcher bound each rank to its own cores (mpirun's
+  // default), each rank takes its share, so the ranks' GEMM threads do not outnumber the cores
+  // (Eigen's threads spin while they wait for each other).
+  const char* omp_env = std::getenv("OMP_NUM_THREADS");
+  const int cores = int(std::thread::hardware_concurrency());
+  if (device == Device::cpu && comm.local_world_size() > 1 && !(omp_env && *omp_env) &&
+      omp_get_num_procs() >= cores) {
+    const int share = std::max(1, cores / comm.local_world_size());
+    omp_set_num_threads(share);
+    if (main_rank)
+      fmt::print("note: {} unbound ranks share this machine's {} cores: {} thread(s) each (set "
+                 "OMP_NUM_THREADS to choose)\n", comm.local_world_size(), cores, share);
+  }
   std::optional<std::string> resume = a.do_train ? resume_checkpoint(a) : std::nullopt;
   comm.barrier();  // every rank has checked the output dir before rank 0 writes to it
   if (main_rank) {
