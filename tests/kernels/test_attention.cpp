@@ -329,8 +329,11 @@ TEST_CASE("attention on CUDA matches the CPU reference", "[attention][cuda]") {
                fv = Tensor::empty(sh, DType::f32);
         flash_attention_backward(fq, fk, fv, g, q, k, v, fout, lse, mask, scale, p, kKey, ids);
         flash_attention_backward(dqc, dkc, dvc, gc, qc, kc, vc, foutc, lsec, maskc, scale, p, kKey, idsc);
-        CHECK(rel_l2(dqc, fq) < tol);
-        CHECK(rel_l2(dkc, fk) < tol);
+        // With S = 1, P ≡ 1 and dq = dk = 0 exactly, but flash forms dS from z·(dout·v) − dout·out:
+        // two dot products summed in different orders (and, in bf16, out stored rounded), so only
+        // rounding noise of O(1) terms is left; bound it absolutely (as the CPU flash test does).
+        CHECK((rel_l2(dqc, fq) < tol || (d.S == 1 && test::max_abs_diff(dqc, fq) < tol)));
+        CHECK((rel_l2(dkc, fk) < tol || (d.S == 1 && test::max_abs_diff(dkc, fk) < tol)));
         CHECK(rel_l2(dvc, fv) < tol);
       }
 }
