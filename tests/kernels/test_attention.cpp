@@ -324,13 +324,18 @@ TEST_CASE("attention on CUDA matches the CPU reference", "[attention][cuda]") {
         for (const Tensor* t : {&foutc, &lsec, &dqc, &dkc, &dvc}) test::poison(*t);
         flash_attention_forward(foutc, lsec, qc, kc, vc, maskc, scale, p, kKey, idsc);
         CHECK(rel_l2(foutc, fout) < tol);
-        CHECK(rel_l2(lsec, lse) < 1e-5);
+        // lse is a log: its absolute error is what matters (a lone score near 0, as at S = 1, makes
+        // the relative one large).
+        CHECK((rel_l2(lsec, lse) < 1e-5 || test::max_abs_diff(lsec, lse) < 1e-5));
         Tensor fq = Tensor::empty(sh, DType::f32), fk = Tensor::empty(sh, DType::f32),
                fv = Tensor::empty(sh, DType::f32);
         flash_attention_backward(fq, fk, fv, g, q, k, v, fout, lse, mask, scale, p, kKey, ids);
         flash_attention_backward(dqc, dkc, dvc, gc, qc, kc, vc, foutc, lsec, maskc, scale, p, kKey, idsc);
-        CHECK(rel_l2(dqc, fq) < tol);
-        CHECK(rel_l2(dkc, fk) < tol);
+        // With S = 1, P ≡ 1 and dq = dk = 0 exactly, but flash forms dS from z·(dout·v) − dout·out:
+        // two dot products summed in different orders (and, in bf16, out stored rounded), so only
+        // rounding noise of O(1) terms is left; bound it absolutely (as the CPU flash test does).
+        CHECK((rel_l2(dqc, fq) < tol || (d.S == 1 && test::max_abs_diff(dqc, fq) < tol)));
+        CHECK((rel_l2(dkc, fk) < tol || (d.S == 1 && test::max_abs_diff(dkc, fk) < tol)));
         CHECK(rel_l2(dvc, fv) < tol);
       }
 }
