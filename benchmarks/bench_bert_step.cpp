@@ -367,6 +367,7 @@ int find_max_batch(const Args& a, const BertConfig& c) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  br::retain_freed_host_memory();  // as the CLI does
   const Args a = parse(argc, argv);
   try {
     BertConfig c = a.config.empty() ? BertConfig{} : BertConfig::from_json_file(a.config);

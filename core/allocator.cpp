@@ -6,6 +6,10 @@
 
 #include "core/error.h"
 
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
+
 #if BERTRAZOR_WITH_CUDA
 #include "core/cuda_check.h"
 #endif
@@ -175,6 +179,17 @@ void release_cached_memory(Device d) {
     a.stats.reserved -= int64_t(sz);
   }
   cache.free_blocks.clear();
+#endif
+}
+
+void retain_freed_host_memory() {
+#if defined(__GLIBC__)
+  auto unset = [](const char* name) {
+    const char* v = std::getenv(name);
+    return !(v && *v);
+  };
+  if (unset("MALLOC_MMAP_THRESHOLD_")) mallopt(M_MMAP_THRESHOLD, 256 << 20);
+  if (unset("MALLOC_TRIM_THRESHOLD_")) mallopt(M_TRIM_THRESHOLD, 1 << 30);
 #endif
 }
 

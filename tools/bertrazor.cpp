@@ -7,6 +7,7 @@
 
 #include <fmt/format.h>
 
+#include "core/allocator.h"
 #include "core/device.h"
 #include "core/error.h"
 #include "models/bert_io.h"
@@ -189,6 +190,7 @@ int cmd_info() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  br::retain_freed_host_memory();
   std::vector<std::string> args(argv + 1, argv + argc);
   if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
     std::fputs(kUsage, args.empty() ? stderr : stdout);

@@ -4,6 +4,7 @@
 #include <random>
 #include <vector>
 
+#include "core/allocator.h"
 #include "core/tape.h"
 #include "kernels/adamw.h"
 #include "kernels/grad_norm.h"
@@ -11,6 +12,7 @@
 
 int main() {
   using namespace br;
+  retain_freed_host_memory();  // reuse freed activation buffers instead of page-faulting new ones
   BertConfig cfg;
   cfg.vocab_size = 32;
   cfg.hidden_size = 32;
