@@ -13,7 +13,6 @@
 
 #include "core/tape.h"
 #include "core/tensor.h"
-
 #include "models/backrazor.h"
 #include "models/config.h"
 
@@ -62,6 +61,11 @@ struct BertBatch {
   Tensor example_ids;     // i32 [B]: each example's index in its dataset; keys the dropout masks
 };
 
+// Called by backward() as soon as a group of gradients (see BertWeights::allocate_flat) is final for
+// the micro-batch, groups in increasing order, so the all-reduce of finished groups can overlap the
+// rest of backward. The hook must not touch gradients of groups not yet announced.
+using GradReadyHook = std::function<void(int group)>;
+
 // Which attention kernel the encoder runs (resolved per step by uses_flash_attention()).
 //   automatic:    the fused flash kernel on CUDA when the probs site is stored dense and the head dim
 //                 is 64; the materialized kernel otherwise, and always on the CPU.
@@ -71,11 +75,6 @@ struct BertBatch {
 // With flash the tape holds q, k, v (their sites' policies), the per-row logsumexp (f32 [B,N,S],
 // "layerL.attn_lse") and the attention output: taken from the attention-output dense input when
 // that site is dense, else saved dense as "layerL.attn_out". The probs site is then not saved.
-// Called by backward() as soon as a group of gradients (see BertWeights::allocate_flat) is final for
-// the micro-batch, groups in increasing order, so the all-reduce of finished groups can overlap the
-// rest of backward. The hook must not touch gradients of groups not yet announced.
-using GradReadyHook = std::function<void(int group)>;
-
 enum class AttentionKernel : uint8_t { automatic, materialized, flash };
 std::string_view attention_kernel_name(AttentionKernel k);
 AttentionKernel attention_kernel_from_name(std::string_view name);  // auto|materialized|flash
