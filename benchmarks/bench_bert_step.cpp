@@ -59,7 +59,7 @@ struct Args {
   std::fprintf(stderr,
                "bench_bert_step: %s\n"
                "usage: bench_bert_step [--config config.json] [--batch B] [--seq S]\n"
-               "  [--preset none|seed|all] [--prune_ratio R] [--device cpu|cuda] [--steps N]\n"
+               "  [--preset none|seed|all|balanced] [--prune_ratio R] [--device cpu|cuda] [--steps N]\n"
                "  [--warmup N] [--budget_bytes BYTES] [--json] [--find_max_batch [--max_batch B]]\n"
                "  [--num_labels C] [--seed N] [--bf16] [--attention auto|materialized|flash]\n",
                why.c_str());

@@ -15,6 +15,7 @@ std::string_view save_mode_name(SaveMode m) {
     case SaveMode::dense: return "dense";
     case SaveMode::low_precision: return "low_precision";
     case SaveMode::sparse: return "sparse";
+    case SaveMode::recompute: return "recompute";
   }
   return "?";
 }
@@ -80,8 +81,11 @@ void Tape::save(const std::string& site, const Tensor& x, const SitePolicy& poli
       e.kept_per_sample = p.k;
       break;
     }
+    case SaveMode::recompute:
+      break;
   }
-  if (mode != SaveMode::sparse) e.kept_per_sample = sample_numel(x);
+  if (mode == SaveMode::dense || mode == SaveMode::low_precision)
+    e.kept_per_sample = sample_numel(x);
   SiteRecord r;
   r.site = site;
   r.shape = e.shape;
@@ -92,13 +96,17 @@ void Tape::save(const std::string& site, const Tensor& x, const SitePolicy& poli
   r.kept_per_sample = e.kept_per_sample;
   bytes_ += r.stored_bytes;
   peak_bytes_ = std::max(peak_bytes_, bytes_);
-  entries_.emplace(site, std::move(e));
+  if (mode != SaveMode::recompute) entries_.emplace(site, std::move(e));
   records_.push_back(std::move(r));
 }
 
 Tensor Tape::restore(const std::string& site) {
   auto it = entries_.find(site);
   if (it == entries_.end()) {
+    for (const SiteRecord& r : records_)
+      BR_CHECK(!(r.site == site && r.policy.mode == SaveMode::recompute),
+               "Tape::restore: site '{}' was saved as recompute: nothing is stored, its owner must "
+               "rebuild it", site);
     std::string held;
     for (const auto& [name, e] : entries_) held += (held.empty() ? "" : ", ") + name;
     fail("Tape::restore: site '{}' is not saved (held: {})", site, held.empty() ? "none" : held);

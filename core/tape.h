@@ -1,6 +1,7 @@
 // Tape: the store of activations saved for backward. Forward calls save(site, x, policy); backward
 // calls restore(site) in reverse. The tape applies the site's policy (dense; dense in a lower
-// precision; Back Razor sparse = 1-bit mask + exactly k kept values per sample) and accounts every
+// precision; Back Razor sparse = 1-bit mask + exactly k kept values per sample; or recompute =
+// nothing stored, the owner rebuilds the tensor in backward from other sites) and accounts every
 // byte it holds, per site, under MemCategory::saved_activations.
 #pragma once
 #include <cstdint>
@@ -12,7 +13,7 @@
 
 namespace br {
 
-enum class SaveMode : uint8_t { dense, low_precision, sparse };
+enum class SaveMode : uint8_t { dense, low_precision, sparse, recompute };
 std::string_view save_mode_name(SaveMode m);
 
 struct SitePolicy {
@@ -56,7 +57,8 @@ class Tape {
   explicit Tape(Device device = Device::cpu) : device_(device) {}
 
   // Saves x under `site` (unique until restored). A dense save of a tensor that owns its whole
-  // storage and has no other holder adopts it instead of copying.
+  // storage and has no other holder adopts it instead of copying. A recompute save stores nothing
+  // and only records the site (0 bytes held); restoring it is an error.
   void save(const std::string& site, const Tensor& x, const SitePolicy& policy = {});
   // The dense reconstruction (pruned positions exactly zero), in the saved dtype; frees the entry.
   Tensor restore(const std::string& site);

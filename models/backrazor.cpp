@@ -1,5 +1,9 @@
 #include "models/backrazor.h"
 
+#include <cctype>
+#include <cstdlib>
+#include <vector>
+
 #include <fmt/format.h>
 
 namespace br {
@@ -39,7 +43,97 @@ BackRazorPolicy BackRazorPolicy::preset(std::string_view name, double prune_rati
     for (auto& s : p.sites) s = sparse;
     return p;
   }
-  fail("unknown Back Razor preset '{}' (expected none, seed or all)", name);
+  if (name == "balanced") {
+    for (auto& s : p.sites) s = sparse;
+    p[Site::gelu_input] = SitePolicy{SaveMode::low_precision, value_dtype, prune_ratio};
+    p[Site::ffn2_input] = SitePolicy{SaveMode::recompute, DType::f32, 0.0};
+    p[Site::pooler_input] = SitePolicy{};
+    p[Site::classifier_input] = SitePolicy{};
+    return p;
+  }
+  fail("unknown Back Razor preset '{}' (expected none, seed, all or balanced)", name);
+}
+
+namespace {
+std::vector<std::string_view> split(std::string_view s, char sep) {
+  std::vector<std::string_view> r;
+  size_t from = 0;
+  while (true) {
+    size_t at = s.find(sep, from);
+    r.push_back(s.substr(from, at == std::string_view::npos ? std::string_view::npos : at - from));
+    if (at == std::string_view::npos) return r;
+    from = at + 1;
+  }
+}
+
+std::string_view trim(std::string_view s) {
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
+  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
+  return s;
+}
+
+DType value_dtype_from_name(std::string_view item, std::string_view name, bool allow_f32) {
+  if (name == "fp16" || name == "f16") return DType::f16;
+  if (name == "bf16") return DType::bf16;
+  if (allow_f32 && (name == "fp32" || name == "f32")) return DType::f32;
+  fail("Back Razor site override '{}': value dtype '{}' is not {}", item, name,
+       allow_f32 ? "fp16, bf16 or fp32" : "fp16 or bf16");
+}
+}  // namespace
+
+void BackRazorPolicy::apply_overrides(std::string_view spec) {
+  if (trim(spec).empty()) return;
+  for (std::string_view raw : split(spec, ',')) {
+    std::string_view item = trim(raw);
+    BR_CHECK(!item.empty(), "Back Razor site overrides '{}': empty item", spec);
+    size_t eq = item.find('=');
+    BR_CHECK(eq != std::string_view::npos,
+             "Back Razor site override '{}': expected site=mode[:dtype][:ratio]", item);
+    Site site = site_from_name(trim(item.substr(0, eq)));
+    std::vector<std::string_view> parts = split(item.substr(eq + 1), ':');
+    for (auto& p : parts) p = trim(p);
+    SitePolicy& sp = (*this)[site];
+    std::string_view mode = parts[0];
+    if (mode == "dense") {
+      BR_CHECK(parts.size() == 1, "Back Razor site override '{}': dense takes no dtype or ratio",
+               item);
+      sp = SitePolicy{};
+    } else if (mode == "low" || mode == "low_precision") {
+      BR_CHECK(parts.size() == 2, "Back Razor site override '{}': expected {}=low:fp16 or low:bf16",
+               item, site_name(site));
+      sp = SitePolicy{SaveMode::low_precision, value_dtype_from_name(item, parts[1], false), 0.8};
+    } else if (mode == "sparse") {
+      BR_CHECK(parts.size() <= 3,
+               "Back Razor site override '{}': expected {}=sparse[:dtype][:ratio]", item,
+               site_name(site));
+      SitePolicy next = sp.mode == SaveMode::sparse ? sp : SitePolicy{SaveMode::sparse, DType::f16, 0.8};
+      next.mode = SaveMode::sparse;
+      for (size_t i = 1; i < parts.size(); ++i) {
+        std::string_view p = parts[i];
+        char* end = nullptr;
+        std::string text(p);
+        double r = std::strtod(text.c_str(), &end);
+        if (!text.empty() && end == text.c_str() + text.size()) {
+          BR_CHECK(r >= 0.0 && r < 1.0,
+                   "Back Razor site override '{}': prune ratio {} not in [0, 1)", item, r);
+          next.prune_ratio = r;
+        } else {
+          next.value_dtype = value_dtype_from_name(item, p, true);
+        }
+      }
+      sp = next;
+    } else if (mode == "recompute") {
+      BR_CHECK(site == Site::ffn2_input,
+               "Back Razor site override '{}': only ffn2_input can be recomputed (from the GELU "
+               "input, in backward); {} cannot", item, site_name(site));
+      BR_CHECK(parts.size() == 1, "Back Razor site override '{}': recompute takes no dtype or ratio",
+               item);
+      sp = SitePolicy{SaveMode::recompute, DType::f32, 0.0};
+    } else {
+      fail("Back Razor site override '{}': mode '{}' is not dense, low, sparse or recompute", item,
+           mode);
+    }
+  }
 }
 
 bool BackRazorPolicy::any_sparse() const {
@@ -53,8 +147,8 @@ std::string BackRazorPolicy::describe() const {
   for (int i = 0; i < kSites; ++i) {
     const SitePolicy& s = sites[size_t(i)];
     if (s.mode == SaveMode::dense) continue;
-    r += fmt::format("{}: {} {}", kSiteNames[size_t(i)], save_mode_name(s.mode),
-                     dtype_name(s.value_dtype));
+    r += fmt::format("{}: {}", kSiteNames[size_t(i)], save_mode_name(s.mode));
+    if (s.mode != SaveMode::recompute) r += fmt::format(" {}", dtype_name(s.value_dtype));
     if (s.mode == SaveMode::sparse) r += fmt::format(" prune_ratio {}", s.prune_ratio);
     r += "\n";
   }

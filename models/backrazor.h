@@ -44,9 +44,20 @@ struct BackRazorPolicy {
   // Q, K, probabilities, V, attention-output dense input and classifier input sparse with
   // `value_dtype` values; the first LayerNorm input sparse with fp32 values (the reference builds
   // that LayerNorm without `half`); the FFN, LN2, embeddings and pooler dense. "all": every site
-  // sparse with `value_dtype` values.
+  // sparse with `value_dtype` values. "balanced": `all`'s memory class with far less gradient
+  // error (docs/BACKRAZOR.md): every site sparse except the GELU input, kept whole in `value_dtype` because GELU's derivative needs every value (pruned entries would get
+  // gelu'(0) = 0.5); the FFN2 input not stored but recomputed as gelu(GELU input) in backward;
+  // and the pooler and classifier inputs dense (one H-vector per sample, negligible bytes, and
+  // pruning them distorts the head's gradient most).
   static BackRazorPolicy preset(std::string_view name, double prune_ratio = 0.8,
                                 DType value_dtype = DType::f16);
+  // Applies per-site overrides written as comma-separated `site=mode[:dtype][:ratio]` items:
+  // `probs=dense`, `gelu_input=low:fp16` (low precision, fp16 or bf16), `ffn2_input=sparse`,
+  // `q=sparse:fp32`, `v=sparse:fp16:0.9`; a sparse item without dtype or ratio keeps this policy's
+  // values for that site when it is sparse already, else fp16 and 0.8. `ffn2_input=recompute`
+  // stores nothing for the FFN2 input and recomputes it from the GELU input in backward (exact
+  // when the GELU input is dense). Throws naming the item.
+  void apply_overrides(std::string_view spec);
   bool any_sparse() const;
   std::string describe() const;  // one line per non-dense site
 };

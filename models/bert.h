@@ -131,10 +131,12 @@ class BertForSequenceClassification {
   BertWeights& params() { return params_; }
   BertWeights& grads() { return grads_; }
   // Every gradient as one contiguous buffer (BertWeights::allocate_flat): num_grad_groups() groups,
-  // group g at elements [grad_group_offset(g), grad_group_offset(g + 1)).
+  // group g at elements [grad_group_offset(g), grad_group_offset(g + 1)); grad_group_offsets() is
+  // all num_grad_groups() + 1 of those offsets, from 0 to grads_flat().numel().
   const Tensor& grads_flat() const { return grads_flat_; }
   int num_grad_groups() const { return config_.num_hidden_layers + 2; }
   int64_t grad_group_offset(int group) const;
+  const std::vector<int64_t>& grad_group_offsets() const { return grad_group_offsets_; }
   const BertWeights& params() const { return params_; }
   BackRazorPolicy& policy() { return policy_; }
   const BackRazorPolicy& policy() const { return policy_; }

@@ -73,10 +73,20 @@ void BertForSequenceClassification::backward(const BertBatch& batch, const StepO
     Tensor d_o = act({B, S, H});
     dropout_backward(d_o, dx2, p_hidden, key(dropout_site(l, kDropFfnOut)), ids);
     Tensor dg = act({B, S, F});
-    linear_backward(dg, gw.ffn2_w, gw.ffn2_b, d_o, restore(tape, l, Site::ffn2_input), w.ffn2_w);
+    Tensor f;  // the GELU input; restored first when the FFN2 input is rebuilt from it
+    if (policy_[Site::ffn2_input].mode == SaveMode::recompute) {
+      f = restore(tape, l, Site::gelu_input);
+      Tensor g_in = act({B, S, F});
+      gelu_forward(g_in, f);
+      linear_backward(dg, gw.ffn2_w, gw.ffn2_b, d_o, g_in, w.ffn2_w);
+    } else {
+      linear_backward(dg, gw.ffn2_w, gw.ffn2_b, d_o, restore(tape, l, Site::ffn2_input), w.ffn2_w);
+      f = restore(tape, l, Site::gelu_input);
+    }
     d_o = Tensor();
     Tensor df = act({B, S, F});
-    gelu_backward(df, dg, restore(tape, l, Site::gelu_input));
+    gelu_backward(df, dg, f);
+    f = Tensor();
     dg = Tensor();
     Tensor dh1 = act({B, S, H});
     linear_backward(dh1, gw.ffn1_w, gw.ffn1_b, df, restore(tape, l, Site::ffn1_input), w.ffn1_w);

@@ -114,7 +114,7 @@ int cmd_memory(const std::vector<std::string>& args) {
   auto f = parse_flags(args, 1,
                        {"model_name_or_path", "config_name", "max_seq_length",
                         "per_device_train_batch_size", "backrazor_preset", "prune_ratio",
-                        "backrazor_dtype", "device", "seed", "num_labels"},
+                        "backrazor_dtype", "backrazor_sites", "device", "seed", "num_labels"},
                        {"json", "per_layer"}, "memory");
   std::string cfg_path;
   std::string model_dir;
@@ -144,6 +144,8 @@ int cmd_memory(const std::vector<std::string>& args) {
   else
     model.init_weights(seed);
   model.policy() = br::BackRazorPolicy::preset(preset, ratio, vd == "fp32" ? br::DType::f32 : br::DType::f16);
+  std::string sites = f.count("backrazor_sites") ? f["backrazor_sites"] : "";
+  model.policy().apply_overrides(sites);
   br::MemoryReport r = br::measure_training_step(model, B, S, seed);
   if (f.count("json")) {
     nlohmann::json j = br::memory_report_json(r);
@@ -151,11 +153,13 @@ int cmd_memory(const std::vector<std::string>& args) {
     j["preset"] = preset;
     j["prune_ratio"] = ratio;
     j["backrazor_dtype"] = vd;
+    j["backrazor_sites"] = sites;
     j["device"] = std::string(br::device_name(dev));
     std::puts(j.dump().c_str());
   } else {
-    std::printf("model %s, batch %lld, seq %lld, preset %s (prune_ratio %g, %s values), device %s\n\n",
+    std::printf("model %s, batch %lld, seq %lld, preset %s (prune_ratio %g, %s values)%s%s, device %s\n\n",
                 cfg_path.c_str(), (long long)B, (long long)S, preset.c_str(), ratio, vd.c_str(),
+                sites.empty() ? "" : " with ", sites.c_str(),
                 std::string(br::device_name(dev)).c_str());
     std::fputs(br::format_memory_table(r, f.count("per_layer") != 0).c_str(), stdout);
   }

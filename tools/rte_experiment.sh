@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# RTE with all-MiniLM-L6-v2 on the CPU: dense vs Back Razor `seed` vs `all`, for the given seeds.
-# Writes OUT/<policy>-seed<N>/ (the usual output folders) and prints a markdown table of dev
-# accuracy, saved-activation bytes and training time. The numbers in docs/RESULTS.md come from it.
+# RTE with all-MiniLM-L6-v2 on the CPU: dense vs Back Razor presets, for the given seeds.
+# POLICIES picks them (default "dense seed all"; "balanced" too). Writes OUT/<policy>-seed<N>/ (the
+# usual output folders) and prints a markdown table of dev accuracy, saved-activation bytes and
+# training time over every run in OUT. The numbers in docs/RESULTS.md come from it.
 #   tools/rte_experiment.sh OUT [SEEDS...]      (env: EPOCHS=3 MAX_SEQ=128 BATCH=16 LR=5e-5 BIN=...)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -44,7 +45,7 @@ for d in sorted(os.listdir(out)):
 dense_bytes = st.mean(r["train_saved_activation_bytes"] for r in rows.get("dense", [{"train_saved_activation_bytes": float("nan")}]))
 print("| policy | runs | dev accuracy mean | min..max | saved-activation bytes per step | vs dense | train time s (mean) |")
 print("|---|---|---|---|---|---|---|")
-for policy in ["dense", "seed", "all"]:
+for policy in ["dense", "seed", "all", "balanced"]:
     if policy not in rows: continue
     rs = rows[policy]
     acc = [r["eval_accuracy"] for r in rs]

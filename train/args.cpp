@@ -333,11 +333,16 @@ const std::vector<Field>& fields() {
     t.back().ignored_note = "metrics go to trainer_state.json and the console";
     // ours
     t.push_back(field("backRazor", &A::backRazor, "save activations pruned (Back Razor)"));
-    t.push_back(string_choice("backrazor_preset", &A::backrazor_preset, {"seed", "all"},
-                              "which sites are pruned: seed (the reference's) or all"));
+    t.push_back(string_choice("backrazor_preset", &A::backrazor_preset, {"seed", "all", "balanced"},
+                              "which sites are pruned: seed (the reference's), all, or balanced "
+                              "(all but the GELU input kept in fp16, FFN2 input recomputed, "
+                              "pooler/classifier inputs dense)"));
     t.push_back(field("prune_ratio", &A::prune_ratio, "fraction of each sample's values dropped"));
     t.push_back(string_choice("backrazor_dtype", &A::backrazor_dtype, {"fp16", "fp32"},
                               "dtype of the kept values"));
+    t.push_back(field("backrazor_sites", &A::backrazor_sites,
+                      "per-site overrides on the preset: site=dense | site=low:fp16|bf16 | "
+                      "site=sparse[:fp16|bf16|fp32][:ratio], comma-separated"));
     {
       Field f;
       f.name = "device";
@@ -548,6 +553,14 @@ void post_init(TrainingArgs& a, const std::optional<std::string>& env_local_rank
     fail("--warmup_ratio: must lie in [0,1], got {}", a.warmup_ratio);
   if (a.prune_ratio < 0 || a.prune_ratio >= 1)
     fail("--prune_ratio: must lie in [0,1), got {}", a.prune_ratio);
+  if (!a.backrazor_sites.empty()) {
+    if (!a.backRazor) fail("--backrazor_sites: needs --backRazor True");
+    try {
+      backrazor_policy(a);
+    } catch (const Error& e) {
+      fail("--backrazor_sites: {}", e.what());
+    }
+  }
 
   if (a.evaluation_strategy != IntervalStrategy::no) a.do_eval = true;
   if (a.evaluation_strategy == IntervalStrategy::steps && (!a.eval_steps || *a.eval_steps == 0)) {
@@ -584,6 +597,20 @@ void post_init(TrainingArgs& a, const std::optional<std::string>& env_local_rank
 }
 
 }  // namespace
+
+BackRazorPolicy backrazor_policy(const TrainingArgs& a) {
+  if (!a.backRazor) return BackRazorPolicy::preset("none");
+  BackRazorPolicy p = BackRazorPolicy::preset(a.backrazor_preset, a.prune_ratio,
+                                              a.backrazor_dtype == "fp32" ? DType::f32 : DType::f16);
+  p.apply_overrides(a.backrazor_sites);
+  return p;
+}
+
+std::string backrazor_label(const TrainingArgs& a) {
+  if (!a.backRazor) return "off";
+  return a.backrazor_sites.empty() ? a.backrazor_preset
+                                   : a.backrazor_preset + " with " + a.backrazor_sites;
+}
 
 TrainingArgs parse_training_args(const std::vector<std::string>& argv,
                                  const std::optional<std::string>& env_local_rank) {

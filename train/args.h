@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/device.h"
+#include "models/backrazor.h"
 
 namespace br {
 
@@ -100,6 +101,7 @@ struct TrainingArgs {
   std::string backrazor_preset = "seed";  // seed | all
   double prune_ratio = 0.8;
   std::string backrazor_dtype = "fp16";   // fp16 | fp32
+  std::string backrazor_sites;            // per-site overrides (BackRazorPolicy::apply_overrides)
   std::optional<Device> device;           // unset: cuda when available, else cpu
   bool attention_dropout = true;          // false reproduces the reference fork (no probs dropout)
 
@@ -127,6 +129,12 @@ struct TrainingArgs {
 TrainingArgs parse_training_args(const std::vector<std::string>& argv);
 TrainingArgs parse_training_args(const std::vector<std::string>& argv,
                                  const std::optional<std::string>& env_local_rank);
+
+// The Back Razor policy these arguments ask for: dense without --backRazor, else the preset with
+// --prune_ratio and --backrazor_dtype, then --backrazor_sites applied. backrazor_label says it in
+// words for logs ("off", "all", "all with gelu_input=low:fp16").
+BackRazorPolicy backrazor_policy(const TrainingArgs& a);
+std::string backrazor_label(const TrainingArgs& a);
 
 // Help text listing every flag with its default.
 std::string usage();

@@ -138,20 +138,22 @@ void Communicator::average_gradients(const std::vector<Tensor>& grads, size_t bu
   }
   if (world_size_ == 1) return;
   all_reduce_sum(grads, bucket_bytes);
-  const float inv = float(1.0 / world_size_);
-  for (const Tensor& g : grads) {
-    if (g.numel() == 0) continue;
-    if (g.device() == Device::cpu && g.dtype() == DType::f64) {
-      double* p = g.data<double>();
-      for (int64_t k = 0; k < g.numel(); ++k) p[k] /= double(world_size_);
-    } else if (g.device() == Device::cpu && g.dtype() == DType::f32) {
-      float* p = g.data<float>();
-      for (int64_t k = 0; k < g.numel(); ++k) p[k] /= float(world_size_);
-    } else {
-      scale_(g, inv);
-    }
-  }
+  for (const Tensor& g : grads) divide_by_world_size(g);
   synchronize();
+}
+
+void Communicator::divide_by_world_size(const Tensor& t) const {
+  if (world_size_ == 1 || t.numel() == 0) return;
+  // Divides (not multiplies by 1/W) on the CPU, so the result is what a division of the sum gives.
+  if (t.device() == Device::cpu && t.dtype() == DType::f64) {
+    double* p = t.data<double>();
+    for (int64_t k = 0; k < t.numel(); ++k) p[k] /= double(world_size_);
+  } else if (t.device() == Device::cpu && t.dtype() == DType::f32) {
+    float* p = t.data<float>();
+    for (int64_t k = 0; k < t.numel(); ++k) p[k] /= float(world_size_);
+  } else {
+    scale_(t, float(1.0 / world_size_));
+  }
 }
 
 void Communicator::broadcast(const Tensor& t, int root) {

@@ -51,6 +51,9 @@ class Communicator {
   // grads <- (sum over ranks of grads) / world_size, bucketed: what DDP does after backward.
   void average_gradients(const std::vector<Tensor>& grads,
                          size_t bucket_bytes = kDefaultBucketBytes);
+  // t <- t / world_size, on t's device (the averaging step of average_gradients, for callers that
+  // reduce the sum themselves, like GradientReducer). A no-op for world size 1.
+  void divide_by_world_size(const Tensor& t) const;
   // t <- root's t on every rank.
   void broadcast(const Tensor& t, int root);
   void barrier();

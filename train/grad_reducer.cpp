@@ -1,7 +1,6 @@
 #include "train/grad_reducer.h"
 
 #include "core/error.h"
-#include "kernels/grad_norm.h"
 
 namespace br {
 
@@ -53,19 +52,7 @@ void GradientReducer::group_ready(int group) {
 void GradientReducer::finish() {
   while (next_bucket_ < buckets_.size()) launch(next_bucket_++);
   comm_.join();
-  const int W = comm_.world_size();
-  if (W > 1) {
-    // The same arithmetic as Communicator::average_gradients, so both give identical gradients.
-    if (flat_.device() == Device::cpu && flat_.dtype() == DType::f64) {
-      double* p = flat_.data<double>();
-      for (int64_t k = 0; k < flat_.numel(); ++k) p[k] /= double(W);
-    } else if (flat_.device() == Device::cpu) {
-      float* p = flat_.data<float>();
-      for (int64_t k = 0; k < flat_.numel(); ++k) p[k] /= float(W);
-    } else {
-      scale_(flat_, float(1.0 / W));
-    }
-  }
+  comm_.divide_by_world_size(flat_);  // as average_gradients does, so both agree bit for bit
   comm_.synchronize();  // a stuck collective fails here, under the deadline
   started_early_ = started_early_this_step_;
   started_early_this_step_ = 0;

@@ -109,7 +109,8 @@ std::string format_memory_table(const MemoryReport& r, bool per_layer) {
                      ? fmt::format("sparse {} p={}", dtype_name(s.policy.value_dtype), s.policy.prune_ratio)
                  : s.policy.mode == SaveMode::low_precision
                      ? fmt::format("dense {}", dtype_name(s.policy.value_dtype))
-                     : "dense";
+                 : s.policy.mode == SaveMode::recompute ? "recomputed"
+                                                         : "dense";
     row.count++;
     row.dense += s.dense_bytes;
     row.stored += s.stored_bytes;

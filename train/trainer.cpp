@@ -412,10 +412,7 @@ void run_glue(const TrainingArgs& a) {
     BertConfig& c = const_cast<BertConfig&>(model.config());
     c.finetuning_task = data.task;
   }
-  if (a.backRazor) {
-    DType vd = a.backrazor_dtype == "fp32" ? DType::f32 : DType::f16;
-    model.policy() = BackRazorPolicy::preset(a.backrazor_preset, a.prune_ratio, vd);
-  }
+  model.policy() = backrazor_policy(a);
   if (W > 1) {
     nlohmann::json flags = a.to_json();
     for (const char* per_rank : {"local_rank", "device"}) flags.erase(per_rank);
@@ -463,7 +460,7 @@ void run_glue(const TrainingArgs& a) {
                  "  Device = {}\n  Processes = {} ({})\n  Back Razor = {}\n",
                  N, plan.num_epochs, a.per_device_train_batch_size, plan.total_train_batch_size,
                  a.gradient_accumulation_steps, plan.max_steps, device_name(device), W,
-                 comm.backend(), a.backRazor ? a.backrazor_preset : std::string("off"));
+                 comm.backend(), backrazor_label(a));
     std::fflush(stdout);
 
     // Only rank 0 prints: the others write their bar to /dev/null.
@@ -480,11 +477,9 @@ void run_glue(const TrainingArgs& a) {
     model.grads().zero_();
     std::optional<GradientReducer> reducer;
     if (W > 1) {
-      std::vector<int64_t> offsets;
-      for (int g = 0; g <= model.num_grad_groups(); ++g) offsets.push_back(model.grad_group_offset(g));
       const size_t cap = a.ddp_bucket_cap_mb ? size_t(*a.ddp_bucket_cap_mb) << 20
                                              : Communicator::kDefaultBucketBytes;
-      reducer.emplace(comm, model.grads_flat(), std::move(offsets), cap);
+      reducer.emplace(comm, model.grads_flat(), model.grad_group_offsets(), cap);
       progress.write(fmt::format("gradient all-reduce: {} bucket(s) of about {} MiB, each started "
                                  "as soon as backward finishes it",
                                  reducer->buckets().size(), cap >> 20));
@@ -552,7 +547,7 @@ void run_glue(const TrainingArgs& a) {
           progress.write(fmt::format(
               "memory: saved activations {} bytes per step ({}), peak {} bytes on {} "
               "(parameters {}, gradients {}, optimizer state {})",
-              peak_saved, a.backRazor ? "Back Razor " + a.backrazor_preset : std::string("dense"),
+              peak_saved, a.backRazor ? "Back Razor " + backrazor_label(a) : std::string("dense"),
               ms.total_peak, device_name(device), ms.max(MemCategory::parameters),
               ms.max(MemCategory::gradients), ms.max(MemCategory::optimizer_state)));
           memory_reported = true;

@@ -187,6 +187,18 @@ TEST_CASE("tape peak, clear and error messages", "[core][tape]") {
   Tape gpu_tape(Device::cuda);
   CHECK_THROWS_WITH(gpu_tape.save("cpu_x", Tensor::zeros({2}, DType::f32)),
                     Catch::Contains("site 'cpu_x': tensor f32[2]@cpu is not on the tape's device cuda"));
+  // recompute: recorded with 0 bytes stored, nothing held, restoring it names the mode.
+  Tensor r = test::random_tensor({4, 6}, DType::f32, rng);
+  tape.save("r", r, SitePolicy{SaveMode::recompute, DType::f32, 0.0});
+  CHECK_FALSE(tape.has("r"));
+  CHECK(tape.bytes() == 0);
+  REQUIRE(tape.records().size() == 1);
+  CHECK(tape.records()[0].stored_bytes == 0);
+  CHECK(tape.records()[0].dense_bytes == 4 * 6 * 4);
+  CHECK(r.category() == MemCategory::activations);
+  CHECK_THROWS_WITH(tape.restore("r"), Catch::Contains("site 'r' was saved as recompute"));
+  tape.clear();
+  CHECK(save_mode_name(SaveMode::recompute) == "recompute");
   CHECK(save_mode_name(SaveMode::sparse) == "sparse");
   CHECK(save_mode_name(SaveMode::low_precision) == "low_precision");
 }

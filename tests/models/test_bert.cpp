@@ -66,9 +66,12 @@ double loss_value(BertForSequenceClassification& m, const BertBatch& b, const St
 }  // namespace
 
 TEST_CASE("BERT backward matches central differences in double (dropout on)", "[models][bert][grad]") {
-  for (int num_labels : {3, 1}) {
+  // The second pass recomputes the FFN2 input from the (dense) GELU input instead of saving it.
+  for (int num_labels : {3, 1, -1}) {
     INFO("num_labels " << num_labels);
-    BertForSequenceClassification m(tiny_config(num_labels), Device::cpu, DType::f64);
+    BertForSequenceClassification m(tiny_config(std::abs(num_labels)), Device::cpu, DType::f64);
+    if (num_labels < 0) m.policy().apply_overrides("ffn2_input=recompute");
+    num_labels = std::abs(num_labels);
     m.init_weights(7);
     perturb(m, 11);
     BertBatch b = tiny_batch(Device::cpu, num_labels);
@@ -93,7 +96,7 @@ TEST_CASE("Back Razor leaves the forward exact: logits bit-identical for every p
   StepOptions opt{true, 99, 0, true};
   Tape t0(Device::cpu);
   std::vector<float> dense = m.forward(b, opt, &t0).to_vector<float>();
-  for (const char* preset : {"seed", "all"}) {
+  for (const char* preset : {"seed", "all", "balanced"}) {
     m.policy() = BackRazorPolicy::preset(preset, 0.8, DType::f16);
     Tape t(Device::cpu);
     std::vector<float> got = m.forward(b, opt, &t).to_vector<float>();
@@ -121,8 +124,44 @@ TEST_CASE("Back Razor keeping every element in fp32 reproduces dense gradients e
   auto dense = grads_for(BackRazorPolicy::preset("none"));
   auto keep_all = grads_for(BackRazorPolicy::preset("all", 0.0, DType::f32));
   CHECK(keep_all == dense);
+  // balanced keeping everything in fp32: the GELU input dense, the FFN2 input recomputed from it.
+  CHECK(grads_for(BackRazorPolicy::preset("balanced", 0.0, DType::f32)) == dense);
   auto pruned = grads_for(BackRazorPolicy::preset("all", 0.8, DType::f16));
   CHECK(pruned != dense);
+}
+
+TEST_CASE("balanced preset: which sites, what the tape holds, recompute stores nothing",
+          "[models][bert][backrazor]") {
+  BackRazorPolicy p = BackRazorPolicy::preset("balanced", 0.8, DType::f16);
+  CHECK(p[Site::q].mode == SaveMode::sparse);
+  CHECK(p[Site::ffn1_input].mode == SaveMode::sparse);
+  CHECK(p[Site::gelu_input].mode == SaveMode::low_precision);
+  CHECK(p[Site::gelu_input].value_dtype == DType::f16);
+  CHECK(p[Site::ffn2_input].mode == SaveMode::recompute);
+  CHECK(p[Site::pooler_input].mode == SaveMode::dense);
+  CHECK(p[Site::classifier_input].mode == SaveMode::dense);
+  CHECK_THAT(p.describe(), Catch::Contains("ffn2_input: recompute\n"));
+
+  BertForSequenceClassification m(tiny_config(), Device::cpu, DType::f32);
+  m.init_weights(8);
+  m.policy() = p;
+  BertBatch b = tiny_batch(Device::cpu, 3);
+  StepOptions opt{true, 3, 0, true};
+  Tape tape(Device::cpu);
+  Tensor logits = m.forward(b, opt, &tape);
+  int recomputed = 0;
+  for (const SiteRecord& r : tape.records())
+    if (r.site.find("ffn2_input") != std::string::npos) {
+      ++recomputed;
+      CHECK(r.stored_bytes == 0);
+      CHECK(r.dense_bytes > 0);
+      CHECK(r.policy.mode == SaveMode::recompute);
+      CHECK_FALSE(tape.has(r.site));
+    }
+  CHECK(recomputed == m.config().num_hidden_layers);
+  m.grads().zero_();
+  m.backward(b, opt, tape, m.loss_backward(logits, b.labels, 1.0f));
+  CHECK(tape.bytes() == 0);
 }
 
 TEST_CASE("gradients live in one flat buffer, grouped in the order backward finishes them",
@@ -134,6 +173,8 @@ TEST_CASE("gradients live in one flat buffer, grouped in the order backward fini
   const Tensor& flat = m.grads_flat();
   REQUIRE(m.grad_group_offset(0) == 0);
   REQUIRE(m.grad_group_offset(groups) == flat.numel());
+  REQUIRE(m.grad_group_offsets().size() == size_t(groups) + 1);
+  for (int g = 0; g <= groups; ++g) REQUIRE(m.grad_group_offsets()[size_t(g)] == m.grad_group_offset(g));
   CHECK_THROWS_WITH(m.grad_group_offset(groups + 1), Catch::Contains("grad_group_offset"));
   // The group of each gradient, from its address: classifier and pooler, layers last to first,
   // embeddings. Every gradient starts a multiple of 256 bytes into the buffer, inside its group.
@@ -188,4 +229,48 @@ TEST_CASE("gradients live in one flat buffer, grouped in the order backward fini
       CHECK(nonzero);
     }
   }
+}
+
+TEST_CASE("Back Razor per-site overrides: grammar, layering on a preset, malformed items",
+          "[models][backrazor]") {
+  BackRazorPolicy p = BackRazorPolicy::preset("all", 0.8, DType::f16);
+  p.apply_overrides("gelu_input=low:bf16, probs=dense,v=sparse:fp32:0.9 ,q=sparse:0.5");
+  CHECK(p[Site::gelu_input].mode == SaveMode::low_precision);
+  CHECK(p[Site::gelu_input].value_dtype == DType::bf16);
+  CHECK(p[Site::probs].mode == SaveMode::dense);
+  CHECK(p[Site::v].mode == SaveMode::sparse);
+  CHECK(p[Site::v].value_dtype == DType::f32);
+  CHECK(p[Site::v].prune_ratio == 0.9);
+  CHECK(p[Site::q].value_dtype == DType::f16);  // kept from the preset
+  CHECK(p[Site::q].prune_ratio == 0.5);
+  CHECK(p[Site::k].mode == SaveMode::sparse);   // untouched
+  CHECK(p[Site::k].prune_ratio == 0.8);
+
+  BackRazorPolicy d = BackRazorPolicy::preset("none");
+  d.apply_overrides("");
+  CHECK_FALSE(d.any_sparse());
+  d.apply_overrides("ffn2_input=sparse");
+  CHECK(d[Site::ffn2_input].mode == SaveMode::sparse);
+  CHECK(d[Site::ffn2_input].value_dtype == DType::f16);
+  CHECK(d[Site::ffn2_input].prune_ratio == 0.8);
+
+  using Catch::Contains;
+  BackRazorPolicy e;
+  CHECK_THROWS_WITH(e.apply_overrides("gelu=low:fp16"), Contains("unknown Back Razor site 'gelu'"));
+  CHECK_THROWS_WITH(e.apply_overrides("q"), Contains("expected site=mode"));
+  CHECK_THROWS_WITH(e.apply_overrides("q=sparse,,k=dense"), Contains("empty item"));
+  CHECK_THROWS_WITH(e.apply_overrides("q=half"),
+                    Contains("mode 'half' is not dense, low, sparse or recompute"));
+  CHECK_THROWS_WITH(e.apply_overrides("gelu_input=recompute"),
+                    Contains("only ffn2_input can be recomputed"));
+  CHECK_THROWS_WITH(e.apply_overrides("ffn2_input=recompute:fp16"),
+                    Contains("recompute takes no dtype or ratio"));
+  e.apply_overrides("ffn2_input=recompute");
+  CHECK(e[Site::ffn2_input].mode == SaveMode::recompute);
+  CHECK_THROWS_WITH(e.apply_overrides("q=low"), Contains("q=low:fp16"));
+  CHECK_THROWS_WITH(e.apply_overrides("q=low:fp32"), Contains("'fp32' is not fp16 or bf16"));
+  CHECK_THROWS_WITH(e.apply_overrides("q=dense:fp16"), Contains("dense takes no dtype"));
+  CHECK_THROWS_WITH(e.apply_overrides("q=sparse:1.0"), Contains("prune ratio 1 not in [0, 1)"));
+  CHECK_THROWS_WITH(e.apply_overrides("q=sparse:int8"), Contains("'int8' is not fp16, bf16 or fp32"));
+  CHECK_THROWS_WITH(e.apply_overrides("q=sparse:fp16:0.5:1"), Contains("sparse[:dtype][:ratio]"));
 }

@@ -179,6 +179,23 @@ TEST_CASE("args: post-init rules", "[train][args]") {
   CHECK_THAT(error_of(base({"--per_device_train_batch_size", "0"})), Contains("per_device_train_batch_size: must be >= 1"));
   CHECK_THAT(error_of(base({"--gradient_accumulation_steps", "-2"})), Contains("gradient_accumulation_steps"));
   CHECK_THAT(error_of(base({"--prune_ratio", "1"})), Contains("--prune_ratio"));
+  // Back Razor policy: preset, ratio, dtype, then the per-site overrides.
+  {
+    TrainingArgs br = parse({"--backRazor", "True", "--backrazor_preset", "balanced",
+                             "--prune_ratio", "0.9", "--backrazor_sites", "q=dense"});
+    BackRazorPolicy p = backrazor_policy(br);
+    CHECK(p[Site::k].mode == SaveMode::sparse);
+    CHECK(p[Site::k].prune_ratio == 0.9);
+    CHECK(p[Site::q].mode == SaveMode::dense);
+    CHECK(p[Site::ffn2_input].mode == SaveMode::recompute);
+    CHECK(backrazor_label(br) == "balanced with q=dense");
+    CHECK_FALSE(backrazor_policy(parse({})).any_sparse());
+    CHECK(backrazor_label(parse({})) == "off");
+  }
+  CHECK_THAT(error_of(base({"--backrazor_sites", "q=dense"})), Contains("needs --backRazor True"));
+  CHECK_THAT(error_of(base({"--backRazor", "--backrazor_sites", "q=sprse"})),
+             Contains("--backrazor_sites:") && Contains("mode 'sprse'"));
+  CHECK_THAT(error_of(base({"--backRazor", "--backrazor_preset", "most"})), Contains("balanced"));
   CHECK_THAT(error_of(base({"--fp16", "--bf16"})), Contains("--fp16 and --bf16"));
   CHECK_THAT(error_of(base({"--fp16", "--device", "cpu"})), Contains("--fp16") && Contains("--device cuda"));
   CHECK_THAT(error_of(base({"--task_name", "squad"})), Contains("--task_name: unknown task 'squad'"));

@@ -1,0 +1,203 @@
+// How far a Back Razor policy moves the gradient, on real data: for the first batches of a GLUE
+// task's training set (shuffled by --seed), runs forward + backward once with every site dense and
+// once per policy — same batch, same dropout masks (they are keyed by example, step and site), the
+// forward is exact — and compares the flat gradient vectors. Prints, per policy, the cosine
+// similarity with the dense gradient and the relative error ||g - g_dense|| / ||g_dense||, for
+// the whole model and per gradient group (head = pooler + classifier, each encoder layer,
+// embeddings), averaged over the batches; plus the policy's saved-activation bytes vs dense.
+//
+//   bench_grad_fidelity --model_name_or_path M --data_dir D [--task_name rte] [--batches 8]
+//       [--batch 16] [--max_seq_length 128] [--seed 42] [--single_sites]
+//       [--policy "all"] [--policy "all|gelu_input=low:fp16"] ...
+// A policy is a preset name (none, seed, all), optionally followed by `|` and per-site overrides
+// (BackRazorPolicy::apply_overrides). --single_sites adds one policy per site: only that site
+// sparse (fp16, ratio 0.8), to attribute the error to sites.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <numeric>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "core/allocator.h"
+#include "core/error.h"
+#include "core/tape.h"
+#include "models/bert.h"
+#include "models/bert_io.h"
+#include "models/config.h"
+#include "models/model_path.h"
+#include "train/glue.h"
+#include "train/wordpiece.h"
+
+using namespace br;
+namespace fs = std::filesystem;
+
+namespace {
+
+struct Args {
+  std::string model, data_dir, task = "rte";
+  int batches = 8, batch = 16, max_seq = 128;
+  uint64_t seed = 42;
+  bool single_sites = false;
+  std::vector<std::string> policies;
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  for (int i = 1; i < argc; ++i) {
+    std::string f = argv[i];
+    auto value = [&]() -> std::string {
+      BR_CHECK(i + 1 < argc, "{} needs a value", f);
+      return argv[++i];
+    };
+    if (f == "--model_name_or_path") a.model = value();
+    else if (f == "--data_dir") a.data_dir = value();
+    else if (f == "--task_name") a.task = value();
+    else if (f == "--batches") a.batches = std::stoi(value());
+    else if (f == "--batch") a.batch = std::stoi(value());
+    else if (f == "--max_seq_length") a.max_seq = std::stoi(value());
+    else if (f == "--seed") a.seed = std::stoull(value());
+    else if (f == "--single_sites") a.single_sites = true;
+    else if (f == "--policy") a.policies.push_back(value());
+    else fail("unknown flag {} (see the comment at the top of bench_grad_fidelity.cpp)", f);
+  }
+  BR_CHECK(!a.model.empty() && !a.data_dir.empty(), "--model_name_or_path and --data_dir are required");
+  if (a.policies.empty()) a.policies = {"seed", "all"};
+  return a;
+}
+
+BackRazorPolicy policy_from(const std::string& spec) {
+  size_t bar = spec.find('|');
+  BackRazorPolicy p = BackRazorPolicy::preset(spec.substr(0, bar));
+  if (bar != std::string::npos) p.apply_overrides(spec.substr(bar + 1));
+  return p;
+}
+
+BertBatch make_batch(const std::vector<Example>& ex, std::vector<Encoding> enc,
+                     const std::vector<int64_t>& idx) {
+  int64_t S = pad_to_longest(enc, 0);
+  const int64_t B = int64_t(enc.size());
+  std::vector<int32_t> ids, tt, am, exid, labels;
+  for (int64_t b = 0; b < B; ++b) {
+    const Encoding& e = enc[size_t(b)];
+    ids.insert(ids.end(), e.input_ids.begin(), e.input_ids.end());
+    tt.insert(tt.end(), e.token_type_ids.begin(), e.token_type_ids.end());
+    am.insert(am.end(), e.attention_mask.begin(), e.attention_mask.end());
+    exid.push_back(int32_t(idx[size_t(b)]));
+    labels.push_back(ex[size_t(idx[size_t(b)])].label);
+  }
+  BertBatch bb;
+  bb.input_ids = Tensor::from_host(ids, {B, S}, Device::cpu);
+  bb.token_type_ids = Tensor::from_host(tt, {B, S}, Device::cpu);
+  bb.attention_mask = Tensor::from_host(am, {B, S}, Device::cpu);
+  bb.example_ids = Tensor::from_host(exid, {B}, Device::cpu);
+  bb.labels = Tensor::from_host(labels, {B}, Device::cpu);
+  return bb;
+}
+
+struct Grad {
+  std::vector<float> g;
+  int64_t saved_bytes = 0;
+};
+
+Grad gradient(BertForSequenceClassification& m, const BertBatch& bb, uint32_t step) {
+  StepOptions opt{true, 42, step, true};
+  Tape tape(Device::cpu);
+  Tensor logits = m.forward(bb, opt, &tape);
+  Grad r;
+  r.saved_bytes = tape.bytes();
+  m.grads().zero_();
+  m.backward(bb, opt, tape, m.loss_backward(logits, bb.labels, 1.0f));
+  r.g = m.grads_flat().to_vector<float>();
+  return r;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  retain_freed_host_memory();
+  try {
+    Args a = parse(argc, argv);
+    std::string dir = resolve_model_path(a.model);
+    BertConfig c = BertConfig::from_json_file((fs::path(dir) / "config.json").string());
+    const GlueTask& task = glue_task(a.task);
+    c.set_num_labels(task.num_labels());
+    BertForSequenceClassification m(c, Device::cpu, DType::f32);
+    load_safetensors_weights(m, (fs::path(dir) / "model.safetensors").string(), a.seed);
+    auto tok = WordPieceTokenizer::from_vocab_file((fs::path(dir) / "vocab.txt").string());
+    std::vector<Example> train = load_glue_split(task, a.data_dir, Split::train).at(0);
+    std::vector<int64_t> order(train.size());
+    std::iota(order.begin(), order.end(), 0);
+    std::mt19937_64 rng(a.seed);
+    std::shuffle(order.begin(), order.end(), rng);
+
+    std::vector<std::string> specs = {"none"};
+    for (const std::string& p : a.policies) specs.push_back(p);
+    if (a.single_sites)
+      for (int s = 0; s < kSites; ++s)
+        specs.push_back(fmt::format("none|{}=sparse:fp16:0.8", site_name(Site(s))));
+
+    const std::vector<int64_t>& off = m.grad_group_offsets();
+    const int G = m.num_grad_groups(), L = c.num_hidden_layers;
+    auto group_name = [&](int g) {
+      return g == 0 ? std::string("head") : g == G - 1 ? std::string("emb")
+                                                       : fmt::format("L{}", L - g);
+    };
+    // sums[policy][group + 1] (index 0: the whole model)
+    std::vector<std::vector<double>> cos_sum(specs.size(), std::vector<double>(size_t(G) + 1)),
+        err_sum = cos_sum;
+    std::vector<double> bytes_sum(specs.size());
+    for (int b = 0; b < a.batches; ++b) {
+      std::vector<int64_t> idx;
+      std::vector<Encoding> enc;
+      for (int i = 0; i < a.batch; ++i) {
+        int64_t e = order[size_t(b * a.batch + i) % order.size()];
+        idx.push_back(e);
+        const Example& x = train[size_t(e)];
+        enc.push_back(tok.encode(x.text_a, x.text_b ? &*x.text_b : nullptr, a.max_seq, false));
+      }
+      BertBatch bb = make_batch(train, enc, idx);
+      Grad dense;
+      for (size_t p = 0; p < specs.size(); ++p) {
+        m.policy() = policy_from(specs[p]);
+        Grad g = gradient(m, bb, uint32_t(b));
+        if (p == 0) dense = g;
+        bytes_sum[p] += double(g.saved_bytes);
+        for (int grp = -1; grp < G; ++grp) {
+          int64_t lo = grp < 0 ? 0 : off[size_t(grp)], hi = grp < 0 ? off[size_t(G)] : off[size_t(grp) + 1];
+          double dot = 0, nd = 0, ng = 0, diff = 0;
+          for (int64_t k = lo; k < hi; ++k) {
+            double x = dense.g[size_t(k)], y = g.g[size_t(k)];
+            dot += x * y;
+            nd += x * x;
+            ng += y * y;
+            diff += (x - y) * (x - y);
+          }
+          cos_sum[p][size_t(grp + 1)] += nd > 0 && ng > 0 ? dot / std::sqrt(nd * ng) : 1.0;
+          err_sum[p][size_t(grp + 1)] += nd > 0 ? std::sqrt(diff / nd) : 0.0;
+        }
+      }
+      std::fprintf(stderr, "batch %d/%d done\n", b + 1, a.batches);
+    }
+    fmt::print("{} batches of {} from {} train (max_seq_length {}, seed {}), model {}\n\n",
+               a.batches, a.batch, a.task, a.max_seq, a.seed, dir);
+    fmt::print("{:<44} {:>7} {:>8} {:>8}", "policy", "bytes", "cos", "relerr");
+    for (int g = 0; g < G; ++g) fmt::print(" {:>6}", group_name(g));
+    fmt::print("   (per-group cos)\n");
+    const double n = a.batches;
+    for (size_t p = 0; p < specs.size(); ++p) {
+      fmt::print("{:<44} {:>7.3f} {:>8.5f} {:>8.4f}", specs[p], bytes_sum[p] / bytes_sum[0],
+                 cos_sum[p][0] / n, err_sum[p][0] / n);
+      for (int g = 0; g < G; ++g) fmt::print(" {:>6.4f}", cos_sum[p][size_t(g) + 1] / n);
+      fmt::print("\n");
+    }
+    return 0;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "bench_grad_fidelity: %s\n", e.what());
+    return 1;
+  }
+}
