@@ -45,7 +45,8 @@ struct BackRazorPolicy {
   // `value_dtype` values; the first LayerNorm input sparse with fp32 values (the reference builds
   // that LayerNorm without `half`); the FFN, LN2, embeddings and pooler dense. "all": every site
   // sparse with `value_dtype` values. "balanced": `all`'s memory class with far less gradient
-  // error (docs/BACKRAZOR.md): every site sparse except the GELU input, kept whole in `value_dtype` because GELU's derivative needs every value (pruned entries would get
+  // error (docs/BACKRAZOR.md): every site sparse except the GELU input, kept whole in
+  // `value_dtype` because GELU's derivative needs every value (pruned entries would get
   // gelu'(0) = 0.5); the FFN2 input not stored but recomputed as gelu(GELU input) in backward;
   // and the pooler and classifier inputs dense (one H-vector per sample, negligible bytes, and
   // pruning them distorts the head's gradient most).

@@ -151,7 +151,7 @@ rm -rf "$DIST"/*/checkpoint-* 2>/dev/null || true
 # ---- our training step and the PyTorch peers, same shapes ----
 # bf16 compute (fp32 master weights) for every preset: the comparison with HF's bf16 autocast;
 # fp32 for dense as the reference point. The CPU rehearsal has no bf16 compute.
-if [ "$DRY" = 1 ]; then MODES="f32:none f32:seed f32:all"; else MODES="bf16:none bf16:seed bf16:all f32:none"; fi
+if [ "$DRY" = 1 ]; then MODES="f32:none f32:seed f32:all f32:balanced"; else MODES="bf16:none bf16:seed bf16:all bf16:balanced f32:none"; fi
 for shape in $SHAPES; do
   s=${shape%x*}; b=${shape#*x}
   for mode in $MODES; do

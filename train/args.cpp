@@ -341,8 +341,10 @@ const std::vector<Field>& fields() {
     t.push_back(string_choice("backrazor_dtype", &A::backrazor_dtype, {"fp16", "fp32"},
                               "dtype of the kept values"));
     t.push_back(field("backrazor_sites", &A::backrazor_sites,
-                      "per-site overrides on the preset: site=dense | site=low:fp16|bf16 | "
-                      "site=sparse[:fp16|bf16|fp32][:ratio], comma-separated"));
+                      "per-site overrides on the preset, comma-separated: site=dense | "
+                      "site=low:fp16|bf16 | site=sparse[:fp16|bf16|fp32][:ratio] | "
+                      "ffn2_input=recompute (docs/BACKRAZOR.md)"));
+    t.back().default_text = "none";
     {
       Field f;
       f.name = "device";
