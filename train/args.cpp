@@ -333,10 +333,11 @@ const std::vector<Field>& fields() {
     t.back().ignored_note = "metrics go to trainer_state.json and the console";
     // ours
     t.push_back(field("backRazor", &A::backRazor, "save activations pruned (Back Razor)"));
-    t.push_back(string_choice("backrazor_preset", &A::backrazor_preset, {"seed", "all", "balanced"},
-                              "which sites are pruned: seed (the reference's), all, or balanced "
+    t.push_back(string_choice("backrazor_preset", &A::backrazor_preset, {"seed", "all", "balanced", "none"},
+                              "which sites are pruned: seed (the reference's), all, balanced "
                               "(all but the GELU input kept in fp16, FFN2 input recomputed, "
-                              "pooler/classifier inputs dense)"));
+                              "pooler/classifier inputs dense), or none (a base for "
+                              "--backrazor_sites)"));
     t.push_back(field("prune_ratio", &A::prune_ratio, "fraction of each sample's values dropped"));
     t.push_back(string_choice("backrazor_dtype", &A::backrazor_dtype, {"fp16", "fp32"},
                               "dtype of the kept values"));

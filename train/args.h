@@ -98,7 +98,7 @@ struct TrainingArgs {
 
   // ours
   bool backRazor = false;
-  std::string backrazor_preset = "seed";  // seed | all | balanced
+  std::string backrazor_preset = "seed";  // seed | all | balanced | none
   double prune_ratio = 0.8;
   std::string backrazor_dtype = "fp16";   // fp16 | fp32
   std::string backrazor_sites;            // per-site overrides (BackRazorPolicy::apply_overrides)

@@ -192,6 +192,13 @@ TEST_CASE("args: post-init rules", "[train][args]") {
     CHECK_FALSE(backrazor_policy(parse({})).any_sparse());
     CHECK(backrazor_label(parse({})) == "off");
   }
+  {
+    // Dense with only the FFN2 input recomputed.
+    BackRazorPolicy p = backrazor_policy(parse({"--backRazor", "--backrazor_preset", "none",
+                                                "--backrazor_sites", "ffn2_input=recompute"}));
+    CHECK_FALSE(p.any_sparse());
+    CHECK(p[Site::ffn2_input].mode == SaveMode::recompute);
+  }
   CHECK_THAT(error_of(base({"--backrazor_sites", "q=dense"})), Contains("needs --backRazor True"));
   CHECK_THAT(error_of(base({"--backRazor", "--backrazor_sites", "q=sprse"})),
              Contains("--backrazor_sites:") && Contains("mode 'sprse'"));
