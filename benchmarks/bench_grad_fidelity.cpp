@@ -30,6 +30,7 @@
 #include "models/bert_io.h"
 #include "models/config.h"
 #include "models/model_path.h"
+#include "train/batch.h"
 #include "train/glue.h"
 #include "train/wordpiece.h"
 
@@ -77,28 +78,6 @@ BackRazorPolicy policy_from(const std::string& spec) {
   return p;
 }
 
-BertBatch make_batch(const std::vector<Example>& ex, std::vector<Encoding> enc,
-                     const std::vector<int64_t>& idx) {
-  int64_t S = pad_to_longest(enc, 0);
-  const int64_t B = int64_t(enc.size());
-  std::vector<int32_t> ids, tt, am, exid, labels;
-  for (int64_t b = 0; b < B; ++b) {
-    const Encoding& e = enc[size_t(b)];
-    ids.insert(ids.end(), e.input_ids.begin(), e.input_ids.end());
-    tt.insert(tt.end(), e.token_type_ids.begin(), e.token_type_ids.end());
-    am.insert(am.end(), e.attention_mask.begin(), e.attention_mask.end());
-    exid.push_back(int32_t(idx[size_t(b)]));
-    labels.push_back(ex[size_t(idx[size_t(b)])].label);
-  }
-  BertBatch bb;
-  bb.input_ids = Tensor::from_host(ids, {B, S}, Device::cpu);
-  bb.token_type_ids = Tensor::from_host(tt, {B, S}, Device::cpu);
-  bb.attention_mask = Tensor::from_host(am, {B, S}, Device::cpu);
-  bb.example_ids = Tensor::from_host(exid, {B}, Device::cpu);
-  bb.labels = Tensor::from_host(labels, {B}, Device::cpu);
-  return bb;
-}
-
 struct Grad {
   std::vector<float> g;
   int64_t saved_bytes = 0;
@@ -130,6 +109,10 @@ int main(int argc, char** argv) {
     load_safetensors_weights(m, (fs::path(dir) / "model.safetensors").string(), a.seed);
     auto tok = WordPieceTokenizer::from_vocab_file((fs::path(dir) / "vocab.txt").string());
     std::vector<Example> train = load_glue_split(task, a.data_dir, Split::train).at(0);
+    const int32_t pad_id = tok.pad_id();
+    std::vector<Encoding> encodings;
+    for (const Example& x : train)
+      encodings.push_back(tok.encode(x.text_a, x.text_b ? &*x.text_b : nullptr, a.max_seq, false));
     std::vector<int64_t> order(train.size());
     std::iota(order.begin(), order.end(), 0);
     std::mt19937_64 rng(a.seed);
@@ -153,14 +136,8 @@ int main(int argc, char** argv) {
     std::vector<double> bytes_sum(specs.size());
     for (int b = 0; b < a.batches; ++b) {
       std::vector<int64_t> idx;
-      std::vector<Encoding> enc;
-      for (int i = 0; i < a.batch; ++i) {
-        int64_t e = order[size_t(b * a.batch + i) % order.size()];
-        idx.push_back(e);
-        const Example& x = train[size_t(e)];
-        enc.push_back(tok.encode(x.text_a, x.text_b ? &*x.text_b : nullptr, a.max_seq, false));
-      }
-      BertBatch bb = make_batch(train, enc, idx);
+      for (int i = 0; i < a.batch; ++i) idx.push_back(order[size_t(b * a.batch + i) % order.size()]);
+      BertBatch bb = collate(train, encodings, idx, Device::cpu, false, pad_id);
       Grad dense;
       for (size_t p = 0; p < specs.size(); ++p) {
         m.policy() = policy_from(specs[p]);

@@ -18,6 +18,7 @@
 #include "models/bert_io.h"
 #include "models/model_path.h"
 #include "models/safetensors.h"
+#include "train/batch.h"
 #include "train/checkpoint_io.h"
 #include "train/communicator.h"
 #include "train/eval_shard.h"
@@ -135,35 +136,10 @@ void tokenize(Dataset& ds, const WordPieceTokenizer& tok, const TrainingArgs& a)
                                       int(a.max_seq_length), a.pad_to_max_length));
 }
 
-// A batch of examples `idx` on `device`, padded to the longest (no-op when pre-padded).
+// A batch of examples `idx` of `ds` on `device` (train/batch.h).
 BertBatch collate(const Dataset& ds, const std::vector<int64_t>& idx, Device device,
                   bool regression, int32_t pad_id) {
-  std::vector<Encoding> enc;
-  for (int64_t i : idx) enc.push_back(ds.encodings[size_t(i)]);
-  int64_t S = pad_to_longest(enc, pad_id);
-  const int64_t B = int64_t(idx.size());
-  std::vector<int32_t> ids, tt, am, ex, labels;
-  std::vector<float> values;
-  for (int64_t b = 0; b < B; ++b) {
-    ids.insert(ids.end(), enc[size_t(b)].input_ids.begin(), enc[size_t(b)].input_ids.end());
-    tt.insert(tt.end(), enc[size_t(b)].token_type_ids.begin(), enc[size_t(b)].token_type_ids.end());
-    am.insert(am.end(), enc[size_t(b)].attention_mask.begin(), enc[size_t(b)].attention_mask.end());
-    const Example& e = ds.examples[size_t(idx[size_t(b)])];
-    ex.push_back(int32_t(idx[size_t(b)]));
-    labels.push_back(e.label);
-    values.push_back(e.value);
-  }
-  BertBatch batch;
-  batch.input_ids = Tensor::from_host(ids, {B, S}, device);
-  batch.token_type_ids = Tensor::from_host(tt, {B, S}, device);
-  batch.attention_mask = Tensor::from_host(am, {B, S}, device);
-  batch.example_ids = Tensor::from_host(ex, {B}, device);
-  bool labeled = true;
-  for (int64_t i : idx) labeled = labeled && ds.examples[size_t(i)].labeled();
-  if (labeled)
-    batch.labels = regression ? Tensor::from_host(values, {B}, device)
-                              : Tensor::from_host(labels, {B}, device);
-  return batch;
+  return collate(ds.examples, ds.encodings, idx, device, regression, pad_id);
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@
 
 #include "core/error.h"
 #include "harness.h"
+#include "train/batch.h"
 #include "train/glue.h"
 
 using namespace br;
@@ -395,4 +396,36 @@ TEST_CASE("data files: random bytes give examples or br::Error, nothing else", "
     }
   }
   CHECK(ok + errors == 600);
+}
+
+TEST_CASE("collate: pads to the longest, keys examples by index, labels only when all labeled",
+          "[train][glue][batch]") {
+  std::vector<Example> ex(3);
+  ex[0].label = 1;
+  ex[1].label = 0;
+  ex[2].value = 2.5f;  // a regression-style example; label stays -1
+  std::vector<Encoding> enc(3);
+  enc[0].input_ids = {2, 7, 3};
+  enc[0].token_type_ids = {0, 0, 0};
+  enc[0].attention_mask = {1, 1, 1};
+  enc[1].input_ids = {2, 3};
+  enc[1].token_type_ids = {0, 0};
+  enc[1].attention_mask = {1, 1};
+  enc[2] = enc[1];
+  BertBatch b = collate(ex, enc, {1, 0}, Device::cpu, false, 9);
+  CHECK(b.input_ids.shape() == Shape{2, 3});
+  CHECK(b.input_ids.to_vector<int32_t>() == std::vector<int32_t>{2, 3, 9, 2, 7, 3});
+  CHECK(b.attention_mask.to_vector<int32_t>() == std::vector<int32_t>{1, 1, 0, 1, 1, 1});
+  CHECK(b.example_ids.to_vector<int32_t>() == std::vector<int32_t>{1, 0});
+  CHECK(b.labels.to_vector<int32_t>() == std::vector<int32_t>{0, 1});
+  BertBatch r = collate(ex, enc, {2}, Device::cpu, true, 0);
+  CHECK(r.labels.to_vector<float>() == std::vector<float>{2.5f});
+  Example unlabeled;
+  std::vector<Example> ex2 = {ex[0], unlabeled};
+  std::vector<Encoding> enc2 = {enc[0], enc[1]};
+  CHECK_FALSE(collate(ex2, enc2, {0, 1}, Device::cpu, false, 0).labels.defined());
+  CHECK_THROWS_WITH(collate(ex, enc, {3}, Device::cpu, false, 0),
+                    Catch::Contains("collate: index 3 outside [0, 3)"));
+  CHECK_THROWS_WITH(collate(ex, enc2, {0}, Device::cpu, false, 0),
+                    Catch::Contains("collate: 3 examples but 2 encodings"));
 }

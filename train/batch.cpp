@@ -1,0 +1,44 @@
+#include "train/batch.h"
+
+#include "core/error.h"
+
+namespace br {
+
+BertBatch collate(const std::vector<Example>& examples, const std::vector<Encoding>& encodings,
+                  const std::vector<int64_t>& idx, Device device, bool regression, int32_t pad_id) {
+  BR_CHECK(examples.size() == encodings.size(), "collate: {} examples but {} encodings",
+           examples.size(), encodings.size());
+  std::vector<Encoding> enc;
+  for (int64_t i : idx) {
+    BR_CHECK(i >= 0 && size_t(i) < examples.size(), "collate: index {} outside [0, {})", i,
+             examples.size());
+    enc.push_back(encodings[size_t(i)]);
+  }
+  int64_t S = pad_to_longest(enc, pad_id);
+  const int64_t B = int64_t(idx.size());
+  std::vector<int32_t> ids, tt, am, ex, labels;
+  std::vector<float> values;
+  bool labeled = true;
+  for (int64_t b = 0; b < B; ++b) {
+    const Encoding& e = enc[size_t(b)];
+    ids.insert(ids.end(), e.input_ids.begin(), e.input_ids.end());
+    tt.insert(tt.end(), e.token_type_ids.begin(), e.token_type_ids.end());
+    am.insert(am.end(), e.attention_mask.begin(), e.attention_mask.end());
+    const Example& x = examples[size_t(idx[size_t(b)])];
+    ex.push_back(int32_t(idx[size_t(b)]));
+    labels.push_back(x.label);
+    values.push_back(x.value);
+    labeled = labeled && x.labeled();
+  }
+  BertBatch batch;
+  batch.input_ids = Tensor::from_host(ids, {B, S}, device);
+  batch.token_type_ids = Tensor::from_host(tt, {B, S}, device);
+  batch.attention_mask = Tensor::from_host(am, {B, S}, device);
+  batch.example_ids = Tensor::from_host(ex, {B}, device);
+  if (labeled)
+    batch.labels = regression ? Tensor::from_host(values, {B}, device)
+                              : Tensor::from_host(labels, {B}, device);
+  return batch;
+}
+
+}  // namespace br
