@@ -150,11 +150,11 @@ nlohmann::ordered_json record_log(TrainerState& state, nlohmann::ordered_json lo
   return logs;
 }
 
-nlohmann::ordered_json speed_metrics(const std::string& split, double runtime_s, std::optional<int64_t> num_samples,
+nlohmann::ordered_json speed_metrics(const std::string& split, double runtime_s, std::optional<double> num_samples,
                                      std::optional<int64_t> num_steps) {
   nlohmann::ordered_json m;
   m[split + "_runtime"] = python_round(runtime_s, 4);
-  if (num_samples) m[split + "_samples_per_second"] = python_round(double(*num_samples) / runtime_s, 3);
+  if (num_samples) m[split + "_samples_per_second"] = python_round(*num_samples / runtime_s, 3);
   if (num_steps) m[split + "_steps_per_second"] = python_round(double(*num_steps) / runtime_s, 3);
   return m;
 }

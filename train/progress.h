@@ -64,7 +64,7 @@ nlohmann::ordered_json record_log(TrainerState& state, nlohmann::ordered_json lo
 // round 4, <split>_samples_per_second and <split>_steps_per_second round 3 (from the unrounded
 // runtime).
 nlohmann::ordered_json speed_metrics(const std::string& split, double runtime_s,
-                                     std::optional<int64_t> num_samples = std::nullopt,
+                                     std::optional<double> num_samples = std::nullopt,
                                      std::optional<int64_t> num_steps = std::nullopt);
 
 // Trainer.log_metrics: "***** <split> metrics *****", then per sorted key

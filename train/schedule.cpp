@@ -70,6 +70,8 @@ StepPlan plan_steps(const TrainingArgs& args, int64_t num_examples, int64_t worl
     p.num_epochs = int64_t(std::ceil(args.num_train_epochs));
   }
   p.total_train_batch_size = bs * args.gradient_accumulation_steps * world_size;
+  p.num_train_samples = args.max_steps > 0 ? double(args.max_steps * p.total_train_batch_size)
+                                           : double(num_examples) * args.num_train_epochs;
   return p;
 }
 

@@ -31,6 +31,10 @@ struct StepPlan {
   int64_t max_steps = 0;          // optimizer steps of the whole run
   int64_t num_epochs = 0;         // epochs the loop starts (training stops at max_steps)
   int64_t total_train_batch_size = 0;  // per_device * grad_accum * world_size
+  // What train_samples_per_second divides by, as Trainer.train counts it: max_steps *
+  // total_train_batch_size when --max_steps is set, else num_examples * num_train_epochs (the
+  // fractional epochs as given; no sampler padding).
+  double num_train_samples = 0;
 };
 StepPlan plan_steps(const TrainingArgs& args, int64_t num_examples, int64_t world_size = 1);
 

@@ -274,7 +274,7 @@ ordered_json evaluate(BertForSequenceClassification& model, const Dataset& ds, c
   for (auto& [k, v] : metrics) m["eval_" + k + suffix] = v;
   const int64_t per_step = a.per_device_eval_batch_size * comm.world_size();
   int64_t steps = (int64_t(ds.examples.size()) + per_step - 1) / per_step;
-  ordered_json speed = speed_metrics("eval", runtime, int64_t(ds.examples.size()), steps);
+  ordered_json speed = speed_metrics("eval", runtime, double(ds.examples.size()), steps);
   for (auto& [k, v] : speed.items()) m[k + suffix] = v;
   return m;
 }
@@ -572,7 +572,7 @@ void run_glue(const TrainingArgs& a) {
       load_safetensors_weights(model, (fs::path(*state.best_model_checkpoint) / "model.safetensors").string(),
                                uint64_t(a.seed));
     }
-    ordered_json train_metrics = speed_metrics("train", runtime, N * plan.num_epochs, plan.max_steps);
+    ordered_json train_metrics = speed_metrics("train", runtime, plan.num_train_samples, plan.max_steps);
     ordered_json final_log;
     for (auto& [k, v] : train_metrics.items()) final_log[k] = v;
     final_log["total_flos"] = state.total_flos;

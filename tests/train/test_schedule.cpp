@@ -84,6 +84,7 @@ TEST_CASE("plan_steps: the spec's worked example and accumulation", "[train][sch
   CHECK(p.max_steps == 780);
   CHECK(p.num_epochs == 10);
   CHECK(p.total_train_batch_size == 32);
+  CHECK(p.num_train_samples == 24900.0);  // len(dataset) * epochs, no sampler padding
   // Single process: 312 batches, 3120 steps.
   CHECK(plan_steps(a, 2490, 1).max_steps == 3120);
   // Fractional epochs and accumulation: 2490/8 = 312 batches, /3 = 104 steps, 2.5 epochs.
@@ -93,12 +94,14 @@ TEST_CASE("plan_steps: the spec's worked example and accumulation", "[train][sch
   CHECK(p.max_steps == 260);
   CHECK(p.num_epochs == 3);
   CHECK(p.total_train_batch_size == 24);
+  CHECK(p.num_train_samples == 6225.0);  // 2490 * 2.5
   // max_steps overrides epochs.
   TrainingArgs m = args_of({"--max_steps", "100", "--num_train_epochs", "50"});
   p = plan_steps(m, 100, 1);  // 13 batches per epoch
   CHECK(p.batches_per_epoch == 13);
   CHECK(p.max_steps == 100);
   CHECK(p.num_epochs == 8);
+  CHECK(p.num_train_samples == 800.0);  // max_steps * total_train_batch_size (8)
   // drop_last.
   TrainingArgs d = args_of({"--dataloader_drop_last"});
   CHECK(plan_steps(d, 100, 1).batches_per_epoch == 12);
