@@ -1,17 +1,17 @@
 // How far a Back Razor policy moves the gradient, on real data: for the first batches of a GLUE
-// task's training set (shuffled by --seed), runs forward + backward once with every site dense and
-// once per policy — same batch, same dropout masks (they are keyed by example, step and site), the
-// forward is exact — and compares the flat gradient vectors. Prints, per policy, the cosine
-// similarity with the dense gradient and the relative error ||g - g_dense|| / ||g_dense||, for
-// the whole model and per gradient group (head = pooler + classifier, each encoder layer,
+// task's training set (shuffled by --seed), runs forward + backward once with every site dense
+// and once per policy — same batch, same dropout masks (they are keyed by example, step and
+// site), the forward is exact — and compares the flat gradient vectors. Prints, per policy, the
+// cosine similarity with the dense gradient and the relative error ||g - g_dense|| / ||g_dense||,
+// for the whole model and per gradient group (head = pooler + classifier, each encoder layer,
 // embeddings), averaged over the batches; plus the policy's saved-activation bytes vs dense.
 //
 //   bench_grad_fidelity --model_name_or_path M --data_dir D [--task_name rte] [--batches 8]
 //       [--batch 16] [--max_seq_length 128] [--seed 42] [--single_sites]
 //       [--policy "all"] [--policy "all|gelu_input=low:fp16"] ...
-// A policy is a preset name (none, seed, all), optionally followed by `|` and per-site overrides
-// (BackRazorPolicy::apply_overrides). --single_sites adds one policy per site: only that site
-// sparse (fp16, ratio 0.8), to attribute the error to sites.
+// A policy is a preset name (none, seed, all, balanced), optionally followed by `|` and per-site
+// overrides (BackRazorPolicy::apply_overrides). --single_sites adds one policy per site: only
+// that site sparse (fp16, ratio 0.8), to attribute the error to sites.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -66,7 +66,8 @@ Args parse(int argc, char** argv) {
     else if (f == "--policy") a.policies.push_back(value());
     else fail("unknown flag {} (see the comment at the top of bench_grad_fidelity.cpp)", f);
   }
-  BR_CHECK(!a.model.empty() && !a.data_dir.empty(), "--model_name_or_path and --data_dir are required");
+  BR_CHECK(!a.model.empty() && !a.data_dir.empty(),
+           "--model_name_or_path and --data_dir are required");
   if (a.policies.empty()) a.policies = {"seed", "all"};
   return a;
 }
@@ -136,8 +137,9 @@ int main(int argc, char** argv) {
     std::vector<double> bytes_sum(specs.size());
     for (int b = 0; b < a.batches; ++b) {
       std::vector<int64_t> idx;
-      for (int i = 0; i < a.batch; ++i) idx.push_back(order[size_t(b * a.batch + i) % order.size()]);
-      BertBatch bb = collate(train, encodings, idx, Device::cpu, false, pad_id);
+      for (int i = 0; i < a.batch; ++i)
+        idx.push_back(order[size_t(b * a.batch + i) % order.size()]);
+      BertBatch bb = collate(train, encodings, idx, Device::cpu, task.is_regression(), pad_id);
       Grad dense;
       for (size_t p = 0; p < specs.size(); ++p) {
         m.policy() = policy_from(specs[p]);
@@ -145,7 +147,8 @@ int main(int argc, char** argv) {
         if (p == 0) dense = g;
         bytes_sum[p] += double(g.saved_bytes);
         for (int grp = -1; grp < G; ++grp) {
-          int64_t lo = grp < 0 ? 0 : off[size_t(grp)], hi = grp < 0 ? off[size_t(G)] : off[size_t(grp) + 1];
+          const int64_t lo = grp < 0 ? 0 : off[size_t(grp)];
+          const int64_t hi = grp < 0 ? off[size_t(G)] : off[size_t(grp) + 1];
           double dot = 0, nd = 0, ng = 0, diff = 0;
           for (int64_t k = lo; k < hi; ++k) {
             double x = dense.g[size_t(k)], y = g.g[size_t(k)];
