@@ -146,20 +146,31 @@ int main(int argc, char** argv) {
         Grad g = gradient(m, bb, uint32_t(b));
         if (p == 0) dense = g;
         bytes_sum[p] += double(g.saved_bytes);
-        for (int grp = -1; grp < G; ++grp) {
-          const int64_t lo = grp < 0 ? 0 : off[size_t(grp)];
-          const int64_t hi = grp < 0 ? off[size_t(G)] : off[size_t(grp) + 1];
+        // Sums per group; the whole model's are their totals (the groups tile the buffer).
+        struct Sums {
           double dot = 0, nd = 0, ng = 0, diff = 0;
-          for (int64_t k = lo; k < hi; ++k) {
+        };
+        auto add_stats = [&](size_t slot, const Sums& t) {
+          cos_sum[p][slot] += t.nd > 0 && t.ng > 0 ? t.dot / std::sqrt(t.nd * t.ng) : 1.0;
+          err_sum[p][slot] += t.nd > 0 ? std::sqrt(t.diff / t.nd) : 0.0;
+        };
+        Sums whole;
+        for (int grp = 0; grp < G; ++grp) {
+          Sums t;
+          for (int64_t k = off[size_t(grp)]; k < off[size_t(grp) + 1]; ++k) {
             double x = dense.g[size_t(k)], y = g.g[size_t(k)];
-            dot += x * y;
-            nd += x * x;
-            ng += y * y;
-            diff += (x - y) * (x - y);
+            t.dot += x * y;
+            t.nd += x * x;
+            t.ng += y * y;
+            t.diff += (x - y) * (x - y);
           }
-          cos_sum[p][size_t(grp + 1)] += nd > 0 && ng > 0 ? dot / std::sqrt(nd * ng) : 1.0;
-          err_sum[p][size_t(grp + 1)] += nd > 0 ? std::sqrt(diff / nd) : 0.0;
+          add_stats(size_t(grp) + 1, t);
+          whole.dot += t.dot;
+          whole.nd += t.nd;
+          whole.ng += t.ng;
+          whole.diff += t.diff;
         }
+        add_stats(0, whole);
       }
       std::fprintf(stderr, "batch %d/%d done\n", b + 1, a.batches);
     }
