@@ -109,8 +109,11 @@ Args parse(int argc, char** argv) {
   }
   if (a.batch < 1 || a.seq < 1 || a.steps < 1 || a.warmup < 0 || a.max_batch < 1 || a.num_labels < 1)
     usage("--batch, --seq, --steps, --max_batch, --num_labels must be >= 1 and --warmup >= 0");
-  if (a.preset != "none" && a.preset != "seed" && a.preset != "all" && a.preset != "balanced")
-    usage("--preset must be none, seed, all or balanced, got " + a.preset);
+  try {
+    BackRazorPolicy::preset(a.preset);  // the one list of preset names
+  } catch (const Error& e) {
+    usage(std::string("--preset: ") + e.what());
+  }
   if (a.bf16 && a.device != Device::cuda) usage("--bf16 needs --device cuda");
   return a;
 }
