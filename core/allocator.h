@@ -51,8 +51,9 @@ void release_cached_memory(Device d);  // CUDA: return cached blocks to the driv
 // glibc then serves blocks up to 256 MiB from its heap rather than from fresh mmaps (which fault
 // and zero every page on first touch) and trims the heap only when over 1 GiB of it is free. A CPU
 // training step of all-MiniLM-L6-v2 ran ~5% faster with it (docs/RESULTS.md). Settings given in
-// the environment (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_) win; a no-op outside glibc. Process-wide, so the
-// library never calls it itself: the CLI does at start, and a trainer of your own may.
+// the environment (MALLOC_MMAP_THRESHOLD_, MALLOC_TRIM_THRESHOLD_) win; a no-op outside glibc.
+// Process-wide, so the library never calls it itself: the CLI does at start, and a trainer of
+// your own may.
 void retain_freed_host_memory();
 
 }  // namespace br
