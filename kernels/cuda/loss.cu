@@ -50,7 +50,8 @@ __global__ void cross_entropy_forward_kernel(float* loss, const T* logits, const
   if (threadIdx.x == 0) {
     double s = 0.0;
     for (int j = 0; j < kWarps; ++j) s += part[j];
-    loss[0] = float(s / double(B));
+    // A bad label (reported in err, visible here after the barrier) leaves NaN, not a partial sum.
+    loss[0] = *static_cast<volatile int32_t*>(err) ? NAN : float(s / double(B));
   }
 }
 
@@ -65,6 +66,7 @@ __global__ void cross_entropy_backward_kernel(T* dlogits, const T* logits, const
   const int32_t y = labels[b];
   if (y < 0 || y >= C) {
     if (lane == 0) report_bad_label(err, y, b);
+    for (int c = lane; c < C; c += 32) dlogits[b * C + c] = from_f<T>(NAN);  // not stale values
     return;
   }
   const float lse = warp_logsumexp(z, C, lane);

@@ -11,12 +11,15 @@
 //      before each chunk (kept in a chunk = gt + min(eq, max(0, ties - eq_before))).
 //   4. per chunk: warps ballot keep = key > t || (key == t && tie rank < ties) into mask words and
 //      compact the kept values by popc prefixes, in row-major order.
-// unpack: popc per chunk of mask words, a device-wide exclusive scan gives each chunk's offset into
-// the concatenated values (every sample holds exactly k), then each warp expands one mask word.
+// unpack: popc per chunk of mask words; a check that every row holds exactly k bits and no padding
+// bits (a bad mask throws, as on the CPU); a device-wide exclusive scan gives each chunk's offset
+// into the concatenated values; then each warp expands one mask word.
 #include <cuda_bf16.h>
 #include <cuda_fp16.h>
 
 #include <algorithm>
+#include <vector>
+#include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_scan.cuh>
 
@@ -271,6 +274,30 @@ __global__ void popc_kernel(const uint32_t* mask, int64_t words, int64_t chunks,
   if (threadIdx.x == 0) counts[int64_t(b) * chunks + blockIdx.x] = s;
 }
 
+// One block per sample: the row's set bits (summed over its chunks' counts) must be k and its
+// padding bits clear, or unpack would read another sample's values or past the end. The first bad
+// row is reported in err = {flag, row, bits, padding set}.
+__global__ void check_mask_kernel(const uint32_t* mask, int64_t words, int64_t n, int64_t k,
+                                  const unsigned long long* counts, int64_t chunks,
+                                  long long* err) {
+  using Reduce = cub::BlockReduce<unsigned long long, kThreads>;
+  __shared__ typename Reduce::TempStorage tmp;
+  const int b = blockIdx.x;
+  unsigned long long bits = 0;
+  for (int64_t c = threadIdx.x; c < chunks; c += kThreads) bits += counts[int64_t(b) * chunks + c];
+  bits = Reduce(tmp).Sum(bits);
+  if (threadIdx.x == 0) {
+    const uint32_t tail = n % 32 == 0 ? ~0u : (1u << (n % 32)) - 1u;
+    const bool padding = (mask[int64_t(b) * words + words - 1] & ~tail) != 0;
+    if ((bits != (unsigned long long)k || padding) &&
+        atomicCAS(reinterpret_cast<unsigned long long*>(err), 0ull, 1ull) == 0ull) {
+      err[1] = b;
+      err[2] = (long long)bits;
+      err[3] = padding;
+    }
+  }
+}
+
 // Per chunk: each warp expands one mask word per tile; the value index is the chunk's offset
 // (exclusive scan of counts over all chunks of all samples) plus popc prefixes.
 template <class V, class Out>
@@ -375,6 +402,15 @@ void unpack(const Tensor& out, const SparsePack& p) {
   const dim3 chunk_grid{unsigned(chunks), unsigned(B)};
   popc_kernel<<<chunk_grid, unsigned(kChunkWords), 0, s>>>(u32(p.mask), words, chunks, cnt);
   BR_KERNEL_CHECK("unpack popc");
+  // Checked before anything is written, as on the CPU; the read-back costs one sync per unpack.
+  Tensor err = Tensor::zeros({4}, DType::i64, Device::cuda, MemCategory::workspace);
+  check_mask_kernel<<<unsigned(B), kThreads, 0, s>>>(u32(p.mask), words, n, p.k, cnt, chunks,
+                                                     static_cast<long long*>(err.raw()));
+  BR_KERNEL_CHECK("unpack check mask");
+  const std::vector<int64_t> e = err.to_vector<int64_t>();
+  BR_CHECK(e[0] == 0,
+           "unpack: mask row {} of a pack of shape {} has {} bits set (padding {}), expected k={}",
+           e[1], shape_str(p.shape), e[2], e[3] ? "set" : "clear", p.k);
   size_t temp_bytes = 0;
   BR_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(nullptr, temp_bytes, cnt, off, num, s));
   Tensor temp = Tensor::empty({int64_t(std::max<size_t>(temp_bytes, 1))}, DType::u8, Device::cuda,

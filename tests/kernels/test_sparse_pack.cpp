@@ -341,3 +341,23 @@ TEST_CASE("pack_topk and unpack on CUDA are bit-identical to the CPU", "[kernels
       REQUIRE(std::memcmp(got_host.raw(), want.raw(), want.nbytes()) == 0);
     }
 }
+
+TEST_CASE("unpack on CUDA rejects a bad mask before writing", "[kernels][sparse][cuda]") {
+  if (test::skip_without_cuda()) return;
+  std::mt19937_64 rng(3);
+  Tensor x = test::random_tensor({3, 4100}, DType::f32, rng);  // two chunks per row
+  SparsePack p = pack_topk(x.to(Device::cuda), 0.5, DType::f16);
+  Tensor out = Tensor::zeros(x.shape(), DType::f32, Device::cuda);
+  for (int which = 0; which < 2; ++which) {
+    Tensor mask = p.mask.to(Device::cpu);
+    if (which == 0) mask.data<uint8_t>()[2 * 516 + 512] ^= 1;  // row 2, element 4096 (2nd chunk): k +- 1
+    else mask.data<uint8_t>()[516 + 515] |= 0x80;  // row 1: padding bit 31 of word 128 (n = 4100)
+    SparsePack bad = p;
+    bad.mask = mask.to(Device::cuda);
+    CHECK_THROWS_WITH(unpack(out, bad),
+                      Catch::Contains(which == 0 ? "unpack: mask row 2" : "mask row 1") &&
+                          Catch::Contains(which == 0 ? "padding clear" : "padding set"));
+    Tensor host = out.to(Device::cpu);
+    for (float v : host.to_vector<float>()) REQUIRE(v == 0.0f);
+  }
+}
