@@ -11,7 +11,9 @@
 //       [--policy "all"] [--policy "all|gelu_input=low:fp16"] ...
 // A policy is a preset name (none, seed, all, balanced), optionally followed by `|` and per-site
 // overrides (BackRazorPolicy::apply_overrides). --single_sites adds one policy per site: only
-// that site sparse (fp16, ratio 0.8), to attribute the error to sites.
+// that site sparse (fp16, ratio 0.8), to attribute the error to sites. --compare_padding runs every
+// policy twice: as given (sparse sites rank real tokens only, the default) and with
+// `skip_padding = false` (padding ranked too, as the reference does), labelled "[pad ranked]".
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -44,6 +46,7 @@ struct Args {
   int batches = 8, batch = 16, max_seq = 128;
   uint64_t seed = 42;
   bool single_sites = false;
+  bool compare_padding = false;
   std::vector<std::string> policies;
 };
 
@@ -63,6 +66,7 @@ Args parse(int argc, char** argv) {
     else if (f == "--max_seq_length") a.max_seq = std::stoi(value());
     else if (f == "--seed") a.seed = std::stoull(value());
     else if (f == "--single_sites") a.single_sites = true;
+    else if (f == "--compare_padding") a.compare_padding = true;
     else if (f == "--policy") a.policies.push_back(value());
     else fail("unknown flag {} (see the comment at the top of bench_grad_fidelity.cpp)", f);
   }
@@ -72,10 +76,15 @@ Args parse(int argc, char** argv) {
   return a;
 }
 
-BackRazorPolicy policy_from(const std::string& spec) {
+constexpr std::string_view kPadRanked = " [pad ranked]";
+
+BackRazorPolicy policy_from(std::string spec) {
+  const bool pad_ranked = spec.ends_with(kPadRanked);
+  if (pad_ranked) spec.resize(spec.size() - kPadRanked.size());
   size_t bar = spec.find('|');
   BackRazorPolicy p = BackRazorPolicy::preset(spec.substr(0, bar));
   if (bar != std::string::npos) p.apply_overrides(spec.substr(bar + 1));
+  p.skip_padding = !pad_ranked;
   return p;
 }
 
@@ -124,6 +133,9 @@ int main(int argc, char** argv) {
     if (a.single_sites)
       for (int s = 0; s < kSites; ++s)
         specs.push_back(fmt::format("none|{}=sparse:fp16:0.8", site_name(Site(s))));
+    if (a.compare_padding)
+      for (size_t i = 1, n = specs.size(); i < n; ++i)
+        specs.push_back(specs[i] + std::string(kPadRanked));
 
     const std::vector<int64_t>& off = m.grad_group_offsets();
     const int G = m.num_grad_groups(), L = c.num_hidden_layers;

@@ -152,7 +152,11 @@ std::string BackRazorPolicy::describe() const {
     if (s.mode == SaveMode::sparse) r += fmt::format(" prune_ratio {}", s.prune_ratio);
     r += "\n";
   }
-  return r.empty() ? "all sites dense\n" : r;
+  if (r.empty()) return "all sites dense\n";
+  if (any_sparse())
+    r += skip_padding ? "sparse sites rank real tokens only (padding zeroed)\n"
+                      : "sparse sites rank padding too (as the reference)\n";
+  return r;
 }
 
 }  // namespace br

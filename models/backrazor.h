@@ -36,6 +36,10 @@ Site site_from_name(std::string_view name);  // throws listing the names
 
 struct BackRazorPolicy {
   std::array<SitePolicy, kSites> sites{};  // default: every site dense
+  // Sparse sites choose their top-k among real tokens: padding rows are zeroed before packing.
+  // Exact for the gradient (padding positions get a zero gradient), so the kept values all go to
+  // real tokens at the same bytes. False reproduces the reference, which ranks padding too.
+  bool skip_padding = true;
 
   const SitePolicy& operator[](Site s) const { return sites[size_t(s)]; }
   SitePolicy& operator[](Site s) { return sites[size_t(s)]; }

@@ -142,9 +142,10 @@ class BertForSequenceClassification {
   const BackRazorPolicy& policy() const { return policy_; }
 
  private:
-  void save(Tape& tape, int layer, Site site, const Tensor& x);
+  void save(Tape& tape, int layer, Site site, const Tensor& x, const Tensor& padding);
   Tensor restore(Tape& tape, int layer, Site site);
-  Tensor additive_mask(const BertBatch& batch) const;  // f32 [B,S]: 0 real, lowest() padded
+  // f32 [B,S]: 0 real, lowest() padded; *has_padding says whether any position is padded.
+  Tensor additive_mask(const BertBatch& batch, bool* has_padding = nullptr) const;
   // The weights the step computes with: params_ itself, or (bf16 compute) params_ with every linear
   // weight and bias replaced by its bf16 copy, refreshed from params_ when `refresh`.
   const BertWeights& compute_weights(bool refresh);

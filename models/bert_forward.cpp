@@ -10,6 +10,7 @@
 #include "kernels/gelu.h"
 #include "kernels/layernorm.h"
 #include "kernels/linear.h"
+#include "kernels/padding.h"
 #include "kernels/permute.h"
 #include "models/bert.h"
 #include "models/bert_internal.h"
@@ -21,22 +22,33 @@ std::string site_key(int layer, Site site) {
   return fmt::format("layer{}.{}", layer, site_name(site));
 }
 
-void BertForSequenceClassification::save(Tape& tape, int layer, Site site, const Tensor& x) {
-  tape.save(site_key(layer, site), x, policy_[site]);
+void BertForSequenceClassification::save(Tape& tape, int layer, Site site, const Tensor& x,
+                                         const Tensor& padding) {
+  const SitePolicy& sp = policy_[site];
+  // Top-k among real tokens only: padding rows hold no gradient (docs/BACKRAZOR.md). x is dead in
+  // forward once saved, so it is zeroed in place just before the tape packs it.
+  if (sp.mode == SaveMode::sparse && padding.defined() && x.dim() >= 3)
+    zero_padding_rows(x, padding);
+  tape.save(site_key(layer, site), x, sp);
 }
 
 Tensor BertForSequenceClassification::restore(Tape& tape, int layer, Site site) {
   return tape.restore(site_key(layer, site));
 }
 
-Tensor BertForSequenceClassification::additive_mask(const BertBatch& batch) const {
+Tensor BertForSequenceClassification::additive_mask(const BertBatch& batch,
+                                                    bool* has_padding) const {
   const int64_t B = batch.input_ids.size(0), S = batch.input_ids.size(1);
   check_shape("bert forward", "attention_mask", batch.attention_mask, {B, S});
   check_dtype("bert forward", "attention_mask", batch.attention_mask, DType::i32);
   std::vector<int32_t> m = batch.attention_mask.to_vector<int32_t>();
   std::vector<float> add(m.size());
-  for (size_t i = 0; i < m.size(); ++i)
+  bool padded = false;
+  for (size_t i = 0; i < m.size(); ++i) {
     add[i] = m[i] ? 0.0f : std::numeric_limits<float>::lowest();
+    padded = padded || m[i] == 0;
+  }
+  if (has_padding) *has_padding = padded;
   return Tensor::from_host(add, {B, S}, device_);
 }
 
@@ -69,6 +81,12 @@ Tensor BertForSequenceClassification::forward(const BertBatch& batch, const Step
   if (train && (p_hidden > 0 || p_attn > 0 || p_cls > 0))
     check_shape("bert forward", "example_ids", ids, {B});
 
+  bool has_padding = false;
+  const Tensor mask = additive_mask(batch, &has_padding);
+  // Where sparse sites should skip padding: the token mask on the model's device, else undefined.
+  const Tensor padding = tape && has_padding && policy_.skip_padding && policy_.any_sparse()
+                             ? batch.attention_mask.to(device_)
+                             : Tensor();
   // Embeddings: word + position + token type, LayerNorm, dropout.
   Tensor emb = act({B, S, H});
   embedding_forward(emb, batch.input_ids, P.word_emb, false);
@@ -82,12 +100,11 @@ Tensor BertForSequenceClassification::forward(const BertBatch& batch, const Step
                       c.layer_norm_eps, Tensor());
     dropout_forward(h, ln, p_hidden, key(kDropEmbeddings), ids);
     if (tape) {
-      save(*tape, -1, Site::emb_ln_input, emb);
+      save(*tape, -1, Site::emb_ln_input, emb, padding);
       tape->save(stats_key(-1, "emb_ln_mean"), mean);
       tape->save(stats_key(-1, "emb_ln_rstd"), rstd);
     }
   }
-  const Tensor mask = additive_mask(batch);
 
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const BertLayerWeights& w = P.layers[size_t(l)];
@@ -125,18 +142,18 @@ Tensor BertForSequenceClassification::forward(const BertBatch& batch, const Step
     layernorm_forward(h1, mean1, rstd1, a, x, w.ln1_w, w.ln1_b, c.layer_norm_eps, x1);
     a = Tensor();
     if (tape) {
-      save(*tape, l, Site::attn_input, x);
-      save(*tape, l, Site::q, q);
-      save(*tape, l, Site::k, k);
+      save(*tape, l, Site::attn_input, x, padding);
+      save(*tape, l, Site::q, q, padding);
+      save(*tape, l, Site::k, k, padding);
       if (flash) {
         tape->save(stats_key(l, "attn_lse"), lse);
         if (!out_from_ctx) tape->save(stats_key(l, "attn_out"), ctx_h);
       } else {
-        save(*tape, l, Site::probs, probs);
+        save(*tape, l, Site::probs, probs, padding);
       }
-      save(*tape, l, Site::v, v);
-      save(*tape, l, Site::attn_out_input, ctx);
-      save(*tape, l, Site::ln1_input, x1);
+      save(*tape, l, Site::v, v, padding);
+      save(*tape, l, Site::attn_out_input, ctx, padding);
+      save(*tape, l, Site::ln1_input, x1, padding);
       tape->save(stats_key(l, "ln1_mean"), mean1);
       tape->save(stats_key(l, "ln1_rstd"), rstd1);
     }
@@ -152,10 +169,10 @@ Tensor BertForSequenceClassification::forward(const BertBatch& batch, const Step
     Tensor mean2 = stats_tensor(B * S, dtype_, device_), rstd2 = stats_tensor(B * S, dtype_, device_);
     layernorm_forward(h2, mean2, rstd2, o, h1, w.ln2_w, w.ln2_b, c.layer_norm_eps, x2);
     if (tape) {
-      save(*tape, l, Site::ffn1_input, h1);
-      save(*tape, l, Site::gelu_input, f);
-      save(*tape, l, Site::ffn2_input, g);
-      save(*tape, l, Site::ln2_input, x2);
+      save(*tape, l, Site::ffn1_input, h1, padding);
+      save(*tape, l, Site::gelu_input, f, padding);
+      save(*tape, l, Site::ffn2_input, g, padding);
+      save(*tape, l, Site::ln2_input, x2, padding);
       tape->save(stats_key(l, "ln2_mean"), mean2);
       tape->save(stats_key(l, "ln2_rstd"), rstd2);
     }
@@ -174,9 +191,9 @@ Tensor BertForSequenceClassification::forward(const BertBatch& batch, const Step
   Tensor logits = act({B, c.num_labels()});
   linear_forward(logits, pooled_d, P.classifier_w, P.classifier_b);
   if (tape) {
-    save(*tape, -1, Site::pooler_input, cls);
+    save(*tape, -1, Site::pooler_input, cls, padding);
     tape->save(stats_key(-1, "pooler_output"), pooled);
-    save(*tape, -1, Site::classifier_input, pooled_d);
+    save(*tape, -1, Site::classifier_input, pooled_d, padding);
   }
   // The loss runs in f32 (or f64) whatever the compute dtype.
   return logits.dtype() == dtype_ ? logits : cast(logits, dtype_);

@@ -346,6 +346,9 @@ const std::vector<Field>& fields() {
                       "site=low:fp16|bf16 | site=sparse[:fp16|bf16|fp32][:ratio] | "
                       "ffn2_input=recompute (docs/BACKRAZOR.md)"));
     t.back().default_text = "none";
+    t.push_back(field("backrazor_skip_padding", &A::backrazor_skip_padding,
+                      "sparse sites keep their top-k among real tokens only (exact: padding has "
+                      "no gradient); False ranks padding too, as the reference does"));
     {
       Field f;
       f.name = "device";
@@ -606,13 +609,15 @@ BackRazorPolicy backrazor_policy(const TrainingArgs& a) {
   BackRazorPolicy p = BackRazorPolicy::preset(a.backrazor_preset, a.prune_ratio,
                                               a.backrazor_dtype == "fp32" ? DType::f32 : DType::f16);
   p.apply_overrides(a.backrazor_sites);
+  p.skip_padding = a.backrazor_skip_padding;
   return p;
 }
 
 std::string backrazor_label(const TrainingArgs& a) {
   if (!a.backRazor) return "off";
-  return a.backrazor_sites.empty() ? a.backrazor_preset
-                                   : a.backrazor_preset + " with " + a.backrazor_sites;
+  return (a.backrazor_sites.empty() ? a.backrazor_preset
+                                    : a.backrazor_preset + " with " + a.backrazor_sites) +
+         (a.backrazor_skip_padding ? "" : ", padding ranked");
 }
 
 TrainingArgs parse_training_args(const std::vector<std::string>& argv,

@@ -102,6 +102,7 @@ struct TrainingArgs {
   double prune_ratio = 0.8;
   std::string backrazor_dtype = "fp16";   // fp16 | fp32
   std::string backrazor_sites;            // per-site overrides (BackRazorPolicy::apply_overrides)
+  bool backrazor_skip_padding = true;     // BackRazorPolicy::skip_padding
   std::optional<Device> device;           // unset: cuda when available, else cpu
   bool attention_dropout = true;          // false reproduces the reference fork (no probs dropout)
 

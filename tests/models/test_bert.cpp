@@ -130,6 +130,56 @@ TEST_CASE("Back Razor keeping every element in fp32 reproduces dense gradients e
   CHECK(pruned != dense);
 }
 
+TEST_CASE("sparse sites rank real tokens only: padding saved as zeros, gradient exact at keep-all",
+          "[models][bert][backrazor]") {
+  BertForSequenceClassification m(tiny_config(), Device::cpu, DType::f32);
+  m.init_weights(5);
+  BertBatch b = tiny_batch(Device::cpu, 3);  // sample 2: two tokens, then three padding positions
+  StepOptions opt{true, 5, 1, true};
+  auto grads_for = [&](const BackRazorPolicy& p) {
+    m.policy() = p;
+    Tape tape(Device::cpu);
+    Tensor logits = m.forward(b, opt, &tape);
+    m.grads().zero_();
+    m.backward(b, opt, tape, m.loss_backward(logits, b.labels, 1.0f));
+    return m.grads_flat().to_vector<float>();
+  };
+  auto dense = grads_for(BackRazorPolicy::preset("none"));
+  BackRazorPolicy keep_all = BackRazorPolicy::preset("all", 0.0, DType::f32);
+  REQUIRE(keep_all.skip_padding);
+  // Padding positions carry no gradient, so zeroing them changes no weight gradient at all...
+  CHECK(grads_for(keep_all) == dense);
+  keep_all.skip_padding = false;
+  CHECK(grads_for(keep_all) == dense);
+  // ...and the saved copies of the padded sample hold zeros there, with the ranking as asked:
+  // k is half of its 5 rows, which covers both real rows only when padding is not ranked.
+  auto saved = [&](const BackRazorPolicy& p, const char* site) {
+    m.policy() = p;
+    Tape tape(Device::cpu);
+    m.forward(b, opt, &tape);
+    return tape.restore(site).to_vector<float>();  // [3, 5, W]
+  };
+  for (const char* site : {"layer0.attn_input", "layer1.ffn1_input", "layer1.gelu_input"}) {
+    const std::vector<float> full = saved(BackRazorPolicy::preset("none"), site);
+    const size_t W = full.size() / 15;
+    for (bool skip : {true, false}) {
+      INFO(site << " skip_padding " << skip);
+      BackRazorPolicy p = BackRazorPolicy::preset("all", 0.5, DType::f32);
+      p.skip_padding = skip;
+      const std::vector<float> x = saved(p, site);
+      int nonzero_padding = 0, kept_tokens = 0;
+      for (size_t s = 0; s < 5; ++s)
+        for (size_t j = 0; j < W; ++j) {
+          const size_t i = (10 + s) * W + j;
+          if (s < 2) kept_tokens += x[i] == full[i];
+          else nonzero_padding += x[i] != 0.0f;
+        }
+      CHECK((skip ? nonzero_padding == 0 : nonzero_padding > 0));
+      CHECK((skip ? size_t(kept_tokens) == 2 * W : size_t(kept_tokens) < 2 * W));
+    }
+  }
+}
+
 TEST_CASE("balanced preset: which sites, what the tape holds, recompute stores nothing",
           "[models][bert][backrazor]") {
   BackRazorPolicy p = BackRazorPolicy::preset("balanced", 0.8, DType::f16);
