@@ -20,7 +20,8 @@ __global__ void zero_padding_rows_kernel(E* x, const int32_t* mask, int64_t GS_R
 }
 
 template <typename E>
-void launch(const Tensor& x, const Tensor& mask, int64_t GS_R, int64_t S, int64_t R, int64_t total) {
+void launch(const Tensor& x, const Tensor& mask, int64_t GS_R, int64_t S, int64_t R,
+            int64_t total) {
   const unsigned grid = std::min(grid_1d(total), 65535u * 8);
   zero_padding_rows_kernel<<<grid, 256, 0, stream()>>>(
       static_cast<E*>(x.raw()), mask.data<int32_t>(), GS_R, S, R, total);

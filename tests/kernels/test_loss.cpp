@@ -143,8 +143,9 @@ TEST_CASE("losses on CUDA match the CPU reference in f32 and bf16", "[kernels][l
                       Catch::Contains("cross_entropy_forward: label 5 in row 1 is outside [0, C=2)"));
   CHECK(std::isnan(lc.to(Device::cpu).to_vector<float>()[0]));  // not a sum over the good rows
   Tensor dzc = Tensor::zeros({3, 2}, DType::f32, Device::cuda);
-  REQUIRE_THROWS_WITH(cross_entropy_backward(dzc, zc, bad_labels, 1.0f),
-                      Catch::Contains("cross_entropy_backward: label 5 in row 1 is outside [0, C=2)"));
+  REQUIRE_THROWS_WITH(
+      cross_entropy_backward(dzc, zc, bad_labels, 1.0f),
+      Catch::Contains("cross_entropy_backward: label 5 in row 1 is outside [0, C=2)"));
   const std::vector<float> dz = dzc.to(Device::cpu).to_vector<float>();
   CHECK((std::isnan(dz[2]) && std::isnan(dz[3])));  // the bad row holds NaN, not stale values
 }

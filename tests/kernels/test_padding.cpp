@@ -62,8 +62,9 @@ TEST_CASE("zero_padding_rows rejects bad arguments naming them", "[kernels][padd
                     Catch::Contains("zero_padding_rows: x f32[2, 3]@cpu must be [B, ..., S, R]"));
   CHECK_THROWS_WITH(zero_padding_rows(Tensor::zeros({2, 3, 4}, DType::i32), m),
                     Catch::Contains("must be floating"));
-  CHECK_THROWS_WITH(zero_padding_rows(Tensor::zeros({2, 4, 3}, DType::f32), m),
-                    Catch::Contains("zero_padding_rows: token_mask has shape [2, 3], expected [2, 4]"));
+  CHECK_THROWS_WITH(
+      zero_padding_rows(Tensor::zeros({2, 4, 3}, DType::f32), m),
+      Catch::Contains("zero_padding_rows: token_mask has shape [2, 3], expected [2, 4]"));
   CHECK_THROWS_WITH(zero_padding_rows(x, Tensor::zeros({2, 3}, DType::f32)),
                     Catch::Contains("token_mask"));
   CHECK_THROWS_WITH(zero_padding_rows(x, Tensor()), Catch::Contains("token_mask"));

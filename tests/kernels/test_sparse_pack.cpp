@@ -350,7 +350,8 @@ TEST_CASE("unpack on CUDA rejects a bad mask before writing", "[kernels][sparse]
   Tensor out = Tensor::zeros(x.shape(), DType::f32, Device::cuda);
   for (int which = 0; which < 2; ++which) {
     Tensor mask = p.mask.to(Device::cpu);
-    if (which == 0) mask.data<uint8_t>()[2 * 516 + 512] ^= 1;  // row 2, element 4096 (2nd chunk): k +- 1
+    // row 2, element 4096 (second chunk): k +- 1
+    if (which == 0) mask.data<uint8_t>()[2 * 516 + 512] ^= 1;
     else mask.data<uint8_t>()[516 + 515] |= 0x80;  // row 1: padding bit 31 of word 128 (n = 4100)
     SparsePack bad = p;
     bad.mask = mask.to(Device::cuda);
