@@ -5,6 +5,7 @@
 
 #include "core/cuda_check.h"
 #include "core/dtype.h"
+#include "core/tensor.h"
 
 namespace br::cuda {
 
@@ -43,6 +44,18 @@ void dispatch_f32_bf16(const char* op, DType t, F&& f) {
     case DType::f32: f(float{}); break;
     case DType::bf16: f(bf16{}); break;
     default: fail("{}: CUDA supports f32 and bf16, got {}", op, dtype_name(t));
+  }
+}
+
+// Calls f(E{}) with E = uint16_t, uint32_t or uint64_t, the raw element of `t`'s size, for kernels
+// that move or zero bits whatever the dtype; other sizes throw.
+template <typename F>
+void dispatch_bits(const char* op, const Tensor& t, F&& f) {
+  switch (dtype_size(t.dtype())) {
+    case 2: f(uint16_t{}); break;
+    case 4: f(uint32_t{}); break;
+    case 8: f(uint64_t{}); break;
+    default: fail("{}: CUDA moves 2-, 4- or 8-byte elements, got {}", op, t.str());
   }
 }
 

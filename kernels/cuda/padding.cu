@@ -1,7 +1,6 @@
-#include <algorithm>
 #include <cstdint>
 
-#include "core/cuda_check.h"
+#include "kernels/cuda/device_math.cuh"
 #include "kernels/cuda/padding.h"
 
 namespace br::cuda {
@@ -19,32 +18,16 @@ __global__ void zero_padding_rows_kernel(E* x, const int32_t* mask, int64_t GS_R
   }
 }
 
-template <typename E>
-void launch(const Tensor& x, const Tensor& mask, int64_t GS_R, int64_t S, int64_t R,
-            int64_t total) {
-  const unsigned grid = std::min(grid_1d(total), 65535u * 8);
-  zero_padding_rows_kernel<<<grid, 256, 0, stream()>>>(
-      static_cast<E*>(x.raw()), mask.data<int32_t>(), GS_R, S, R, total);
-}
-
 }  // namespace
 
 void zero_padding_rows(const Tensor& x, const Tensor& token_mask, int64_t B, int64_t G, int64_t S,
                        int64_t R) {
-  const int64_t total = B * G * S * R, GS_R = G * S * R;
-  switch (dtype_size(x.dtype())) {
-    case 2:
-      launch<uint16_t>(x, token_mask, GS_R, S, R, total);
-      break;
-    case 4:
-      launch<uint32_t>(x, token_mask, GS_R, S, R, total);
-      break;
-    case 8:
-      launch<uint64_t>(x, token_mask, GS_R, S, R, total);
-      break;
-    default:
-      fail("zero_padding_rows: CUDA handles 2-, 4- or 8-byte elements, got {}", x.str());
-  }
+  const int64_t total = B * G * S * R;
+  dispatch_bits("zero_padding_rows", x, [&](auto e) {
+    using E = decltype(e);
+    zero_padding_rows_kernel<<<grid_stride_blocks(total), 256, 0, stream()>>>(
+        static_cast<E*>(x.raw()), token_mask.data<int32_t>(), G * S * R, S, R, total);
+  });
   BR_KERNEL_CHECK("zero_padding_rows");
 }
 
