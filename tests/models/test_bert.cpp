@@ -63,6 +63,17 @@ double loss_value(BertForSequenceClassification& m, const BertBatch& b, const St
   return test::to_doubles(m.loss(logits, b.labels))[0];
 }
 
+// One training step's gradient (the whole flat buffer) under policy p.
+std::vector<float> step_grads(BertForSequenceClassification& m, const BertBatch& b,
+                              const StepOptions& opt, const BackRazorPolicy& p) {
+  m.policy() = p;
+  Tape tape(Device::cpu);
+  Tensor logits = m.forward(b, opt, &tape);
+  m.grads().zero_();
+  m.backward(b, opt, tape, m.loss_backward(logits, b.labels, 1.0f));
+  return m.grads_flat().to_vector<float>();
+}
+
 }  // namespace
 
 TEST_CASE("BERT backward matches central differences in double (dropout on)", "[models][bert][grad]") {
@@ -111,16 +122,7 @@ TEST_CASE("Back Razor keeping every element in fp32 reproduces dense gradients e
   m.init_weights(5);
   BertBatch b = tiny_batch(Device::cpu, 3);
   StepOptions opt{true, 5, 1, true};
-  auto grads_for = [&](const BackRazorPolicy& p) {
-    m.policy() = p;
-    Tape tape(Device::cpu);
-    Tensor logits = m.forward(b, opt, &tape);
-    m.grads().zero_();
-    m.backward(b, opt, tape, m.loss_backward(logits, b.labels, 1.0f));
-    std::vector<std::vector<float>> r;
-    for (const Tensor& g : m.grads().all()) r.push_back(g.to_vector<float>());
-    return r;
-  };
+  auto grads_for = [&](const BackRazorPolicy& p) { return step_grads(m, b, opt, p); };
   auto dense = grads_for(BackRazorPolicy::preset("none"));
   auto keep_all = grads_for(BackRazorPolicy::preset("all", 0.0, DType::f32));
   CHECK(keep_all == dense);
@@ -136,14 +138,7 @@ TEST_CASE("sparse sites rank real tokens only: padding saved as zeros, gradient 
   m.init_weights(5);
   BertBatch b = tiny_batch(Device::cpu, 3);  // sample 2: two tokens, then three padding positions
   StepOptions opt{true, 5, 1, true};
-  auto grads_for = [&](const BackRazorPolicy& p) {
-    m.policy() = p;
-    Tape tape(Device::cpu);
-    Tensor logits = m.forward(b, opt, &tape);
-    m.grads().zero_();
-    m.backward(b, opt, tape, m.loss_backward(logits, b.labels, 1.0f));
-    return m.grads_flat().to_vector<float>();
-  };
+  auto grads_for = [&](const BackRazorPolicy& p) { return step_grads(m, b, opt, p); };
   auto dense = grads_for(BackRazorPolicy::preset("none"));
   BackRazorPolicy keep_all = BackRazorPolicy::preset("all", 0.0, DType::f32);
   REQUIRE(keep_all.skip_padding);
