@@ -27,7 +27,7 @@
 #include "core/allocator.h"
 #include "core/device.h"
 #include "core/error.h"
-#include "core/tape.h"
+#include "models/tape.h"
 #include "kernels/adamw.h"
 #include "models/bert.h"
 #include "models/config.h"
@@ -189,9 +189,10 @@ struct Trainer {
     tape.clear();
     StepOptions opt{true, 42, uint32_t(step), true};
     model.grads().zero_();
-    Tensor logits = model.forward(batch, opt, &tape);
+    ForwardResult fwd = model.forward(batch, opt, &tape);
+    Tensor logits = fwd.logits;
     Tensor dlogits = model.loss_backward(logits, batch.labels, 1.0f);
-    model.backward(batch, opt, tape, dlogits);
+    model.backward(batch, opt, tape, fwd.record, dlogits);
     ++step;
     adamw_step(params, grads, ms, vs, decay, adam, step);
     cuda_synchronize();

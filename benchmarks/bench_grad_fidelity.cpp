@@ -27,7 +27,7 @@
 
 #include "core/allocator.h"
 #include "core/error.h"
-#include "core/tape.h"
+#include "models/tape.h"
 #include "models/bert.h"
 #include "models/bert_io.h"
 #include "models/config.h"
@@ -96,11 +96,12 @@ struct Grad {
 Grad gradient(BertForSequenceClassification& m, const BertBatch& bb, uint32_t step) {
   StepOptions opt{true, 42, step, true};
   Tape tape(Device::cpu);
-  Tensor logits = m.forward(bb, opt, &tape);
+  ForwardResult fwd = m.forward(bb, opt, &tape);
+  Tensor logits = fwd.logits;
   Grad r;
   r.saved_bytes = tape.bytes();
   m.grads().zero_();
-  m.backward(bb, opt, tape, m.loss_backward(logits, bb.labels, 1.0f));
+  m.backward(bb, opt, tape, fwd.record, m.loss_backward(logits, bb.labels, 1.0f));
   r.g = m.grads_flat().to_vector<float>();
   return r;
 }

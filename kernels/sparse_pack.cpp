@@ -1,5 +1,6 @@
 #include "kernels/sparse_pack.h"
 
+#include <algorithm>
 #include <cmath>
 
 #include "kernels/cpu/sparse_pack.h"
@@ -33,6 +34,15 @@ void check_pack(const char* op, const SparsePack& p) {
 }
 
 }  // namespace
+
+int64_t backrazor_keep_count(int64_t n, double prune_ratio) {
+  BR_CHECK(n >= 0, "backrazor_keep_count: n={} must be >= 0", n);
+  BR_CHECK(std::isfinite(prune_ratio) && prune_ratio >= 0.0 && prune_ratio <= 1.0,
+           "backrazor_keep_count: prune_ratio {} not in [0, 1]", prune_ratio);
+  if (n == 0) return 0;
+  int64_t k = n - int64_t(std::floor(double(n) * prune_ratio)) + 1;
+  return std::clamp<int64_t>(k, 1, n);
+}
 
 int64_t SparsePack::bytes() const { return int64_t(mask.nbytes() + values.nbytes()); }
 

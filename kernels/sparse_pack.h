@@ -16,7 +16,6 @@
 #pragma once
 #include <cstdint>
 
-#include "core/tape.h"
 #include "core/tensor.h"
 
 namespace br {
@@ -30,6 +29,9 @@ struct SparsePack {
   int64_t bytes() const;      // mask + values
 };
 
+// Back Razor keep count per sample of n elements (DESIGN.md): the count the reference keeps when
+// magnitudes are distinct, k = n - floor(n * prune_ratio) + 1, clipped to [1, n].
+int64_t backrazor_keep_count(int64_t n, double prune_ratio);
 // Bytes of one mask row: n bits padded to whole 32-bit words.
 inline int64_t sparse_mask_row_bytes(int64_t n) { return (n + 31) / 32 * 4; }
 // What pack_topk will hold for B samples of n elements, known before the step runs.

@@ -8,19 +8,13 @@
 
 namespace br {
 
-namespace {
-constexpr std::array<std::string_view, kSites> kSiteNames = {
-    "attn_input", "q",          "k",          "probs",        "v",
-    "attn_out_input", "ln1_input", "ffn1_input", "gelu_input", "ffn2_input",
-    "ln2_input",  "emb_ln_input", "pooler_input", "classifier_input"};
-}  // namespace
-
-std::string_view site_name(Site s) { return kSiteNames[size_t(s)]; }
-
 Site site_from_name(std::string_view name) {
-  for (int i = 0; i < kSites; ++i)
-    if (kSiteNames[size_t(i)] == name) return Site(i);
-  fail("unknown Back Razor site '{}' (sites: {})", name, fmt::join(kSiteNames, ", "));
+  std::vector<std::string_view> names;
+  for (int i = 0; i < kSites; ++i) {
+    if (site_name(Site(i)) == name) return Site(i);
+    names.push_back(site_name(Site(i)));
+  }
+  fail("unknown Back Razor site '{}' (sites: {})", name, fmt::join(names, ", "));
 }
 
 BackRazorPolicy BackRazorPolicy::preset(std::string_view name, double prune_ratio,
@@ -147,7 +141,7 @@ std::string BackRazorPolicy::describe() const {
   for (int i = 0; i < kSites; ++i) {
     const SitePolicy& s = sites[size_t(i)];
     if (s.mode == SaveMode::dense) continue;
-    r += fmt::format("{}: {}", kSiteNames[size_t(i)], save_mode_name(s.mode));
+    r += fmt::format("{}: {}", site_name(Site(i)), save_mode_name(s.mode));
     if (s.mode != SaveMode::recompute) r += fmt::format(" {}", dtype_name(s.value_dtype));
     if (s.mode == SaveMode::sparse) r += fmt::format(" prune_ratio {}", s.prune_ratio);
     r += "\n";

@@ -5,34 +5,12 @@
 #include <string>
 #include <string_view>
 
-#include "core/tape.h"
+#include "models/tape.h"
 
 namespace br {
 
-// Saved-activation sites. Per encoder layer: the attention input (shared by Q, K and V, saved
-// once), Q, K, the attention probabilities, V, the attention-output dense input, the first
-// LayerNorm input, the FFN1 input, the GELU input, the FFN2 input, the second LayerNorm input.
-// Once per model: the embedding LayerNorm input, the pooler input ([CLS] hidden state) and the
-// classifier input (pooled output after dropout).
-enum class Site : uint8_t {
-  attn_input,
-  q,
-  k,
-  probs,
-  v,
-  attn_out_input,
-  ln1_input,
-  ffn1_input,
-  gelu_input,
-  ffn2_input,
-  ln2_input,
-  emb_ln_input,
-  pooler_input,
-  classifier_input,
-};
-constexpr int kSites = 14;
-std::string_view site_name(Site s);
-Site site_from_name(std::string_view name);  // throws listing the names
+// The policy site named `name` (Site(0) .. Site(kSites - 1)); throws listing the names.
+Site site_from_name(std::string_view name);
 
 struct BackRazorPolicy {
   std::array<SitePolicy, kSites> sites{};  // default: every site dense
@@ -41,8 +19,8 @@ struct BackRazorPolicy {
   // real tokens at the same bytes. False reproduces the reference, which ranks padding too.
   bool skip_padding = true;
 
-  const SitePolicy& operator[](Site s) const { return sites[size_t(s)]; }
-  SitePolicy& operator[](Site s) { return sites[size_t(s)]; }
+  const SitePolicy& operator[](Site s) const { return sites.at(size_t(s)); }  // policy sites only
+  SitePolicy& operator[](Site s) { return sites.at(size_t(s)); }
 
   // "none": everything dense. "seed": the reference BERT implementation's choice — Q/K/V input,
   // Q, K, probabilities, V, attention-output dense input and classifier input sparse with

@@ -1,40 +1,130 @@
 #include "models/bert.h"
 
+#include <algorithm>
 #include <cmath>
 #include <utility>
 
 #include "core/philox.h"
 #include "kernels/cast.h"
 #include "kernels/loss.h"
-#include "models/bert_internal.h"
 
 namespace br {
 
 namespace {
 
-// Every tensor slot of w with its shape, grouped in the order backward finishes them: pooler and
-// classifier, then the encoder layers from last to first, then the embeddings.
-std::vector<std::vector<std::pair<Tensor*, Shape>>> slots_in_backward_order(BertWeights& w,
-                                                                              const BertConfig& c) {
-  const int64_t H = c.hidden_size, F = c.intermediate_size;
-  w.layers.resize(size_t(c.num_hidden_layers));
-  std::vector<std::vector<std::pair<Tensor*, Shape>>> groups;
-  groups.push_back({{&w.classifier_w, {c.num_labels(), H}},
-                    {&w.classifier_b, {c.num_labels()}},
-                    {&w.pooler_w, {H, H}},
-                    {&w.pooler_b, {H}}});
-  for (int l = c.num_hidden_layers - 1; l >= 0; --l) {
-    BertLayerWeights& L = w.layers[size_t(l)];
-    groups.push_back({{&L.ln2_w, {H}}, {&L.ln2_b, {H}}, {&L.ffn2_w, {H, F}}, {&L.ffn2_b, {H}},
-                      {&L.ffn1_w, {F, H}}, {&L.ffn1_b, {F}}, {&L.ln1_w, {H}}, {&L.ln1_b, {H}},
-                      {&L.ao_w, {H, H}}, {&L.ao_b, {H}}, {&L.q_w, {H, H}}, {&L.q_b, {H}},
-                      {&L.k_w, {H, H}}, {&L.k_b, {H}}, {&L.v_w, {H, H}}, {&L.v_b, {H}}});
+// The one parameter table (as llm.c's parameter-size table): every parameter once, in Hugging
+// Face state_dict order, with its shape, how HF initialises it, whether bf16 compute copies it (the
+// linear layers), and its place in the flat gradient buffer, which is laid out in the order
+// backward finishes the parameters (allocate_flat). Struct fields, HF names, shapes, the bf16
+// subset, initialisation and gradient layout all read this table.
+enum class Dim : uint8_t { one, H, F, V, P, T, C };
+enum class Init : uint8_t { normal, zero, one };
+enum class Group : uint8_t { embeddings, layer, head };  // where a parameter sits in the model
+
+struct ParamSpec {
+  const char* hf_name;     // a layer parameter's name follows "bert.encoder.layer.{l}."
+  Tensor BertWeights::*model_member;      // Group::embeddings and Group::head
+  Tensor BertLayerWeights::*layer_member;  // Group::layer
+  Group group;
+  Dim rows, cols;  // cols == Dim::one: a vector of `rows`
+  Init init;
+  bool linear;        // a linear layer's weight or bias: bf16 compute works on a bf16 copy
+  int backward_rank;  // order within its gradient group
+};
+
+using W = BertWeights;
+using L = BertLayerWeights;
+constexpr Tensor W::*kNoModel = nullptr;
+constexpr Tensor L::*kNoLayer = nullptr;
+// clang-format off
+constexpr ParamSpec kParams[] = {
+  {"bert.embeddings.word_embeddings.weight",       &W::word_emb,     kNoLayer, Group::embeddings, Dim::V, Dim::H,   Init::normal, false, 2},
+  {"bert.embeddings.position_embeddings.weight",   &W::pos_emb,      kNoLayer, Group::embeddings, Dim::P, Dim::H,   Init::normal, false, 3},
+  {"bert.embeddings.token_type_embeddings.weight", &W::type_emb,     kNoLayer, Group::embeddings, Dim::T, Dim::H,   Init::normal, false, 4},
+  {"bert.embeddings.LayerNorm.weight",             &W::emb_ln_w,     kNoLayer, Group::embeddings, Dim::H, Dim::one, Init::one,    false, 0},
+  {"bert.embeddings.LayerNorm.bias",               &W::emb_ln_b,     kNoLayer, Group::embeddings, Dim::H, Dim::one, Init::zero,   false, 1},
+  {"attention.self.query.weight",       kNoModel, &L::q_w,    Group::layer, Dim::H, Dim::H,   Init::normal, true,  10},
+  {"attention.self.query.bias",         kNoModel, &L::q_b,    Group::layer, Dim::H, Dim::one, Init::zero,   true,  11},
+  {"attention.self.key.weight",         kNoModel, &L::k_w,    Group::layer, Dim::H, Dim::H,   Init::normal, true,  12},
+  {"attention.self.key.bias",           kNoModel, &L::k_b,    Group::layer, Dim::H, Dim::one, Init::zero,   true,  13},
+  {"attention.self.value.weight",       kNoModel, &L::v_w,    Group::layer, Dim::H, Dim::H,   Init::normal, true,  14},
+  {"attention.self.value.bias",         kNoModel, &L::v_b,    Group::layer, Dim::H, Dim::one, Init::zero,   true,  15},
+  {"attention.output.dense.weight",     kNoModel, &L::ao_w,   Group::layer, Dim::H, Dim::H,   Init::normal, true,  8},
+  {"attention.output.dense.bias",       kNoModel, &L::ao_b,   Group::layer, Dim::H, Dim::one, Init::zero,   true,  9},
+  {"attention.output.LayerNorm.weight", kNoModel, &L::ln1_w,  Group::layer, Dim::H, Dim::one, Init::one,    false, 6},
+  {"attention.output.LayerNorm.bias",   kNoModel, &L::ln1_b,  Group::layer, Dim::H, Dim::one, Init::zero,   false, 7},
+  {"intermediate.dense.weight",         kNoModel, &L::ffn1_w, Group::layer, Dim::F, Dim::H,   Init::normal, true,  4},
+  {"intermediate.dense.bias",           kNoModel, &L::ffn1_b, Group::layer, Dim::F, Dim::one, Init::zero,   true,  5},
+  {"output.dense.weight",               kNoModel, &L::ffn2_w, Group::layer, Dim::H, Dim::F,   Init::normal, true,  2},
+  {"output.dense.bias",                 kNoModel, &L::ffn2_b, Group::layer, Dim::H, Dim::one, Init::zero,   true,  3},
+  {"output.LayerNorm.weight",           kNoModel, &L::ln2_w,  Group::layer, Dim::H, Dim::one, Init::one,    false, 0},
+  {"output.LayerNorm.bias",             kNoModel, &L::ln2_b,  Group::layer, Dim::H, Dim::one, Init::zero,   false, 1},
+  {"bert.pooler.dense.weight", &W::pooler_w,     kNoLayer, Group::head, Dim::H, Dim::H,   Init::normal, true, 2},
+  {"bert.pooler.dense.bias",   &W::pooler_b,     kNoLayer, Group::head, Dim::H, Dim::one, Init::zero,   true, 3},
+  {"classifier.weight",        &W::classifier_w, kNoLayer, Group::head, Dim::C, Dim::H,   Init::normal, true, 0},
+  {"classifier.bias",          &W::classifier_b, kNoLayer, Group::head, Dim::C, Dim::one, Init::zero,   true, 1},
+};
+// clang-format on
+
+int64_t dim_size(Dim d, const BertConfig& c) {
+  switch (d) {
+    case Dim::one: return 1;
+    case Dim::H: return c.hidden_size;
+    case Dim::F: return c.intermediate_size;
+    case Dim::V: return c.vocab_size;
+    case Dim::P: return c.max_position_embeddings;
+    case Dim::T: return c.type_vocab_size;
+    case Dim::C: return c.num_labels();
   }
-  groups.push_back({{&w.emb_ln_w, {H}},
-                    {&w.emb_ln_b, {H}},
-                    {&w.word_emb, {c.vocab_size, H}},
-                    {&w.pos_emb, {c.max_position_embeddings, H}},
-                    {&w.type_emb, {c.type_vocab_size, H}}});
+  return 0;
+}
+
+Shape param_shape(const ParamSpec& p, const BertConfig& c) {
+  if (p.cols == Dim::one) return {dim_size(p.rows, c)};
+  return {dim_size(p.rows, c), dim_size(p.cols, c)};
+}
+
+// A parameter of w: the table row, its layer (-1 outside the encoder) and its tensor slot.
+template <typename Weights>  // BertWeights or const BertWeights
+struct ParamSlot {
+  const ParamSpec* spec;
+  int layer;
+  decltype(&std::declval<Weights&>().pooler_w) tensor;
+};
+
+// Every parameter slot of w in Hugging Face state_dict order: embeddings, layers, pooler,
+// classifier.
+template <typename Weights>
+std::vector<ParamSlot<Weights>> param_slots(Weights& w) {
+  std::vector<ParamSlot<Weights>> r;
+  auto model_group = [&](Group g) {
+    for (const ParamSpec& p : kParams)
+      if (p.group == g) r.push_back({&p, -1, &(w.*p.model_member)});
+  };
+  model_group(Group::embeddings);
+  for (size_t l = 0; l < w.layers.size(); ++l)
+    for (const ParamSpec& p : kParams)
+      if (p.group == Group::layer) r.push_back({&p, int(l), &(w.layers[l].*p.layer_member)});
+  model_group(Group::head);
+  return r;
+}
+
+// The slots grouped in the order backward finishes them: pooler and classifier, then the encoder
+// layers from last to first, then the embeddings; within a group by backward_rank.
+std::vector<std::vector<ParamSlot<BertWeights>>> slots_in_backward_order(BertWeights& w,
+                                                                        const BertConfig& c) {
+  w.layers.resize(size_t(c.num_hidden_layers));
+  std::vector<std::vector<ParamSlot<BertWeights>>> groups(size_t(c.num_hidden_layers) + 2);
+  auto group_of = [&](const ParamSlot<BertWeights>& s) -> size_t {
+    if (s.spec->group == Group::head) return 0;
+    if (s.spec->group == Group::layer) return size_t(c.num_hidden_layers - s.layer);
+    return groups.size() - 1;
+  };
+  for (const auto& s : param_slots(w)) groups[group_of(s)].push_back(s);
+  for (auto& g : groups)
+    std::stable_sort(g.begin(), g.end(), [](const auto& a, const auto& b) {
+      return a.spec->backward_rank < b.spec->backward_rank;
+    });
   return groups;
 }
 
@@ -44,7 +134,7 @@ BertWeights BertWeights::allocate(const BertConfig& c, DType dtype, Device devic
                                   MemCategory category) {
   BertWeights w;
   for (auto& group : slots_in_backward_order(w, c))
-    for (auto& [slot, shape] : group) *slot = Tensor::zeros(shape, dtype, device, category);
+    for (auto& s : group) *s.tensor = Tensor::zeros(param_shape(*s.spec, c), dtype, device, category);
   return w;
 }
 
@@ -60,15 +150,16 @@ BertWeights BertWeights::allocate_flat(const BertConfig& c, DType dtype, Device 
   std::vector<int64_t> offsets{0};
   int64_t total = 0;
   for (auto& group : groups) {
-    for (auto& [slot, shape] : group) total += up(shape_numel(shape));
+    for (auto& s : group) total += up(shape_numel(param_shape(*s.spec, c)));
     offsets.push_back(total);
   }
   Tensor all = Tensor::zeros({total}, dtype, device, category);
   int64_t off = 0;
   for (auto& group : groups)
-    for (auto& [slot, shape] : group) {
+    for (auto& s : group) {
+      const Shape shape = param_shape(*s.spec, c);
       const int64_t n = shape_numel(shape);
-      *slot = all.rows(off, off + n).view(shape);
+      *s.tensor = all.rows(off, off + n).view(shape);
       off += up(n);
     }
   if (flat) *flat = all;
@@ -77,39 +168,11 @@ BertWeights BertWeights::allocate_flat(const BertConfig& c, DType dtype, Device 
 }
 
 std::vector<std::pair<std::string, Tensor>> BertWeights::named() const {
-  std::vector<std::pair<std::string, Tensor>> r = {
-      {"bert.embeddings.word_embeddings.weight", word_emb},
-      {"bert.embeddings.position_embeddings.weight", pos_emb},
-      {"bert.embeddings.token_type_embeddings.weight", type_emb},
-      {"bert.embeddings.LayerNorm.weight", emb_ln_w},
-      {"bert.embeddings.LayerNorm.bias", emb_ln_b},
-  };
-  for (size_t l = 0; l < layers.size(); ++l) {
-    const BertLayerWeights& L = layers[l];
-    std::string p = fmt::format("bert.encoder.layer.{}.", l);
-    for (auto& [name, t] : std::vector<std::pair<const char*, Tensor>>{
-             {"attention.self.query.weight", L.q_w},
-             {"attention.self.query.bias", L.q_b},
-             {"attention.self.key.weight", L.k_w},
-             {"attention.self.key.bias", L.k_b},
-             {"attention.self.value.weight", L.v_w},
-             {"attention.self.value.bias", L.v_b},
-             {"attention.output.dense.weight", L.ao_w},
-             {"attention.output.dense.bias", L.ao_b},
-             {"attention.output.LayerNorm.weight", L.ln1_w},
-             {"attention.output.LayerNorm.bias", L.ln1_b},
-             {"intermediate.dense.weight", L.ffn1_w},
-             {"intermediate.dense.bias", L.ffn1_b},
-             {"output.dense.weight", L.ffn2_w},
-             {"output.dense.bias", L.ffn2_b},
-             {"output.LayerNorm.weight", L.ln2_w},
-             {"output.LayerNorm.bias", L.ln2_b}})
-      r.emplace_back(p + name, t);
-  }
-  r.emplace_back("bert.pooler.dense.weight", pooler_w);
-  r.emplace_back("bert.pooler.dense.bias", pooler_b);
-  r.emplace_back("classifier.weight", classifier_w);
-  r.emplace_back("classifier.bias", classifier_b);
+  std::vector<std::pair<std::string, Tensor>> r;
+  for (const auto& s : param_slots(*this))
+    r.emplace_back(s.layer < 0 ? std::string(s.spec->hf_name)
+                               : fmt::format("bert.encoder.layer.{}.{}", s.layer, s.spec->hf_name),
+                   *s.tensor);
   return r;
 }
 
@@ -142,24 +205,18 @@ BertForSequenceClassification::BertForSequenceClassification(BertConfig config, 
   params_ = BertWeights::allocate(config_, dtype, device, MemCategory::parameters);
   grads_ = BertWeights::allocate_flat(config_, dtype, device, MemCategory::gradients, &grads_flat_,
                                       &grad_group_offsets_);
-  for (const Tensor& t : {params_.emb_ln_w}) fill(t, 1.0);
-  for (const BertLayerWeights& L : params_.layers) {
-    fill(L.ln1_w, 1.0);
-    fill(L.ln2_w, 1.0);
-  }
+  for (const auto& s : param_slots(params_))
+    if (s.spec->init == Init::one) fill(*s.tensor, 1.0);
 }
 
 namespace {
 
-// The linear layers' weights and biases of w, in a fixed order: what bf16 compute copies.
-template <typename W>  // BertWeights or const BertWeights
-std::vector<decltype(&std::declval<W&>().pooler_w)> linear_tensors(W& w) {
+// The linear layers' weights and biases of w, in table order: what bf16 compute copies.
+template <typename Weights>
+std::vector<decltype(&std::declval<Weights&>().pooler_w)> linear_tensors(Weights& w) {
   std::vector<decltype(&w.pooler_w)> r;
-  for (auto& L : w.layers)
-    for (auto* t : {&L.q_w, &L.q_b, &L.k_w, &L.k_b, &L.v_w, &L.v_b, &L.ao_w, &L.ao_b, &L.ffn1_w,
-                      &L.ffn1_b, &L.ffn2_w, &L.ffn2_b})
-      r.push_back(t);
-  for (auto* t : {&w.pooler_w, &w.pooler_b, &w.classifier_w, &w.classifier_b}) r.push_back(t);
+  for (const auto& s : param_slots(w))
+    if (s.spec->linear) r.push_back(s.tensor);
   return r;
 }
 
@@ -260,17 +317,13 @@ void fill_normal(const Tensor& t, double stddev, uint64_t seed, uint32_t stream)
 
 void BertForSequenceClassification::init_weights(uint64_t seed) {
   const double std = config_.initializer_range;
-  uint32_t stream = 0;
-  for (auto& [name, t] : params_.named()) {
+  uint32_t stream = 0;  // one Philox stream per parameter, numbered in state_dict order from 1
+  for (const auto& s : param_slots(params_)) {
     ++stream;
-    bool is_bias = name.size() >= 5 && name.compare(name.size() - 5, 5, ".bias") == 0;
-    bool is_ln = name.find("LayerNorm") != std::string::npos;
-    if (is_ln) {
-      fill(t, is_bias ? 0.0 : 1.0);
-    } else if (is_bias) {
-      t.zero_();
-    } else {
-      fill_normal(t, std, seed, stream);
+    switch (s.spec->init) {
+      case Init::one: fill(*s.tensor, 1.0); break;
+      case Init::zero: s.tensor->zero_(); break;
+      case Init::normal: fill_normal(*s.tensor, std, seed, stream); break;
     }
   }
   const int64_t pad = config_.pad_token_id;
@@ -310,31 +363,6 @@ Tensor BertForSequenceClassification::loss_backward(const Tensor& logits, const 
     cross_entropy_backward(d, logits, labels, dloss);
   }
   return d;
-}
-
-Tensor stats_tensor(int64_t rows, DType model_dtype, Device device) {
-  return Tensor::empty({rows}, model_dtype == DType::f64 ? DType::f64 : DType::f32, device);
-}
-
-Tensor position_ids(int64_t B, int64_t S, Device device) {
-  std::vector<int32_t> v(size_t(B * S));
-  for (int64_t b = 0; b < B; ++b)
-    for (int64_t s = 0; s < S; ++s) v[size_t(b * S + s)] = int32_t(s);
-  return Tensor::from_host(v, {B, S}, device);
-}
-
-void gather_first_token(const Tensor& out, const Tensor& h) {
-  const int64_t B = h.size(0), S = h.size(1), H = h.size(2);
-  check_shape("gather_first_token", "out", out, {B, H});
-  Tensor rows = h.view({B * S, H});
-  for (int64_t b = 0; b < B; ++b) out.rows(b, b + 1).copy_from(rows.rows(b * S, b * S + 1));
-}
-
-void scatter_first_token(const Tensor& dh, const Tensor& dout) {
-  const int64_t B = dh.size(0), S = dh.size(1), H = dh.size(2);
-  check_shape("scatter_first_token", "dout", dout, {B, H});
-  Tensor rows = dh.view({B * S, H});
-  for (int64_t b = 0; b < B; ++b) rows.rows(b * S, b * S + 1).copy_from(dout.rows(b, b + 1));
 }
 
 }  // namespace br

@@ -11,10 +11,11 @@
 #include <utility>
 #include <vector>
 
-#include "core/tape.h"
 #include "core/tensor.h"
 #include "models/backrazor.h"
+#include "models/bert_layers.h"
 #include "models/config.h"
+#include "models/tape.h"
 
 namespace br {
 
@@ -73,8 +74,8 @@ using GradReadyHook = std::function<void(int group)>;
 //   flash:        the fused kernel on any device (the CPU runs its row-by-row reference); a probs
 //                 site that is not dense is an error, since the fused kernel never forms P.
 // With flash the tape holds q, k, v (their sites' policies), the per-row logsumexp (f32 [B,N,S],
-// "layerL.attn_lse") and the attention output: taken from the attention-output dense input when
-// that site is dense, else saved dense as "layerL.attn_out". The probs site is then not saved.
+// Site::attn_lse) and the attention output: taken from the attention-output dense input when
+// that site is dense, else saved dense as Site::attn_out. The probs site is then not saved.
 enum class AttentionKernel : uint8_t { automatic, materialized, flash };
 std::string_view attention_kernel_name(AttentionKernel k);
 AttentionKernel attention_kernel_from_name(std::string_view name);  // auto|materialized|flash
@@ -84,6 +85,23 @@ struct StepOptions {
   uint64_t seed = 42;              // dropout stream
   uint32_t step = 0;               // global step (part of the dropout key)
   bool attention_dropout = true;   // upstream BERT; false reproduces the Back Razor fork
+};
+
+// What a training forward did, consumed by its backward: the policy applied to the embedding and
+// head sites, and per encoder layer the attention kernel that ran and the policy applied.
+struct ForwardRecord {
+  BackRazorPolicy policy;
+  std::vector<LayerRecord> layers;
+  bool any_flash() const {
+    for (const LayerRecord& l : layers)
+      if (l.flash) return true;
+    return false;
+  }
+};
+
+struct ForwardResult {
+  Tensor logits;         // [B,C] in the parameter dtype
+  ForwardRecord record;  // what backward needs to know besides the tape
 };
 
 class BertForSequenceClassification {
@@ -117,15 +135,17 @@ class BertForSequenceClassification {
   void init_classifier(uint64_t seed);
   void init_pooler(uint64_t seed);
 
-  // logits [B,C]. With a tape, saves what backward needs under the Back Razor policy.
-  Tensor forward(const BertBatch& batch, const StepOptions& opt, Tape* tape);
+  // logits [B,C] and the record of what ran. With a tape, saves what backward needs under the Back
+  // Razor policy.
+  ForwardResult forward(const BertBatch& batch, const StepOptions& opt, Tape* tape);
   // Mean cross-entropy (num_labels > 1) or MSE (num_labels == 1) as an f32 [1] tensor, and its
   // gradient with respect to the logits for a loss scaled by `dloss`.
   Tensor loss(const Tensor& logits, const Tensor& labels) const;
   Tensor loss_backward(const Tensor& logits, const Tensor& labels, float dloss) const;
-  // Accumulates parameter gradients into grads(), consuming the tape; calls on_ready(g) for every
-  // gradient group g once its gradients are final.
-  void backward(const BertBatch& batch, const StepOptions& opt, Tape& tape, const Tensor& dlogits,
+  // Accumulates parameter gradients into grads(), consuming the tape and the forward's record;
+  // calls on_ready(g) for every gradient group g once its gradients are final.
+  void backward(const BertBatch& batch, const StepOptions& opt, Tape& tape,
+                const ForwardRecord& record, const Tensor& dlogits,
                 const GradReadyHook& on_ready = {});
 
   BertWeights& params() { return params_; }
@@ -142,8 +162,7 @@ class BertForSequenceClassification {
   const BackRazorPolicy& policy() const { return policy_; }
 
  private:
-  void save(Tape& tape, int layer, Site site, const Tensor& x, const Tensor& padding);
-  Tensor restore(Tape& tape, int layer, Site site);
+  StepContext context(const BertBatch& batch, const StepOptions& opt) const;
   // f32 [B,S]: 0 real, lowest() padded; *has_padding says whether any position is padded.
   Tensor additive_mask(const BertBatch& batch, bool* has_padding = nullptr) const;
   // The weights the step computes with: params_ itself, or (bf16 compute) params_ with every linear
@@ -162,8 +181,5 @@ class BertForSequenceClassification {
   std::vector<int64_t> grad_group_offsets_;
   BackRazorPolicy policy_;
 };
-
-// Tape key of a site: "layer3.q", "emb_ln_input", ...
-std::string site_key(int layer, Site site);
 
 }  // namespace br

@@ -68,7 +68,8 @@ MemoryReport measure_training_step(BertForSequenceClassification& model, int64_t
   StepOptions opt{true, seed, 0, true};
   Tape tape(dev);
   auto t0 = std::chrono::steady_clock::now();
-  Tensor logits = model.forward(bb, opt, &tape);
+  ForwardResult fwd = model.forward(bb, opt, &tape);
+  Tensor logits = fwd.logits;
   Tensor loss = model.loss(logits, bb.labels);
   cuda_synchronize();
   r.forward_seconds = seconds_since(t0);
@@ -78,7 +79,7 @@ MemoryReport measure_training_step(BertForSequenceClassification& model, int64_t
 
   t0 = std::chrono::steady_clock::now();
   model.grads().zero_();
-  model.backward(bb, opt, tape, model.loss_backward(logits, bb.labels, 1.0f));
+  model.backward(bb, opt, tape, fwd.record, model.loss_backward(logits, bb.labels, 1.0f));
   cuda_synchronize();
   r.backward_seconds = seconds_since(t0);
 

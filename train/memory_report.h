@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "core/allocator.h"
-#include "core/tape.h"
+#include "models/tape.h"
 #include "models/bert.h"
 
 namespace br {

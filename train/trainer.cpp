@@ -230,7 +230,7 @@ Predictions predict(BertForSequenceClassification& model, const Dataset& ds, con
     std::vector<int64_t> idx(mine.begin() + int64_t(start),
                              mine.begin() + int64_t(std::min(mine.size(), start + size_t(bs))));
     BertBatch b = collate(ds, idx, model.device(), regression, pad_id);
-    Tensor logits = model.forward(b, opt, nullptr);
+    Tensor logits = model.forward(b, opt, nullptr).logits;
     std::vector<float> l = cast(logits.to(Device::cpu), DType::f32).to_vector<float>();
     local.insert(local.end(), l.begin(), l.end());
   }
@@ -489,7 +489,8 @@ void run_glue(const TrainingArgs& a) {
         BertBatch batch = collate(data.train, idx, device, regression, pad_id);
         StepOptions so{true, uint64_t(a.seed), uint32_t(state.global_step), a.attention_dropout};
         tape.clear();
-        Tensor logits = model.forward(batch, so, &tape);
+        ForwardResult fwd = model.forward(batch, so, &tape);
+        Tensor logits = fwd.logits;
         peak_saved = std::max(peak_saved, tape.bytes());
         double loss = cast(model.loss(logits, batch.labels).to(Device::cpu), DType::f64).to_vector<double>()[0];
         if (W > 1) loss = comm.all_reduce_sum(loss) / W;  // the logged loss is the mean over ranks
@@ -503,7 +504,7 @@ void run_glue(const TrainingArgs& a) {
         // finished gradients starts its all-reduce while backward goes on.
         GradReadyHook on_ready;
         if (reducer && optimizer_step) on_ready = [&](int g) { reducer->group_ready(g); };
-        model.backward(batch, so, tape, model.loss_backward(logits, batch.labels, scale), on_ready);
+        model.backward(batch, so, tape, fwd.record, model.loss_backward(logits, batch.labels, scale), on_ready);
         tr_loss_since_log += loss * scale;
         state.total_flos += 6.0 * double(batch.input_ids.numel()) * double(non_embedding_params);
         tr_loss_total += loss * scale;

@@ -5,7 +5,7 @@
 #include <vector>
 
 #include "core/allocator.h"
-#include "core/tape.h"
+#include "models/tape.h"
 #include "kernels/adamw.h"
 #include "kernels/grad_norm.h"
 #include "models/bert.h"
@@ -54,11 +54,12 @@ int main() {
                     Tensor::from_host(ex, {B})};
     StepOptions so{true, 7, uint32_t(step), true};
     Tape tape(Device::cpu);
-    Tensor logits = model.forward(batch, so, &tape);
+    ForwardResult fwd = model.forward(batch, so, &tape);
+    Tensor logits = fwd.logits;
     float loss = model.loss(logits, batch.labels).to_vector<float>()[0];
     saved = tape.bytes();
     model.grads().zero_();
-    model.backward(batch, so, tape, model.loss_backward(logits, batch.labels, 1.0f));
+    model.backward(batch, so, tape, fwd.record, model.loss_backward(logits, batch.labels, 1.0f));
     clip_grad_norm(grads, 1.0);
     adamw_step(params, grads, ms, vs, decay, opt, step);
     if (step <= 10) first += loss / 10;

@@ -59,7 +59,8 @@ void perturb(BertForSequenceClassification& m, uint64_t seed) {
 
 double loss_value(BertForSequenceClassification& m, const BertBatch& b, const StepOptions& opt) {
   Tape tape(Device::cpu);
-  Tensor logits = m.forward(b, opt, &tape);
+  ForwardResult fwd = m.forward(b, opt, &tape);
+  Tensor logits = fwd.logits;
   return test::to_doubles(m.loss(logits, b.labels))[0];
 }
 
@@ -68,9 +69,10 @@ std::vector<float> step_grads(BertForSequenceClassification& m, const BertBatch&
                               const StepOptions& opt, const BackRazorPolicy& p) {
   m.policy() = p;
   Tape tape(Device::cpu);
-  Tensor logits = m.forward(b, opt, &tape);
+  ForwardResult fwd = m.forward(b, opt, &tape);
+  Tensor logits = fwd.logits;
   m.grads().zero_();
-  m.backward(b, opt, tape, m.loss_backward(logits, b.labels, 1.0f));
+  m.backward(b, opt, tape, fwd.record, m.loss_backward(logits, b.labels, 1.0f));
   return m.grads_flat().to_vector<float>();
 }
 
@@ -88,9 +90,10 @@ TEST_CASE("BERT backward matches central differences in double (dropout on)", "[
     BertBatch b = tiny_batch(Device::cpu, num_labels);
     StepOptions opt{true, 1234, 3, true};
     Tape tape(Device::cpu);
-    Tensor logits = m.forward(b, opt, &tape);
+    ForwardResult fwd = m.forward(b, opt, &tape);
+    Tensor logits = fwd.logits;
     m.grads().zero_();
-    m.backward(b, opt, tape, m.loss_backward(logits, b.labels, 1.0f));
+    m.backward(b, opt, tape, fwd.record, m.loss_backward(logits, b.labels, 1.0f));
     CHECK(tape.bytes() == 0);
     std::vector<Tensor> params, grads;
     for (auto& [n, t] : m.params().named()) params.push_back(t);
@@ -106,11 +109,11 @@ TEST_CASE("Back Razor leaves the forward exact: logits bit-identical for every p
   BertBatch b = tiny_batch(Device::cpu, 3);
   StepOptions opt{true, 99, 0, true};
   Tape t0(Device::cpu);
-  std::vector<float> dense = m.forward(b, opt, &t0).to_vector<float>();
+  std::vector<float> dense = m.forward(b, opt, &t0).logits.to_vector<float>();
   for (const char* preset : {"seed", "all", "balanced"}) {
     m.policy() = BackRazorPolicy::preset(preset, 0.8, DType::f16);
     Tape t(Device::cpu);
-    std::vector<float> got = m.forward(b, opt, &t).to_vector<float>();
+    std::vector<float> got = m.forward(b, opt, &t).logits.to_vector<float>();
     CHECK(got == dense);
     CHECK(t.bytes() < t0.bytes());
   }
@@ -148,17 +151,18 @@ TEST_CASE("sparse sites rank real tokens only: padding saved as zeros, gradient 
   CHECK(grads_for(keep_all) == dense);
   // ...and the saved copies of the padded sample hold zeros there, with the ranking as asked:
   // k is half of its 5 rows, which covers both real rows only when padding is not ranked.
-  auto saved = [&](const BackRazorPolicy& p, const char* site) {
+  auto saved = [&](const BackRazorPolicy& p, TapeKey site) {
     m.policy() = p;
     Tape tape(Device::cpu);
     m.forward(b, opt, &tape);
     return tape.restore(site).to_vector<float>();  // [3, 5, W]
   };
-  for (const char* site : {"layer0.attn_input", "layer1.ffn1_input", "layer1.gelu_input"}) {
+  for (TapeKey site : {TapeKey{0, Site::attn_input}, TapeKey{1, Site::ffn1_input},
+                       TapeKey{1, Site::gelu_input}}) {
     const std::vector<float> full = saved(BackRazorPolicy::preset("none"), site);
     const size_t W = full.size() / 15;
     for (bool skip : {true, false}) {
-      INFO(site << " skip_padding " << skip);
+      INFO(site.name() << " skip_padding " << skip);
       BackRazorPolicy p = BackRazorPolicy::preset("all", 0.5, DType::f32);
       p.skip_padding = skip;
       const std::vector<float> x = saved(p, site);
@@ -193,19 +197,20 @@ TEST_CASE("balanced preset: which sites, what the tape holds, recompute stores n
   BertBatch b = tiny_batch(Device::cpu, 3);
   StepOptions opt{true, 3, 0, true};
   Tape tape(Device::cpu);
-  Tensor logits = m.forward(b, opt, &tape);
+  ForwardResult fwd = m.forward(b, opt, &tape);
+  Tensor logits = fwd.logits;
   int recomputed = 0;
   for (const SiteRecord& r : tape.records())
-    if (r.site.find("ffn2_input") != std::string::npos) {
+    if (r.key.site == Site::ffn2_input) {
       ++recomputed;
       CHECK(r.stored_bytes == 0);
       CHECK(r.dense_bytes > 0);
       CHECK(r.policy.mode == SaveMode::recompute);
-      CHECK_FALSE(tape.has(r.site));
+      CHECK_FALSE(tape.has(r.key));
     }
   CHECK(recomputed == m.config().num_hidden_layers);
   m.grads().zero_();
-  m.backward(b, opt, tape, m.loss_backward(logits, b.labels, 1.0f));
+  m.backward(b, opt, tape, fwd.record, m.loss_backward(logits, b.labels, 1.0f));
   CHECK(tape.bytes() == 0);
 }
 
@@ -253,11 +258,12 @@ TEST_CASE("gradients live in one flat buffer, grouped in the order backward fini
     INFO(preset);
     m.policy() = BackRazorPolicy::preset(preset, 0.8, DType::f16);
     Tape tape(Device::cpu);
-    Tensor logits = m.forward(b, opt, &tape);
+    ForwardResult fwd = m.forward(b, opt, &tape);
+    Tensor logits = fwd.logits;
     m.grads().zero_();
     std::vector<int> announced;
     std::vector<std::vector<float>> at_announce;
-    m.backward(b, opt, tape, m.loss_backward(logits, b.labels, 1.0f), [&](int g) {
+    m.backward(b, opt, tape, fwd.record, m.loss_backward(logits, b.labels, 1.0f), [&](int g) {
       announced.push_back(g);
       at_announce.push_back(
           flat.rows(m.grad_group_offset(g), m.grad_group_offset(g + 1)).to_vector<float>());
@@ -318,4 +324,51 @@ TEST_CASE("Back Razor per-site overrides: grammar, layering on a preset, malform
   CHECK_THROWS_WITH(e.apply_overrides("q=sparse:1.0"), Contains("prune ratio 1 not in [0, 1)"));
   CHECK_THROWS_WITH(e.apply_overrides("q=sparse:int8"), Contains("'int8' is not fp16, bf16 or fp32"));
   CHECK_THROWS_WITH(e.apply_overrides("q=sparse:fp16:0.5:1"), Contains("sparse[:dtype][:ratio]"));
+}
+
+TEST_CASE("backward follows the forward's record, not settings changed in between",
+          "[models][bert][record]") {
+  BertForSequenceClassification m(tiny_config(), Device::cpu, DType::f32);
+  m.init_weights(21);
+  BertBatch b = tiny_batch(Device::cpu, 3);
+  StepOptions opt{true, 9, 2, true};
+  auto grads_after = [&](const BackRazorPolicy& p, AttentionKernel k, auto&& between) {
+    m.policy() = p;
+    m.set_attention_kernel(k);
+    Tape tape(Device::cpu);
+    ForwardResult fwd = m.forward(b, opt, &tape);
+    between();
+    m.grads().zero_();
+    m.backward(b, opt, tape, fwd.record, m.loss_backward(fwd.logits, b.labels, 1.0f));
+    CHECK(tape.bytes() == 0);
+    return std::pair{m.grads_flat().to_vector<float>(), fwd.record};
+  };
+  auto nothing = [] {};
+  for (const char* preset : {"balanced", "seed"}) {
+    INFO(preset);
+    const BackRazorPolicy p = BackRazorPolicy::preset(preset);
+    auto [want, rec] = grads_after(p, AttentionKernel::materialized, nothing);
+    REQUIRE(rec.layers.size() == 2);
+    CHECK_FALSE(rec.layers[0].flash);
+    CHECK(rec.layers[1].ffn2_recomputed() == (std::string(preset) == "balanced"));
+    auto [got, rec2] = grads_after(p, AttentionKernel::materialized, [&] {
+      m.policy() = BackRazorPolicy::preset("none");
+      m.set_attention_kernel(AttentionKernel::flash);
+    });
+    CHECK(got == want);
+  }
+  // The CPU runs the flash reference when asked: its record says so, and backward follows it.
+  const BackRazorPolicy none = BackRazorPolicy::preset("none");
+  auto [want, rec] = grads_after(none, AttentionKernel::flash, nothing);
+  CHECK(rec.layers[0].flash);
+  CHECK(rec.any_flash());
+  auto [got, rec2] = grads_after(none, AttentionKernel::flash, [&] {
+    m.set_attention_kernel(AttentionKernel::materialized);
+  });
+  CHECK(got == want);
+  Tape tape(Device::cpu);
+  ForwardResult fwd = m.forward(b, opt, &tape);
+  fwd.record.layers.pop_back();
+  CHECK_THROWS_WITH(m.backward(b, opt, tape, fwd.record, m.loss_backward(fwd.logits, b.labels, 1.0f)),
+                    Catch::Contains("the forward record has 1 layers, the model 2"));
 }

@@ -44,10 +44,11 @@ void compare(BertForSequenceClassification& m, const Golden& g, const std::strin
   BertBatch b = golden_batch(g);
   StepOptions opt{true, 0, 0, true};  // the golden configs have every dropout at 0
   Tape tape(Device::cpu);
-  Tensor logits = m.forward(b, opt, &tape);
+  ForwardResult fwd = m.forward(b, opt, &tape);
+  Tensor logits = fwd.logits;
   Tensor loss = m.loss(logits, b.labels);
   m.grads().zero_();
-  m.backward(b, opt, tape, m.loss_backward(logits, b.labels, 1.0f));
+  m.backward(b, opt, tape, fwd.record, m.loss_backward(logits, b.labels, 1.0f));
   const std::string p = g.prefix + mode + ".";
   CHECK(test::rel_l2(logits, g.file.load(p + "logits")) < tol);
   CHECK(test::rel_l2(loss, g.file.load(p + "loss")) < tol);
@@ -130,7 +131,7 @@ TEST_CASE("dump logits of a written model for the transformers round trip", "[.h
   batch.token_type_ids = Tensor::from_host(tt, {B, S});
   batch.attention_mask = Tensor::from_host(am, {B, S});
   batch.example_ids = Tensor::from_host(std::vector<int32_t>{0, 1}, {B});
-  Tensor logits = m.forward(batch, StepOptions{}, nullptr);
+  Tensor logits = m.forward(batch, StepOptions{}, nullptr).logits;
   write_safetensors((dir / "our_logits.safetensors").string(),
                     {{"input_ids", batch.input_ids}, {"token_type_ids", batch.token_type_ids},
                      {"attention_mask", batch.attention_mask}, {"logits", logits}});

@@ -101,12 +101,13 @@ struct StepResult {
 
 StepResult train_step(BertForSequenceClassification& m, const BertBatch& b, const StepOptions& opt) {
   Tape tape(m.device());
-  Tensor logits = m.forward(b, opt, &tape);
+  ForwardResult fwd = m.forward(b, opt, &tape);
+  Tensor logits = fwd.logits;
   StepResult r;
   r.records = tape.records();
   r.tape_peak = tape.peak_bytes();
   m.grads().zero_();
-  m.backward(b, opt, tape, m.loss_backward(logits, b.labels, 1.0f));
+  m.backward(b, opt, tape, fwd.record, m.loss_backward(logits, b.labels, 1.0f));
   CHECK(tape.bytes() == 0);
   r.logits = logits.to(Device::cpu);
   for (const Tensor& g : m.grads().all()) r.grads.push_back(g.to(Device::cpu));

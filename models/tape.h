@@ -1,17 +1,69 @@
-// Tape: the store of activations saved for backward. Forward calls save(site, x, policy); backward
-// calls restore(site) in reverse. The tape applies the site's policy (dense; dense in a lower
+// Tape: the store of activations saved for backward. Forward calls save(key, x, policy); backward
+// calls restore(key) in reverse. The tape applies the site's policy (dense; dense in a lower
 // precision; Back Razor sparse = 1-bit mask + exactly k kept values per sample; or recompute =
 // nothing stored, the owner rebuilds the tensor in backward from other sites) and accounts every
 // byte it holds, per site, under MemCategory::saved_activations.
+//
+// It lives in models/, above the kernels it calls (cast, sparse pack), and is keyed by the model's
+// one vocabulary of saved tensors: (layer, Site).
 #pragma once
+#include <compare>
 #include <cstdint>
 #include <map>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/tensor.h"
 
 namespace br {
+
+// What backward needs from forward, one vocabulary for the tape, the policy and the reports. The
+// first kSites are the policy sites a BackRazorPolicy chooses a save mode for. Per encoder layer:
+// the attention input (shared by Q, K and V, saved once), Q, K, the attention probabilities, V, the
+// attention-output dense input, the first LayerNorm input, the FFN1 input, the GELU input, the FFN2
+// input, the second LayerNorm input. Once per model: the embedding LayerNorm input, the pooler
+// input ([CLS] hidden state) and the classifier input (pooled output after dropout).
+// The rest are always saved dense beside them: LayerNorm statistics, the flash attention kernel's
+// per-row logsumexp and output, and the pooler's tanh output.
+enum class Site : uint8_t {
+  attn_input,
+  q,
+  k,
+  probs,
+  v,
+  attn_out_input,
+  ln1_input,
+  ffn1_input,
+  gelu_input,
+  ffn2_input,
+  ln2_input,
+  emb_ln_input,
+  pooler_input,
+  classifier_input,
+  // always dense:
+  emb_ln_mean,
+  emb_ln_rstd,
+  ln1_mean,
+  ln1_rstd,
+  ln2_mean,
+  ln2_rstd,
+  attn_lse,       // flash: f32 [B,N,S]
+  attn_out,       // flash: the attention output [B,N,S,D] when attn_out_input is not dense
+  pooler_output,  // tanh output [B,H]
+};
+constexpr int kSites = 14;       // policy sites: Site(0) .. Site(kSites - 1)
+constexpr int kSavedKinds = 23;  // every Site
+std::string_view site_name(Site s);
+inline bool is_policy_site(Site s) { return int(s) < kSites; }
+
+// A saved tensor's name on the tape: an encoder layer's site, or (layer -1) a model-level one.
+struct TapeKey {
+  int layer = -1;
+  Site site = Site::attn_input;
+  std::string name() const;  // "layer3.q", "emb_ln_input"
+  auto operator<=>(const TapeKey&) const = default;
+};
 
 enum class SaveMode : uint8_t { dense, low_precision, sparse, recompute };
 std::string_view save_mode_name(SaveMode m);
@@ -21,10 +73,6 @@ struct SitePolicy {
   DType value_dtype = DType::f16;  // low_precision and sparse: dtype of the stored values
   double prune_ratio = 0.8;        // sparse: fraction pruned per sample
 };
-
-// Back Razor keep count per sample of n elements (DESIGN.md): the count the reference keeps when
-// magnitudes are distinct, k = n - floor(n * prune_ratio) + 1, clipped to [1, n].
-int64_t backrazor_keep_count(int64_t n, double prune_ratio);
 
 // One saved tensor, as stored. For sparse sites `mask` holds one bit per element (layout in
 // kernels/sparse_pack.h) and `values` the kept values in row-major order, exactly k per sample.
@@ -43,7 +91,8 @@ struct SavedTensor {
 
 // What a site held in the current step, kept after restore for memory reports.
 struct SiteRecord {
-  std::string site;
+  TapeKey key;
+  std::string site;  // key.name()
   Shape shape;
   DType dtype;
   SitePolicy policy;
@@ -56,13 +105,13 @@ class Tape {
  public:
   explicit Tape(Device device = Device::cpu) : device_(device) {}
 
-  // Saves x under `site` (unique until restored). A dense save of a tensor that owns its whole
+  // Saves x under `key` (unique until restored). A dense save of a tensor that owns its whole
   // storage and has no other holder adopts it instead of copying. A recompute save stores nothing
   // and only records the site (0 bytes held); restoring it is an error.
-  void save(const std::string& site, const Tensor& x, const SitePolicy& policy = {});
+  void save(TapeKey key, const Tensor& x, const SitePolicy& policy = {});
   // The dense reconstruction (pruned positions exactly zero), in the saved dtype; frees the entry.
-  Tensor restore(const std::string& site);
-  bool has(const std::string& site) const { return entries_.count(site) != 0; }
+  Tensor restore(TapeKey key);
+  bool has(TapeKey key) const { return entries_.count(key) != 0; }
 
   int64_t bytes() const { return bytes_; }            // held now
   int64_t peak_bytes() const { return peak_bytes_; }  // max held since clear()
@@ -72,7 +121,7 @@ class Tape {
 
  private:
   Device device_;
-  std::map<std::string, SavedTensor> entries_;
+  std::map<TapeKey, SavedTensor> entries_;
   std::vector<SiteRecord> records_;
   int64_t bytes_ = 0;
   int64_t peak_bytes_ = 0;

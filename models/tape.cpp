@@ -1,9 +1,6 @@
-// The tape applies each site's policy, so it calls the cast and sparse-pack kernels: the one place
-// core/ reaches into kernels/ (kernels/cast.h, kernels/sparse_pack.h only).
-#include "core/tape.h"
+#include "models/tape.h"
 
-#include <algorithm>
-#include <cmath>
+#include <array>
 
 #include "kernels/cast.h"
 #include "kernels/sparse_pack.h"
@@ -20,13 +17,22 @@ std::string_view save_mode_name(SaveMode m) {
   return "?";
 }
 
-int64_t backrazor_keep_count(int64_t n, double prune_ratio) {
-  BR_CHECK(n >= 0, "backrazor_keep_count: n={} must be >= 0", n);
-  BR_CHECK(std::isfinite(prune_ratio) && prune_ratio >= 0.0 && prune_ratio <= 1.0,
-           "backrazor_keep_count: prune_ratio {} not in [0, 1]", prune_ratio);
-  if (n == 0) return 0;
-  int64_t k = n - int64_t(std::floor(double(n) * prune_ratio)) + 1;
-  return std::clamp<int64_t>(k, 1, n);
+namespace {
+constexpr std::array<std::string_view, kSavedKinds> kSiteNames = {
+    "attn_input", "q", "k", "probs", "v", "attn_out_input", "ln1_input", "ffn1_input",
+    "gelu_input", "ffn2_input", "ln2_input", "emb_ln_input", "pooler_input", "classifier_input",
+    "emb_ln_mean", "emb_ln_rstd", "ln1_mean", "ln1_rstd", "ln2_mean", "ln2_rstd", "attn_lse",
+    "attn_out", "pooler_output"};
+}  // namespace
+
+std::string_view site_name(Site s) {
+  BR_CHECK(int(s) < kSavedKinds, "site_name: Site {} out of range", int(s));
+  return kSiteNames[size_t(s)];
+}
+
+std::string TapeKey::name() const {
+  if (layer < 0) return std::string(site_name(site));
+  return fmt::format("layer{}.{}", layer, site_name(site));
 }
 
 int64_t SavedTensor::bytes() const {
@@ -46,8 +52,9 @@ int64_t sample_numel(const Tensor& x) {
 
 }  // namespace
 
-void Tape::save(const std::string& site, const Tensor& x, const SitePolicy& policy) {
-  BR_CHECK(!entries_.count(site), "Tape::save: site '{}' is already saved (restore it first)", site);
+void Tape::save(TapeKey key, const Tensor& x, const SitePolicy& policy) {
+  const std::string site = key.name();
+  BR_CHECK(!entries_.count(key), "Tape::save: site '{}' is already saved (restore it first)", site);
   check_defined("Tape::save", site.c_str(), x);
   BR_CHECK(x.device() == device_, "Tape::save: site '{}': tensor {} is not on the tape's device {}",
            site, x.str(), device_name(device_));
@@ -87,6 +94,7 @@ void Tape::save(const std::string& site, const Tensor& x, const SitePolicy& poli
   if (mode == SaveMode::dense || mode == SaveMode::low_precision)
     e.kept_per_sample = sample_numel(x);
   SiteRecord r;
+  r.key = key;
   r.site = site;
   r.shape = e.shape;
   r.dtype = e.dtype;
@@ -96,19 +104,20 @@ void Tape::save(const std::string& site, const Tensor& x, const SitePolicy& poli
   r.kept_per_sample = e.kept_per_sample;
   bytes_ += r.stored_bytes;
   peak_bytes_ = std::max(peak_bytes_, bytes_);
-  if (mode != SaveMode::recompute) entries_.emplace(site, std::move(e));
+  if (mode != SaveMode::recompute) entries_.emplace(key, std::move(e));
   records_.push_back(std::move(r));
 }
 
-Tensor Tape::restore(const std::string& site) {
-  auto it = entries_.find(site);
+Tensor Tape::restore(TapeKey key) {
+  auto it = entries_.find(key);
   if (it == entries_.end()) {
+    const std::string site = key.name();
     for (const SiteRecord& r : records_)
-      BR_CHECK(!(r.site == site && r.policy.mode == SaveMode::recompute),
+      BR_CHECK(!(r.key == key && r.policy.mode == SaveMode::recompute),
                "Tape::restore: site '{}' was saved as recompute: nothing is stored, its owner must "
                "rebuild it", site);
     std::string held;
-    for (const auto& [name, e] : entries_) held += (held.empty() ? "" : ", ") + name;
+    for (const auto& [k, e] : entries_) held += (held.empty() ? "" : ", ") + k.name();
     fail("Tape::restore: site '{}' is not saved (held: {})", site, held.empty() ? "none" : held);
   }
   SavedTensor e = std::move(it->second);
@@ -136,7 +145,7 @@ Tensor Tape::restore(const std::string& site) {
 
 // An adopted tensor still held by its producer leaves the saved_activations count with the entry.
 void Tape::clear() {
-  for (auto& [name, e] : entries_)
+  for (auto& [k, e] : entries_)
     if (e.dense.defined() && e.dense.storage_use_count() > 1) move_to(e.dense, e.restore_category);
   entries_.clear();
   records_.clear();

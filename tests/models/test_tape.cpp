@@ -4,7 +4,7 @@
 
 #include "harness.h"
 #include "core/allocator.h"
-#include "core/tape.h"
+#include "models/tape.h"
 #include "kernels/sparse_pack.h"
 
 using namespace br;
@@ -16,14 +16,14 @@ int64_t activations_now() { return memory_stats(Device::cpu).cur(MemCategory::ac
 
 }  // namespace
 
-TEST_CASE("tape adopts a dense tensor it alone would hold", "[core][tape]") {
+TEST_CASE("tape adopts a dense tensor it alone would hold", "[models][tape]") {
   std::mt19937_64 rng(11);
   Tensor x = test::random_tensor({3, 17}, DType::f32, rng);
   std::vector<float> orig = x.to_vector<float>();
   const void* data = x.raw();
   int64_t saved0 = saved_now(), act0 = activations_now();
   Tape tape;
-  tape.save("layer0.x", x);
+  tape.save(TapeKey{0, Site::attn_input}, x);
   CHECK(tape.bytes() == 3 * 17 * 4);
   CHECK(saved_now() - saved0 == tape.bytes());
   CHECK(act0 - activations_now() == tape.bytes());  // moved, not copied
@@ -33,7 +33,7 @@ TEST_CASE("tape adopts a dense tensor it alone would hold", "[core][tape]") {
   CHECK(tape.records()[0].dense_bytes == tape.bytes());
   CHECK(tape.records()[0].kept_per_sample == 17);
 
-  Tensor y = tape.restore("layer0.x");
+  Tensor y = tape.restore(TapeKey{0, Site::attn_input});
   CHECK(y.raw() == data);
   CHECK(y.to_vector<float>() == orig);
   CHECK(y.category() == MemCategory::activations);
@@ -41,26 +41,26 @@ TEST_CASE("tape adopts a dense tensor it alone would hold", "[core][tape]") {
   CHECK(saved_now() == saved0);
   CHECK(activations_now() == act0);
   CHECK(tape.peak_bytes() == 3 * 17 * 4);
-  CHECK(!tape.has("layer0.x"));
+  CHECK(!tape.has(TapeKey{0, Site::attn_input}));
 }
 
-TEST_CASE("tape copies a dense tensor that is shared or a view", "[core][tape]") {
+TEST_CASE("tape copies a dense tensor that is shared or a view", "[models][tape]") {
   std::mt19937_64 rng(12);
   Tensor x = test::random_tensor({4, 9}, DType::f32, rng);
   Tensor other = x;  // a second holder: adopting would let it change the saved copy
   int64_t saved0 = saved_now(), act0 = activations_now();
   Tape tape;
-  tape.save("shared", x);
-  tape.save("view", x.rows(1, 3));
+  tape.save(TapeKey{0, Site::q}, x);
+  tape.save(TapeKey{0, Site::k}, x.rows(1, 3));
   CHECK(tape.bytes() == 4 * 9 * 4 + 2 * 9 * 4);
   CHECK(saved_now() - saved0 == tape.bytes());
   CHECK(activations_now() == act0);
   CHECK(x.category() == MemCategory::activations);
   x.data<float>()[0] = 123.0f;
-  Tensor a = tape.restore("shared");
+  Tensor a = tape.restore(TapeKey{0, Site::q});
   CHECK(a.raw() != x.raw());
   CHECK(a.data<float>()[0] != 123.0f);
-  Tensor v = tape.restore("view");
+  Tensor v = tape.restore(TapeKey{0, Site::k});
   CHECK(v.shape() == Shape{2, 9});
   CHECK(std::memcmp(v.raw(), x.rows(1, 3).raw(), v.nbytes()) == 0);
   CHECK(saved_now() == saved0);
@@ -68,55 +68,56 @@ TEST_CASE("tape copies a dense tensor that is shared or a view", "[core][tape]")
   CHECK(tape.peak_bytes() == 6 * 9 * 4);
 }
 
-TEST_CASE("tape low precision saves round to the value dtype", "[core][tape]") {
+TEST_CASE("tape low precision saves round to the value dtype", "[models][tape]") {
   std::mt19937_64 rng(13);
   Tensor x = test::random_tensor({2, 3, 7}, DType::f32, rng);
   int64_t saved0 = saved_now();
   Tape tape;
-  tape.save("h", x, SitePolicy{SaveMode::low_precision, DType::f16, 0.0});
-  tape.save("b", x, SitePolicy{SaveMode::low_precision, DType::bf16, 0.0});
+  tape.save(TapeKey{0, Site::gelu_input}, x, SitePolicy{SaveMode::low_precision, DType::f16, 0.0});
+  tape.save(TapeKey{0, Site::k}, x, SitePolicy{SaveMode::low_precision, DType::bf16, 0.0});
   CHECK(tape.bytes() == 2 * 42 * 2);
   CHECK(saved_now() - saved0 == tape.bytes());
-  Tensor h = tape.restore("h");
+  Tensor h = tape.restore(TapeKey{0, Site::gelu_input});
   CHECK(h.dtype() == DType::f32);
   CHECK(h.shape() == x.shape());
   for (int64_t i = 0; i < x.numel(); ++i)
     REQUIRE(h.data<float>()[i] == half_to_float(float_to_half(x.data<float>()[i])));
   CHECK(saved_now() - saved0 == 42 * 2);
-  Tensor b = tape.restore("b");
+  Tensor b = tape.restore(TapeKey{0, Site::k});
   for (int64_t i = 0; i < x.numel(); ++i)
     REQUIRE(b.data<float>()[i] == bf16_to_float(float_to_bf16(x.data<float>()[i])));
   CHECK(saved_now() == saved0);
 
   Tensor x16 = cast(x, DType::f16);
-  tape.save("same", x16, SitePolicy{SaveMode::low_precision, DType::f16, 0.0});  // behaves as dense
+  tape.save(TapeKey{0, Site::v}, x16, SitePolicy{SaveMode::low_precision, DType::f16, 0.0});  // behaves as dense
   CHECK(x16.category() == MemCategory::saved_activations);
   CHECK(tape.bytes() == 42 * 2);
-  Tensor s = tape.restore("same");
+  Tensor s = tape.restore(TapeKey{0, Site::v});
   CHECK(s.raw() == x16.raw());
   CHECK(saved_now() == saved0);
 }
 
-TEST_CASE("tape sparse saves hold mask + k values and restore the pruned tensor", "[core][tape]") {
+TEST_CASE("tape sparse saves hold mask + k values and restore the pruned tensor", "[models][tape]") {
   std::mt19937_64 rng(14);
   Tensor x = test::random_tensor({3, 5, 19}, DType::f32, rng);
   int64_t saved0 = saved_now();
   Tape tape;
   SitePolicy sp{SaveMode::sparse, DType::f16, 0.8};
-  tape.save("probs", x, sp);
+  tape.save(TapeKey{0, Site::probs}, x, sp);
   const int64_t n = 95, k = backrazor_keep_count(n, 0.8);
   CHECK(tape.bytes() == sparse_pack_bytes(3, n, 0.8, DType::f16));
   CHECK(tape.bytes() == 3 * (12 + k * 2));
   CHECK(saved_now() - saved0 == tape.bytes());
   CHECK(x.category() == MemCategory::activations);
   const SiteRecord& r = tape.records().at(0);
-  CHECK(r.site == "probs");
+  CHECK(r.site == "layer0.probs");
+  CHECK(r.key == TapeKey{0, Site::probs});
   CHECK(r.dense_bytes == 3 * n * 4);
   CHECK(r.stored_bytes == tape.bytes());
   CHECK(r.kept_per_sample == k);
   CHECK(r.policy.mode == SaveMode::sparse);
 
-  Tensor y = tape.restore("probs");
+  Tensor y = tape.restore(TapeKey{0, Site::probs});
   CHECK(y.shape() == x.shape());
   CHECK(y.dtype() == DType::f32);
   Tensor want = unpack(pack_topk(x, 0.8, DType::f16));
@@ -129,7 +130,7 @@ TEST_CASE("tape sparse saves hold mask + k values and restore the pruned tensor"
   CHECK(tape.records().size() == 1);  // records outlive the entry, for memory reports
 }
 
-TEST_CASE("tape sparse keep-all restores exactly (spec 7 exactness test)", "[core][tape]") {
+TEST_CASE("tape sparse keep-all restores exactly (spec 7 exactness test)", "[models][tape]") {
   uint64_t seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
@@ -138,35 +139,35 @@ TEST_CASE("tape sparse keep-all restores exactly (spec 7 exactness test)", "[cor
       INFO(dtype_name(dt) << shape_str(shape));
       Tensor x = test::random_tensor(shape, dt, rng);
       Tape tape;
-      tape.save("x", x, SitePolicy{SaveMode::sparse, dt, 0.0});
+      tape.save(TapeKey{0, Site::attn_input}, x, SitePolicy{SaveMode::sparse, dt, 0.0});
       CHECK(tape.records()[0].kept_per_sample == x.numel() / x.size(0));
-      Tensor y = tape.restore("x");
+      Tensor y = tape.restore(TapeKey{0, Site::attn_input});
       REQUIRE(y.dtype() == dt);
       REQUIRE(y.shape() == x.shape());
       CHECK(std::memcmp(y.raw(), x.raw(), x.nbytes()) == 0);
     }
 }
 
-TEST_CASE("tape peak, clear and error messages", "[core][tape]") {
+TEST_CASE("tape peak, clear and error messages", "[models][tape]") {
   std::mt19937_64 rng(15);
   int64_t saved0 = saved_now(), act0 = activations_now();
   Tape tape;
   {
     Tensor a = test::random_tensor({2, 8}, DType::f32, rng);
     Tensor b = test::random_tensor({2, 8}, DType::f32, rng);
-    tape.save("a", a);
-    tape.save("b", b, SitePolicy{SaveMode::sparse, DType::f32, 0.5});
+    tape.save(TapeKey{0, Site::q}, a);
+    tape.save(TapeKey{0, Site::k}, b, SitePolicy{SaveMode::sparse, DType::f32, 0.5});
     CHECK(tape.peak_bytes() == 64 + 2 * 4 + 2 * 5 * 4);
-    CHECK_THROWS_WITH(tape.save("a", b), Catch::Contains("Tape::save: site 'a' is already saved"));
-    CHECK_THROWS_WITH(tape.restore("c"),
-                      Catch::Contains("Tape::restore: site 'c' is not saved (held: a, b)"));
-    Tensor ra = tape.restore("a");
+    CHECK_THROWS_WITH(tape.save(TapeKey{0, Site::q}, b), Catch::Contains("Tape::save: site 'layer0.q' is already saved"));
+    CHECK_THROWS_WITH(tape.restore(TapeKey{0, Site::v}),
+                      Catch::Contains("Tape::restore: site 'layer0.v' is not saved (held: layer0.q, layer0.k)"));
+    Tensor ra = tape.restore(TapeKey{0, Site::q});
     CHECK(tape.peak_bytes() == 64 + 2 * 4 + 2 * 5 * 4);
     CHECK(tape.bytes() == 2 * 4 + 2 * 5 * 4);
-    tape.save("a", ra);  // restored sites can be saved again (copied: `a` and `ra` share it)
+    tape.save(TapeKey{0, Site::q}, ra);  // restored sites can be saved again (copied: `a` and `ra` share it)
     CHECK(tape.records().size() == 3);
     Tensor c = test::random_tensor({5}, DType::f32, rng);
-    tape.save("c", c);
+    tape.save(TapeKey{0, Site::v}, c);
     CHECK(c.category() == MemCategory::saved_activations);
     // `c` is still held here while the tape is cleared: its bytes go back to activations.
     tape.clear();
@@ -177,26 +178,26 @@ TEST_CASE("tape peak, clear and error messages", "[core][tape]") {
     CHECK(saved_now() == saved0);
   }
   CHECK(activations_now() == act0);
-  CHECK_THROWS_WITH(tape.restore("x"), Catch::Contains("site 'x' is not saved (held: none)"));
-  CHECK_THROWS_WITH(tape.save("u", Tensor()), Catch::Contains("Tape::save"));
+  CHECK_THROWS_WITH(tape.restore(TapeKey{0, Site::attn_input}), Catch::Contains("site 'layer0.attn_input' is not saved (held: none)"));
+  CHECK_THROWS_WITH(tape.save(TapeKey{-1, Site::pooler_input}, Tensor()), Catch::Contains("Tape::save"));
   CHECK_THROWS_WITH(
-      tape.save("s", Tensor::zeros({2, 3}, DType::f32), SitePolicy{SaveMode::sparse, DType::f16, 2.0}),
+      tape.save(TapeKey{1, Site::q}, Tensor::zeros({2, 3}, DType::f32), SitePolicy{SaveMode::sparse, DType::f16, 2.0}),
       Catch::Contains("prune_ratio 2 not in [0, 1]"));
-  CHECK(!tape.has("s"));
+  CHECK(!tape.has(TapeKey{1, Site::q}));
   CHECK(tape.bytes() == 0);
   Tape gpu_tape(Device::cuda);
-  CHECK_THROWS_WITH(gpu_tape.save("cpu_x", Tensor::zeros({2}, DType::f32)),
-                    Catch::Contains("site 'cpu_x': tensor f32[2]@cpu is not on the tape's device cuda"));
+  CHECK_THROWS_WITH(gpu_tape.save(TapeKey{-1, Site::emb_ln_input}, Tensor::zeros({2}, DType::f32)),
+                    Catch::Contains("site 'emb_ln_input': tensor f32[2]@cpu is not on the tape's device cuda"));
   // recompute: recorded with 0 bytes stored, nothing held, restoring it names the mode.
   Tensor r = test::random_tensor({4, 6}, DType::f32, rng);
-  tape.save("r", r, SitePolicy{SaveMode::recompute, DType::f32, 0.0});
-  CHECK_FALSE(tape.has("r"));
+  tape.save(TapeKey{0, Site::ffn2_input}, r, SitePolicy{SaveMode::recompute, DType::f32, 0.0});
+  CHECK_FALSE(tape.has(TapeKey{0, Site::ffn2_input}));
   CHECK(tape.bytes() == 0);
   REQUIRE(tape.records().size() == 1);
   CHECK(tape.records()[0].stored_bytes == 0);
   CHECK(tape.records()[0].dense_bytes == 4 * 6 * 4);
   CHECK(r.category() == MemCategory::activations);
-  CHECK_THROWS_WITH(tape.restore("r"), Catch::Contains("site 'r' was saved as recompute"));
+  CHECK_THROWS_WITH(tape.restore(TapeKey{0, Site::ffn2_input}), Catch::Contains("site 'layer0.ffn2_input' was saved as recompute"));
   tape.clear();
   CHECK(save_mode_name(SaveMode::recompute) == "recompute");
   CHECK(save_mode_name(SaveMode::sparse) == "sparse");
@@ -204,7 +205,7 @@ TEST_CASE("tape peak, clear and error messages", "[core][tape]") {
 }
 
 TEST_CASE("tape on CUDA: bytes match the device allocator and sparse restore matches the CPU",
-          "[core][tape][cuda]") {
+          "[models][tape][cuda]") {
   if (test::skip_without_cuda()) return;
   std::mt19937_64 rng(16);
   Tensor x = test::random_tensor({4, 6, 33}, DType::f32, rng);
@@ -212,14 +213,26 @@ TEST_CASE("tape on CUDA: bytes match the device allocator and sparse restore mat
   int64_t saved0 = dev_saved();
   Tape tape(Device::cuda);
   Tensor xd = x.to(Device::cuda);
-  tape.save("dense", xd);
-  tape.save("half", xd, SitePolicy{SaveMode::low_precision, DType::f16, 0.0});
-  tape.save("sparse", xd, SitePolicy{SaveMode::sparse, DType::f16, 0.8});
+  tape.save(TapeKey{-1, Site::classifier_input}, xd);
+  tape.save(TapeKey{-1, Site::pooler_input}, xd, SitePolicy{SaveMode::low_precision, DType::f16, 0.0});
+  tape.save(TapeKey{-1, Site::emb_ln_input}, xd, SitePolicy{SaveMode::sparse, DType::f16, 0.8});
   CHECK(dev_saved() - saved0 == tape.bytes());
-  Tensor s = tape.restore("sparse").to(Device::cpu);
+  Tensor s = tape.restore(TapeKey{-1, Site::emb_ln_input}).to(Device::cpu);
   Tensor want = unpack(pack_topk(x, 0.8, DType::f16));
   CHECK(std::memcmp(s.raw(), want.raw(), want.nbytes()) == 0);
-  tape.restore("half");
-  tape.restore("dense");
+  tape.restore(TapeKey{-1, Site::pooler_input});
+  tape.restore(TapeKey{-1, Site::classifier_input});
   CHECK(dev_saved() == saved0);
+}
+
+TEST_CASE("tape keys: one vocabulary of names, policy sites first", "[models][tape]") {
+  CHECK(TapeKey{3, Site::q}.name() == "layer3.q");
+  CHECK(TapeKey{-1, Site::emb_ln_input}.name() == "emb_ln_input");
+  CHECK(TapeKey{0, Site::ln1_mean}.name() == "layer0.ln1_mean");
+  CHECK(TapeKey{-1, Site::pooler_output}.name() == "pooler_output");
+  for (int i = 0; i < kSavedKinds; ++i) CHECK(is_policy_site(Site(i)) == (i < kSites));
+  CHECK(site_name(Site::classifier_input) == "classifier_input");
+  CHECK(site_name(Site::attn_lse) == "attn_lse");
+  CHECK(TapeKey{0, Site::k} < TapeKey{1, Site::q});
+  CHECK(TapeKey{0, Site::q} < TapeKey{0, Site::k});
 }

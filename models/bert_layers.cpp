@@ -1,0 +1,348 @@
+// BERT's pieces, forward beside backward (Hugging Face BertForSequenceClassification, post-LN).
+// Every saved activation comes back from the tape; under Back Razor it is the pruned
+// reconstruction, which makes weight gradients (and, for Q·Kᵀ, P·V and LayerNorm, the input
+// gradients) approximate while the forward stays exact.
+#include "models/bert_layers.h"
+
+#include "kernels/activation.h"
+#include "kernels/attention.h"
+#include "kernels/cast.h"
+#include "kernels/dropout.h"
+#include "kernels/elementwise.h"
+#include "kernels/embedding.h"
+#include "kernels/gelu.h"
+#include "kernels/layernorm.h"
+#include "kernels/linear.h"
+#include "kernels/padding.h"
+#include "kernels/permute.h"
+#include "models/bert.h"
+
+namespace br {
+
+Tensor StepContext::stats() const {
+  return Tensor::empty({B * S}, model_dtype == DType::f64 ? DType::f64 : DType::f32, device);
+}
+
+void save_site(Tape& tape, const StepContext& ctx, int layer, Site site, const Tensor& x,
+               const SitePolicy& policy) {
+  // x is dead in forward once saved, so its padding rows are zeroed in place just before packing.
+  if (policy.mode == SaveMode::sparse && ctx.padding.defined() && x.dim() >= 3)
+    zero_padding_rows(x, ctx.padding);
+  tape.save({layer, site}, x, policy);
+}
+
+// ---- embeddings ----
+
+Tensor embeddings_forward(const StepContext& ctx, const BertWeights& P, const Tensor& input_ids,
+                          const Tensor& token_type_ids, const BertConfig& c,
+                          const BackRazorPolicy& policy, Tape* tape) {
+  const int64_t B = ctx.B, S = ctx.S, H = ctx.H;
+  Tensor emb = ctx.act({B, S, H});
+  embedding_forward(emb, input_ids, P.word_emb, false);
+  embedding_forward(emb, position_ids(B, S, ctx.device), P.pos_emb, true);
+  embedding_forward(emb, token_type_ids, P.type_emb, true);
+  Tensor h = ctx.act({B, S, H});
+  Tensor mean = ctx.stats(), rstd = ctx.stats();
+  {
+    Tensor ln = ctx.act({B, S, H});
+    layernorm_forward(ln, mean, rstd, emb, Tensor(), P.emb_ln_w, P.emb_ln_b, c.layer_norm_eps,
+                      Tensor());
+    dropout_forward(h, ln, ctx.p_hidden, ctx.key(kDropEmbeddings), ctx.example_ids);
+  }
+  if (tape) {
+    save_site(*tape, ctx, -1, Site::emb_ln_input, emb, policy[Site::emb_ln_input]);
+    tape->save({-1, Site::emb_ln_mean}, mean);
+    tape->save({-1, Site::emb_ln_rstd}, rstd);
+  }
+  return h;
+}
+
+void embeddings_backward(const StepContext& ctx, const BertWeights& P, BertWeights& g,
+                         const Tensor& dh, const Tensor& input_ids, const Tensor& token_type_ids,
+                         const BertConfig& c, Tape& tape) {
+  const int64_t B = ctx.B, S = ctx.S, H = ctx.H;
+  Tensor demb = ctx.act({B, S, H});
+  {
+    Tensor dln = ctx.act({B, S, H});
+    dropout_backward(dln, dh, ctx.p_hidden, ctx.key(kDropEmbeddings), ctx.example_ids);
+    Tensor mean = tape.restore({-1, Site::emb_ln_mean}), rstd = tape.restore({-1, Site::emb_ln_rstd});
+    layernorm_backward(demb, g.emb_ln_w, g.emb_ln_b, dln, tape.restore({-1, Site::emb_ln_input}),
+                       mean, rstd, P.emb_ln_w);
+  }
+  embedding_backward(g.word_emb, demb, input_ids);
+  // nn.Embedding(padding_idx=pad_token_id): the padding row never receives a gradient.
+  if (c.pad_token_id >= 0 && c.pad_token_id < c.vocab_size)
+    g.word_emb.rows(c.pad_token_id, c.pad_token_id + 1).zero_();
+  embedding_backward(g.pos_emb, demb, position_ids(B, S, ctx.device));
+  embedding_backward(g.type_emb, demb, token_type_ids);
+}
+
+// ---- encoder layer: self-attention block ----
+
+namespace {
+
+// h1 = LN1(dropout(merge(softmax(Q Kᵀ · scale + mask) V) W_ao + b_ao) + x), Q/K/V = split(x W + b).
+// Saves the attention input, Q, K, V, P (or, with flash, the logsumexp and possibly the output),
+// the attention-output dense input and the LN1 input with its statistics.
+Tensor self_attention_forward(const StepContext& ctx, int l, const BertLayerWeights& w,
+                              const Tensor& x, const LayerRecord& rec, Tape* tape) {
+  const int64_t B = ctx.B, S = ctx.S, H = ctx.H, N = ctx.N, D = ctx.D;
+  const Tensor& ids = ctx.example_ids;
+  Tensor q = ctx.act({B, N, S, D}), k = ctx.act({B, N, S, D}), v = ctx.act({B, N, S, D});
+  {
+    Tensor t = ctx.act({B, S, H});
+    linear_forward(t, x, w.q_w, w.q_b);
+    split_heads(q, t, N);
+    linear_forward(t, x, w.k_w, w.k_b);
+    split_heads(k, t, N);
+    linear_forward(t, x, w.v_w, w.v_b);
+    split_heads(v, t, N);
+  }
+  Tensor ctx_h = ctx.act({B, N, S, D});
+  Tensor probs, lse;
+  const DropoutKey attn_key = ctx.key(dropout_site(l, kDropAttention));
+  if (rec.flash) {
+    lse = Tensor::empty({B, N, S}, DType::f32, ctx.device);
+    flash_attention_forward(ctx_h, lse, q, k, v, ctx.mask, ctx.scale, ctx.p_attn, attn_key, ids);
+  } else {
+    probs = ctx.act({B, N, S, S});
+    attention_forward(ctx_h, probs, q, k, v, ctx.mask, ctx.scale, ctx.p_attn, attn_key, ids);
+  }
+  Tensor attn = ctx.act({B, S, H});
+  merge_heads(attn, ctx_h);
+  if (!tape || !rec.attn_out_saved()) ctx_h = Tensor();
+  Tensor x1 = ctx.act({B, S, H}), h1 = ctx.act({B, S, H});
+  Tensor mean = ctx.stats(), rstd = ctx.stats();
+  {
+    Tensor a = ctx.act({B, S, H});
+    linear_forward(a, attn, w.ao_w, w.ao_b);
+    dropout_forward(a, a, ctx.p_hidden, ctx.key(dropout_site(l, kDropAttnOut)), ids);
+    layernorm_forward(h1, mean, rstd, a, x, w.ln1_w, w.ln1_b, ctx.eps, x1);
+  }
+  if (tape) {
+    const BackRazorPolicy& p = rec.policy;
+    save_site(*tape, ctx, l, Site::attn_input, x, p[Site::attn_input]);
+    save_site(*tape, ctx, l, Site::q, q, p[Site::q]);
+    save_site(*tape, ctx, l, Site::k, k, p[Site::k]);
+    if (rec.flash) {
+      tape->save({l, Site::attn_lse}, lse);
+      if (rec.attn_out_saved()) tape->save({l, Site::attn_out}, ctx_h);
+    } else {
+      save_site(*tape, ctx, l, Site::probs, probs, p[Site::probs]);
+    }
+    save_site(*tape, ctx, l, Site::v, v, p[Site::v]);
+    save_site(*tape, ctx, l, Site::attn_out_input, attn, p[Site::attn_out_input]);
+    save_site(*tape, ctx, l, Site::ln1_input, x1, p[Site::ln1_input]);
+    tape->save({l, Site::ln1_mean}, mean);
+    tape->save({l, Site::ln1_rstd}, rstd);
+  }
+  return h1;
+}
+
+// Adjoint of self_attention_forward: dx = dh1's LN1/residual part + Σ dproj·W over Q, K and V
+// (exact), weight gradients from the saved (possibly pruned) inputs.
+Tensor self_attention_backward(const StepContext& ctx, int l, const BertLayerWeights& w,
+                               BertLayerWeights& gw, Tensor dh1, const LayerRecord& rec,
+                               Tape& tape) {
+  const int64_t B = ctx.B, S = ctx.S, H = ctx.H, N = ctx.N, D = ctx.D;
+  const Tensor& ids = ctx.example_ids;
+  Tensor dx1 = ctx.act({B, S, H});
+  {
+    Tensor mean = tape.restore({l, Site::ln1_mean}), rstd = tape.restore({l, Site::ln1_rstd});
+    layernorm_backward(dx1, gw.ln1_w, gw.ln1_b, dh1, tape.restore({l, Site::ln1_input}), mean, rstd,
+                       w.ln1_w);
+  }
+  dh1 = Tensor();
+  Tensor dctx_h = ctx.act({B, N, S, D});
+  Tensor out_h;  // flash: the attention output [B,N,S,D] its backward needs
+  {
+    Tensor da = ctx.act({B, S, H});
+    dropout_backward(da, dx1, ctx.p_hidden, ctx.key(dropout_site(l, kDropAttnOut)), ids);
+    Tensor dattn = ctx.act({B, S, H});
+    Tensor attn = tape.restore({l, Site::attn_out_input});
+    linear_backward(dattn, gw.ao_w, gw.ao_b, da, attn, w.ao_w);
+    if (rec.attn_out_saved()) {
+      out_h = tape.restore({l, Site::attn_out});
+    } else if (rec.flash) {  // the attention-output dense input was saved dense: it is the output
+      out_h = ctx.act({B, N, S, D});
+      split_heads(out_h, attn, N);
+    }
+    da = Tensor();
+    split_heads(dctx_h, dattn, N);
+  }
+  Tensor dq = ctx.act({B, N, S, D}), dk = ctx.act({B, N, S, D}), dv = ctx.act({B, N, S, D});
+  {
+    const DropoutKey attn_key = ctx.key(dropout_site(l, kDropAttention));
+    Tensor v = tape.restore({l, Site::v});
+    Tensor k = tape.restore({l, Site::k}), q = tape.restore({l, Site::q});
+    if (rec.flash) {
+      Tensor lse = tape.restore({l, Site::attn_lse});
+      flash_attention_backward(dq, dk, dv, dctx_h, q, k, v, out_h, lse, ctx.mask, ctx.scale,
+                               ctx.p_attn, attn_key, ids);
+    } else {
+      Tensor probs = tape.restore({l, Site::probs});
+      attention_backward(dq, dk, dv, dctx_h, q, k, v, probs, ctx.scale, ctx.p_attn, attn_key, ids);
+    }
+  }
+  out_h = dctx_h = Tensor();
+  // Q, K and V read the same input: dx = Σ dproj·W (exact), weight grads from the saved x.
+  Tensor x = tape.restore({l, Site::attn_input});
+  Tensor dproj = ctx.act({B, S, H}), dxp = ctx.act({B, S, H});
+  Tensor dx = std::move(dx1);  // residual path
+  for (auto [dhead, wt, gwt, gb] : {std::tuple{&dq, &w.q_w, &gw.q_w, &gw.q_b},
+                                    std::tuple{&dk, &w.k_w, &gw.k_w, &gw.k_b},
+                                    std::tuple{&dv, &w.v_w, &gw.v_w, &gw.v_b}}) {
+    merge_heads(dproj, *dhead);
+    linear_backward(dxp, *gwt, *gb, dproj, x, *wt);
+    add(dx, dx, dxp);
+  }
+  return dx;
+}
+
+// ---- encoder layer: feed-forward block ----
+
+// out = LN2(dropout(gelu(h1 W_1 + b_1) W_2 + b_2) + h1). Saves the FFN1, GELU and FFN2 inputs and
+// the LN2 input with its statistics (the FFN2 input as a recompute record when the policy says).
+Tensor feed_forward_forward(const StepContext& ctx, int l, const BertLayerWeights& w,
+                            const Tensor& h1, const LayerRecord& rec, Tape* tape) {
+  const int64_t B = ctx.B, S = ctx.S, H = ctx.H, F = ctx.F;
+  Tensor f = ctx.act({B, S, F}), g = ctx.act({B, S, F});
+  linear_forward(f, h1, w.ffn1_w, w.ffn1_b);
+  gelu_forward(g, f);
+  Tensor o = ctx.act({B, S, H});
+  linear_forward(o, g, w.ffn2_w, w.ffn2_b);
+  dropout_forward(o, o, ctx.p_hidden, ctx.key(dropout_site(l, kDropFfnOut)), ctx.example_ids);
+  Tensor x2 = ctx.act({B, S, H}), out = ctx.act({B, S, H});
+  Tensor mean = ctx.stats(), rstd = ctx.stats();
+  layernorm_forward(out, mean, rstd, o, h1, w.ln2_w, w.ln2_b, ctx.eps, x2);
+  if (tape) {
+    const BackRazorPolicy& p = rec.policy;
+    save_site(*tape, ctx, l, Site::ffn1_input, h1, p[Site::ffn1_input]);
+    save_site(*tape, ctx, l, Site::gelu_input, f, p[Site::gelu_input]);
+    save_site(*tape, ctx, l, Site::ffn2_input, g, p[Site::ffn2_input]);
+    save_site(*tape, ctx, l, Site::ln2_input, x2, p[Site::ln2_input]);
+    tape->save({l, Site::ln2_mean}, mean);
+    tape->save({l, Site::ln2_rstd}, rstd);
+  }
+  return out;
+}
+
+// Adjoint of feed_forward_forward: dh1 = the LN2 input gradient (residual) + FFN1's input gradient.
+Tensor feed_forward_backward(const StepContext& ctx, int l, const BertLayerWeights& w,
+                             BertLayerWeights& gw, Tensor dout, const LayerRecord& rec, Tape& tape) {
+  const int64_t B = ctx.B, S = ctx.S, H = ctx.H, F = ctx.F;
+  // LN2 over o + h1: the gradient of the sum flows to both.
+  Tensor dx2 = ctx.act({B, S, H});
+  {
+    Tensor mean = tape.restore({l, Site::ln2_mean}), rstd = tape.restore({l, Site::ln2_rstd});
+    layernorm_backward(dx2, gw.ln2_w, gw.ln2_b, dout, tape.restore({l, Site::ln2_input}), mean,
+                       rstd, w.ln2_w);
+  }
+  Tensor df = ctx.act({B, S, F});
+  {
+    Tensor d_o = ctx.act({B, S, H});
+    dropout_backward(d_o, dx2, ctx.p_hidden, ctx.key(dropout_site(l, kDropFfnOut)),
+                     ctx.example_ids);
+    Tensor dg = ctx.act({B, S, F});
+    Tensor f;  // the GELU input; restored first when the FFN2 input is rebuilt from it
+    if (rec.ffn2_recomputed()) {
+      f = tape.restore({l, Site::gelu_input});
+      Tensor g = ctx.act({B, S, F});
+      gelu_forward(g, f);
+      linear_backward(dg, gw.ffn2_w, gw.ffn2_b, d_o, g, w.ffn2_w);
+    } else {
+      linear_backward(dg, gw.ffn2_w, gw.ffn2_b, d_o, tape.restore({l, Site::ffn2_input}), w.ffn2_w);
+      f = tape.restore({l, Site::gelu_input});
+    }
+    d_o = Tensor();
+    gelu_backward(df, dg, f);
+  }
+  Tensor dh1 = ctx.act({B, S, H});
+  linear_backward(dh1, gw.ffn1_w, gw.ffn1_b, df, tape.restore({l, Site::ffn1_input}), w.ffn1_w);
+  df = Tensor();
+  add(dh1, dh1, dx2);
+  return dh1;
+}
+
+}  // namespace
+
+Tensor encoder_layer_forward(const StepContext& ctx, int l, const BertLayerWeights& w, Tensor x,
+                             const LayerRecord& rec, Tape* tape) {
+  Tensor h1 = self_attention_forward(ctx, l, w, x, rec, tape);
+  x = Tensor();
+  return feed_forward_forward(ctx, l, w, h1, rec, tape);
+}
+
+Tensor encoder_layer_backward(const StepContext& ctx, int l, const BertLayerWeights& w,
+                              BertLayerWeights& gw, Tensor dout, const LayerRecord& rec,
+                              Tape& tape) {
+  Tensor dh1 = feed_forward_backward(ctx, l, w, gw, std::move(dout), rec, tape);
+  return self_attention_backward(ctx, l, w, gw, std::move(dh1), rec, tape);
+}
+
+// ---- head ----
+
+Tensor head_forward(const StepContext& ctx, const BertWeights& P, Tensor h, int64_t C,
+                    const BackRazorPolicy& policy, Tape* tape) {
+  const int64_t B = ctx.B, H = ctx.H;
+  Tensor cls = ctx.act({B, H});
+  gather_first_token(cls, h);
+  h = Tensor();
+  Tensor pooled = ctx.act({B, H});
+  linear_forward(pooled, cls, P.pooler_w, P.pooler_b);
+  tanh_forward(pooled, pooled);
+  Tensor pooled_d = ctx.act({B, H});
+  dropout_forward(pooled_d, pooled, ctx.p_cls, ctx.key(kDropClassifier), ctx.example_ids);
+  Tensor logits = ctx.act({B, C});
+  linear_forward(logits, pooled_d, P.classifier_w, P.classifier_b);
+  if (tape) {
+    save_site(*tape, ctx, -1, Site::pooler_input, cls, policy[Site::pooler_input]);
+    tape->save({-1, Site::pooler_output}, pooled);
+    save_site(*tape, ctx, -1, Site::classifier_input, pooled_d, policy[Site::classifier_input]);
+  }
+  return logits;
+}
+
+Tensor head_backward(const StepContext& ctx, const BertWeights& P, BertWeights& g,
+                     const Tensor& dlogits, Tape& tape) {
+  const int64_t B = ctx.B, S = ctx.S, H = ctx.H;
+  Tensor dcls = ctx.act({B, H});
+  {
+    Tensor dpooled_d = ctx.act({B, H});
+    linear_backward(dpooled_d, g.classifier_w, g.classifier_b, dlogits,
+                    tape.restore({-1, Site::classifier_input}), P.classifier_w);
+    Tensor dpooled = ctx.act({B, H});
+    dropout_backward(dpooled, dpooled_d, ctx.p_cls, ctx.key(kDropClassifier), ctx.example_ids);
+    tanh_backward(dpooled, dpooled, tape.restore({-1, Site::pooler_output}));
+    linear_backward(dcls, g.pooler_w, g.pooler_b, dpooled, tape.restore({-1, Site::pooler_input}),
+                    P.pooler_w);
+  }
+  Tensor dh = Tensor::zeros({B, S, H}, ctx.act_dtype, ctx.device);
+  scatter_first_token(dh, dcls);
+  return dh;
+}
+
+// ---- small helpers ----
+
+Tensor position_ids(int64_t B, int64_t S, Device device) {
+  std::vector<int32_t> v(size_t(B * S));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t s = 0; s < S; ++s) v[size_t(b * S + s)] = int32_t(s);
+  return Tensor::from_host(v, {B, S}, device);
+}
+
+void gather_first_token(const Tensor& out, const Tensor& h) {
+  const int64_t B = h.size(0), S = h.size(1), H = h.size(2);
+  check_shape("gather_first_token", "out", out, {B, H});
+  Tensor rows = h.view({B * S, H});
+  for (int64_t b = 0; b < B; ++b) out.rows(b, b + 1).copy_from(rows.rows(b * S, b * S + 1));
+}
+
+void scatter_first_token(const Tensor& dh, const Tensor& dout) {
+  const int64_t B = dh.size(0), S = dh.size(1), H = dh.size(2);
+  check_shape("scatter_first_token", "dout", dout, {B, H});
+  Tensor rows = dh.view({B * S, H});
+  for (int64_t b = 0; b < B; ++b) rows.rows(b * S, b * S + 1).copy_from(dout.rows(b, b + 1));
+}
+
+}  // namespace br

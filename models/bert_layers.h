@@ -1,0 +1,95 @@
+// The pieces of one BERT step, each a forward/backward pair that reads like its derivation:
+// embeddings, one encoder layer (post-LN self-attention block, then feed-forward block), and the
+// pooler + classifier head. BertForSequenceClassification::forward/backward compose them; a caller
+// that recomputes a layer in backward (gradient checkpointing) runs encoder_layer_forward again
+// with the same StepContext and a tape of its own.
+//
+// Shapes: B batch, S sequence, H hidden, N heads, D = H/N head dim, F FFN width, C labels.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/philox.h"
+#include "core/tensor.h"
+#include "models/backrazor.h"
+#include "models/config.h"
+#include "models/tape.h"
+
+namespace br {
+
+struct BertWeights;
+struct BertLayerWeights;
+
+// Dropout site ids (DropoutKey::site): three per encoder layer, plus embeddings and classifier.
+enum : uint32_t { kDropAttention = 0, kDropAttnOut = 1, kDropFfnOut = 2 };
+constexpr uint32_t kDropEmbeddings = 0xfffff000u;
+constexpr uint32_t kDropClassifier = 0xfffff001u;
+inline uint32_t dropout_site(int layer, uint32_t which) { return uint32_t(layer) * 4u + which; }
+
+// What every piece of one step shares: shapes, dtypes, dropout, the batch's masks.
+struct StepContext {
+  int64_t B = 0, S = 0, H = 0, N = 0, D = 0, F = 0;
+  DType act_dtype = DType::f32;    // activations (the model's compute dtype)
+  DType model_dtype = DType::f32;  // parameters; LayerNorm statistics are f64 for f64, else f32
+  Device device = Device::cpu;
+  float p_hidden = 0, p_attn = 0, p_cls = 0;  // dropout probabilities (0 outside training)
+  float scale = 1;                            // attention scale D^-0.5
+  double eps = 1e-12;                         // LayerNorm epsilon
+  uint64_t seed = 0;                          // dropout stream
+  uint32_t step = 0;
+  Tensor example_ids;  // i32 [B]: key the dropout masks
+  Tensor mask;         // f32 [B,S] additive attention mask (0 real, lowest() padded)
+  Tensor padding;      // i32 [B,S] token mask when sparse sites skip padding, else undefined
+
+  Tensor act(const Shape& s) const { return Tensor::empty(s, act_dtype, device); }
+  Tensor stats() const;  // a mean or rstd buffer of B*S rows
+  DropoutKey key(uint32_t site) const { return DropoutKey{seed, step, site}; }
+};
+
+// What one encoder layer's forward did, read by its backward (never the live settings).
+struct LayerRecord {
+  BackRazorPolicy policy;  // the save mode applied to each of the layer's sites
+  bool flash = false;      // the fused attention kernel ran: lse saved, probabilities never formed
+  // flash with a non-dense attention-output dense input: the attention output is saved apart.
+  bool attn_out_saved() const { return flash && policy[Site::attn_out_input].mode != SaveMode::dense; }
+  bool ffn2_recomputed() const { return policy[Site::ffn2_input].mode == SaveMode::recompute; }
+};
+
+// Saves x on the tape under (layer, site) with `policy`. Sparse saves first zero x's padding rows in
+// place when ctx.padding is set (padding holds no gradient, so the top-k goes to real tokens).
+void save_site(Tape& tape, const StepContext& ctx, int layer, Site site, const Tensor& x,
+               const SitePolicy& policy);
+
+// Embeddings: h = dropout(LN(word[ids] + pos[0..S) + type[tt])) [B,S,H]. Saves the LN input under
+// the policy's emb_ln_input and its statistics dense. backward: embedding table gradients (+=).
+Tensor embeddings_forward(const StepContext& ctx, const BertWeights& P, const Tensor& input_ids,
+                          const Tensor& token_type_ids, const BertConfig& c,
+                          const BackRazorPolicy& policy, Tape* tape);
+void embeddings_backward(const StepContext& ctx, const BertWeights& P, BertWeights& g,
+                         const Tensor& dh, const Tensor& input_ids, const Tensor& token_type_ids,
+                         const BertConfig& c, Tape& tape);
+
+// Encoder layer l (post-LN): h1 = LN1(dropout(Attn(x) W_ao) + x), out = LN2(dropout(gelu(h1 W_1)
+// W_2) + h1). x is taken by value so the tape can adopt it as the attention input; backward takes
+// dout by value and frees it once the FFN block is done. backward returns dx and accumulates the
+// layer's parameter gradients into gw.
+Tensor encoder_layer_forward(const StepContext& ctx, int l, const BertLayerWeights& w, Tensor x,
+                             const LayerRecord& rec, Tape* tape);
+Tensor encoder_layer_backward(const StepContext& ctx, int l, const BertLayerWeights& w,
+                              BertLayerWeights& gw, Tensor dout, const LayerRecord& rec,
+                              Tape& tape);
+
+// Head: logits = classifier(dropout(tanh(pooler(h[:,0])))) [B,C]. backward returns dh [B,S,H]
+// (zero but for the [CLS] rows) and accumulates the pooler and classifier gradients.
+Tensor head_forward(const StepContext& ctx, const BertWeights& P, Tensor h, int64_t C,
+                    const BackRazorPolicy& policy, Tape* tape);
+Tensor head_backward(const StepContext& ctx, const BertWeights& P, BertWeights& g,
+                     const Tensor& dlogits, Tape& tape);
+
+// i32 [B,S] holding 0..S-1 in every row.
+Tensor position_ids(int64_t B, int64_t S, Device device);
+// out[b,:] = h[b,0,:] for h [B,S,H]; and its adjoint: dh[b,0,:] = dout[b,:], other rows zero.
+void gather_first_token(const Tensor& out, const Tensor& h);
+void scatter_first_token(const Tensor& dh, const Tensor& dout);
+
+}  // namespace br

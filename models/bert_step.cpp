@@ -1,0 +1,124 @@
+// One BERT step as a composition of its pieces (models/bert_layers.h): embeddings, the encoder
+// layers, the head; and backward as the same pieces in reverse, reading the forward's record.
+#include <cmath>
+#include <limits>
+
+#include "kernels/cast.h"
+#include "models/bert.h"
+
+namespace br {
+
+StepContext BertForSequenceClassification::context(const BertBatch& batch,
+                                                   const StepOptions& opt) const {
+  const BertConfig& c = config_;
+  StepContext ctx;
+  ctx.B = batch.input_ids.size(0);
+  ctx.S = batch.input_ids.size(1);
+  ctx.H = c.hidden_size;
+  ctx.N = c.num_attention_heads;
+  ctx.D = ctx.H / ctx.N;
+  ctx.F = c.intermediate_size;
+  ctx.act_dtype = compute_dtype_;
+  ctx.model_dtype = dtype_;
+  ctx.device = device_;
+  if (opt.train) {
+    ctx.p_hidden = float(c.hidden_dropout_prob);
+    ctx.p_attn = opt.attention_dropout ? float(c.attention_probs_dropout_prob) : 0.0f;
+    ctx.p_cls = float(c.classifier_dropout.value_or(c.hidden_dropout_prob));
+  }
+  ctx.scale = float(std::pow(double(ctx.D), -0.5));  // HF: D ** -0.5 in double, applied in fp32
+  ctx.eps = c.layer_norm_eps;
+  ctx.seed = opt.seed;
+  ctx.step = opt.step;
+  ctx.example_ids = batch.example_ids;
+  return ctx;
+}
+
+Tensor BertForSequenceClassification::additive_mask(const BertBatch& batch,
+                                                    bool* has_padding) const {
+  const int64_t B = batch.input_ids.size(0), S = batch.input_ids.size(1);
+  check_shape("bert forward", "attention_mask", batch.attention_mask, {B, S});
+  check_dtype("bert forward", "attention_mask", batch.attention_mask, DType::i32);
+  std::vector<int32_t> m = batch.attention_mask.to_vector<int32_t>();
+  std::vector<float> add(m.size());
+  bool padded = false;
+  for (size_t i = 0; i < m.size(); ++i) {
+    add[i] = m[i] ? 0.0f : std::numeric_limits<float>::lowest();
+    padded = padded || m[i] == 0;
+  }
+  if (has_padding) *has_padding = padded;
+  return Tensor::from_host(add, {B, S}, device_);
+}
+
+ForwardResult BertForSequenceClassification::forward(const BertBatch& batch,
+                                                     const StepOptions& opt, Tape* tape) {
+  const BertConfig& c = config_;
+  check_dtype("bert forward", "input_ids", batch.input_ids, DType::i32);
+  BR_CHECK(batch.input_ids.dim() == 2, "bert forward: input_ids must be [B,S], got {}",
+           batch.input_ids.str());
+  const int64_t B = batch.input_ids.size(0), S = batch.input_ids.size(1);
+  BR_CHECK(S <= c.max_position_embeddings,
+           "bert forward: sequence length {} exceeds max_position_embeddings {}", S,
+           c.max_position_embeddings);
+  check_shape("bert forward", "token_type_ids", batch.token_type_ids, {B, S});
+  BR_CHECK(batch.input_ids.device() == device_, "bert forward: batch on {}, model on {}",
+           device_name(batch.input_ids.device()), device_name(device_));
+  BR_CHECK(!opt.train || tape, "bert forward: training needs a tape");
+  const bool flash = uses_flash_attention();
+  StepContext ctx = context(batch, opt);
+  if (opt.train && (ctx.p_hidden > 0 || ctx.p_attn > 0 || ctx.p_cls > 0))
+    check_shape("bert forward", "example_ids", batch.example_ids, {B});
+  bool has_padding = false;
+  ctx.mask = additive_mask(batch, &has_padding);
+  if (tape && has_padding && policy_.skip_padding && policy_.any_sparse())
+    ctx.padding = batch.attention_mask.to(device_);
+  const BertWeights& P = compute_weights(true);
+
+  ForwardResult r;
+  r.record.policy = policy_;
+  r.record.layers.assign(size_t(c.num_hidden_layers), LayerRecord{policy_, flash});
+  Tensor h = embeddings_forward(ctx, P, batch.input_ids, batch.token_type_ids, c, policy_, tape);
+  for (int l = 0; l < c.num_hidden_layers; ++l)
+    h = encoder_layer_forward(ctx, l, P.layers[size_t(l)], std::move(h), r.record.layers[size_t(l)],
+                              tape);
+  Tensor logits = head_forward(ctx, P, std::move(h), c.num_labels(), policy_, tape);
+  // The loss runs in f32 (or f64) whatever the compute dtype.
+  r.logits = logits.dtype() == dtype_ ? logits : cast(logits, dtype_);
+  return r;
+}
+
+void BertForSequenceClassification::backward(const BertBatch& batch, const StepOptions& opt,
+                                             Tape& tape, const ForwardRecord& record,
+                                             const Tensor& dlogits, const GradReadyHook& on_ready) {
+  const BertConfig& c = config_;
+  BR_CHECK(opt.train, "bert backward: needs a training forward (StepOptions::train)");
+  BR_CHECK(int(record.layers.size()) == c.num_hidden_layers,
+           "bert backward: the forward record has {} layers, the model {}", record.layers.size(),
+           c.num_hidden_layers);
+  StepContext ctx = context(batch, opt);
+  check_shape("bert backward", "dlogits", dlogits, {ctx.B, c.num_labels()});
+  if (record.any_flash()) ctx.mask = additive_mask(batch);
+  BertWeights& g = grads_;
+  // The weights the forward computed with (bf16 copies made by that forward, or params_).
+  const BertWeights& P = compute_weights(false);
+  int group = 0;
+  auto ready = [&] {
+    if (on_ready) on_ready(group);
+    ++group;
+  };
+
+  // dlogits come in the loss dtype (f32 for bf16 compute).
+  Tensor dh = head_backward(ctx, P, g,
+                            dlogits.dtype() == compute_dtype_ ? dlogits : cast(dlogits, compute_dtype_),
+                            tape);
+  ready();  // classifier and pooler
+  for (int l = c.num_hidden_layers - 1; l >= 0; --l) {
+    dh = encoder_layer_backward(ctx, l, P.layers[size_t(l)], g.layers[size_t(l)], std::move(dh),
+                                record.layers[size_t(l)], tape);
+    ready();  // layer l
+  }
+  embeddings_backward(ctx, P, g, dh, batch.input_ids, batch.token_type_ids, c, tape);
+  ready();  // embeddings
+}
+
+}  // namespace br
