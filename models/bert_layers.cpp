@@ -4,6 +4,9 @@
 // gradients) approximate while the forward stays exact.
 #include "models/bert_layers.h"
 
+#include <array>
+#include <utility>
+
 #include "kernels/activation.h"
 #include "kernels/attention.h"
 #include "kernels/cast.h"
@@ -139,26 +142,19 @@ Tensor self_attention_forward(const StepContext& ctx, int l, const BertLayerWeig
   return h1;
 }
 
-// Adjoint of self_attention_forward: dx = dh1's LN1/residual part + Σ dproj·W over Q, K and V
-// (exact), weight gradients from the saved (possibly pruned) inputs.
-Tensor self_attention_backward(const StepContext& ctx, int l, const BertLayerWeights& w,
-                               BertLayerWeights& gw, Tensor dh1, const LayerRecord& rec,
-                               Tape& tape) {
+// The attention-output dense backward: dctx_h [B,N,S,D] = split(dropout'(dx1) W_ao), W_ao's
+// gradient from the saved input; with flash also the attention output its backward needs (saved
+// apart, or the dense input itself).
+std::pair<Tensor, Tensor> attention_output_backward(const StepContext& ctx, int l,
+                                                    const BertLayerWeights& w, BertLayerWeights& gw,
+                                                    const Tensor& dx1, const LayerRecord& rec,
+                                                    Tape& tape) {
   const int64_t B = ctx.B, S = ctx.S, H = ctx.H, N = ctx.N, D = ctx.D;
-  const Tensor& ids = ctx.example_ids;
-  Tensor dx1 = ctx.act({B, S, H});
-  {
-    Tensor mean = tape.restore({l, Site::ln1_mean}), rstd = tape.restore({l, Site::ln1_rstd});
-    layernorm_backward(dx1, gw.ln1_w, gw.ln1_b, dh1, tape.restore({l, Site::ln1_input}), mean, rstd,
-                       w.ln1_w);
-  }
-  dh1 = Tensor();
-  Tensor dctx_h = ctx.act({B, N, S, D});
-  Tensor out_h;  // flash: the attention output [B,N,S,D] its backward needs
+  Tensor dattn = ctx.act({B, S, H}), out_h;
   {
     Tensor da = ctx.act({B, S, H});
-    dropout_backward(da, dx1, ctx.p_hidden, ctx.key(dropout_site(l, kDropAttnOut)), ids);
-    Tensor dattn = ctx.act({B, S, H});
+    dropout_backward(da, dx1, ctx.p_hidden, ctx.key(dropout_site(l, kDropAttnOut)),
+                     ctx.example_ids);
     Tensor attn = tape.restore({l, Site::attn_out_input});
     linear_backward(dattn, gw.ao_w, gw.ao_b, da, attn, w.ao_w);
     if (rec.attn_out_saved()) {
@@ -167,33 +163,61 @@ Tensor self_attention_backward(const StepContext& ctx, int l, const BertLayerWei
       out_h = ctx.act({B, N, S, D});
       split_heads(out_h, attn, N);
     }
-    da = Tensor();
-    split_heads(dctx_h, dattn, N);
   }
-  Tensor dq = ctx.act({B, N, S, D}), dk = ctx.act({B, N, S, D}), dv = ctx.act({B, N, S, D});
+  Tensor dctx_h = ctx.act({B, N, S, D});
+  split_heads(dctx_h, dattn, N);
+  return {dctx_h, out_h};
+}
+
+// dQ, dK, dV [B,N,S,D] of softmax(Q Kᵀ · scale + mask) V from the saved Q, K, V and P (or, with
+// flash, the logsumexp and the output).
+std::array<Tensor, 3> attention_core_backward(const StepContext& ctx, int l, const Tensor& dctx_h,
+                                              const Tensor& out_h, const LayerRecord& rec,
+                                              Tape& tape) {
+  const int64_t B = ctx.B, S = ctx.S, N = ctx.N, D = ctx.D;
+  std::array<Tensor, 3> d = {ctx.act({B, N, S, D}), ctx.act({B, N, S, D}), ctx.act({B, N, S, D})};
+  const DropoutKey key = ctx.key(dropout_site(l, kDropAttention));
+  Tensor v = tape.restore({l, Site::v});
+  Tensor k = tape.restore({l, Site::k}), q = tape.restore({l, Site::q});
+  if (rec.flash) {
+    Tensor lse = tape.restore({l, Site::attn_lse});
+    flash_attention_backward(d[0], d[1], d[2], dctx_h, q, k, v, out_h, lse, ctx.mask, ctx.scale,
+                             ctx.p_attn, key, ctx.example_ids);
+  } else {
+    Tensor probs = tape.restore({l, Site::probs});
+    attention_backward(d[0], d[1], d[2], dctx_h, q, k, v, probs, ctx.scale, ctx.p_attn, key,
+                       ctx.example_ids);
+  }
+  return d;
+}
+
+// Adjoint of self_attention_forward: dx = the LN1 input gradient (residual) + Σ dproj·W over Q, K
+// and V (exact), the weight gradients from the saved (possibly pruned) inputs.
+Tensor self_attention_backward(const StepContext& ctx, int l, const BertLayerWeights& w,
+                               BertLayerWeights& gw, Tensor dh1, const LayerRecord& rec,
+                               Tape& tape) {
+  const int64_t B = ctx.B, S = ctx.S, H = ctx.H;
+  Tensor dx = ctx.act({B, S, H});  // the residual path first, then += each projection's part
   {
-    const DropoutKey attn_key = ctx.key(dropout_site(l, kDropAttention));
-    Tensor v = tape.restore({l, Site::v});
-    Tensor k = tape.restore({l, Site::k}), q = tape.restore({l, Site::q});
-    if (rec.flash) {
-      Tensor lse = tape.restore({l, Site::attn_lse});
-      flash_attention_backward(dq, dk, dv, dctx_h, q, k, v, out_h, lse, ctx.mask, ctx.scale,
-                               ctx.p_attn, attn_key, ids);
-    } else {
-      Tensor probs = tape.restore({l, Site::probs});
-      attention_backward(dq, dk, dv, dctx_h, q, k, v, probs, ctx.scale, ctx.p_attn, attn_key, ids);
-    }
+    Tensor mean = tape.restore({l, Site::ln1_mean}), rstd = tape.restore({l, Site::ln1_rstd});
+    layernorm_backward(dx, gw.ln1_w, gw.ln1_b, dh1, tape.restore({l, Site::ln1_input}), mean, rstd,
+                       w.ln1_w);
   }
-  out_h = dctx_h = Tensor();
-  // Q, K and V read the same input: dx = Σ dproj·W (exact), weight grads from the saved x.
+  dh1 = Tensor();
+  std::array<Tensor, 3> dqkv;
+  {
+    auto [dctx_h, out_h] = attention_output_backward(ctx, l, w, gw, dx, rec, tape);
+    dqkv = attention_core_backward(ctx, l, dctx_h, out_h, rec, tape);
+  }
+  // Q, K and V read the same input: dx += Σ dproj·W (exact), weight grads from the saved x.
   Tensor x = tape.restore({l, Site::attn_input});
   Tensor dproj = ctx.act({B, S, H}), dxp = ctx.act({B, S, H});
-  Tensor dx = std::move(dx1);  // residual path
-  for (auto [dhead, wt, gwt, gb] : {std::tuple{&dq, &w.q_w, &gw.q_w, &gw.q_b},
-                                    std::tuple{&dk, &w.k_w, &gw.k_w, &gw.k_b},
-                                    std::tuple{&dv, &w.v_w, &gw.v_w, &gw.v_b}}) {
-    merge_heads(dproj, *dhead);
-    linear_backward(dxp, *gwt, *gb, dproj, x, *wt);
+  const std::array<std::array<const Tensor*, 3>, 3> proj = {{{&w.q_w, &gw.q_w, &gw.q_b},
+                                                      {&w.k_w, &gw.k_w, &gw.k_b},
+                                                      {&w.v_w, &gw.v_w, &gw.v_b}}};
+  for (size_t i = 0; i < 3; ++i) {
+    merge_heads(dproj, dqkv[i]);
+    linear_backward(dxp, *proj[i][1], *proj[i][2], dproj, x, *proj[i][0]);
     add(dx, dx, dxp);
   }
   return dx;
@@ -227,24 +251,18 @@ Tensor feed_forward_forward(const StepContext& ctx, int l, const BertLayerWeight
   return out;
 }
 
-// Adjoint of feed_forward_forward: dh1 = the LN2 input gradient (residual) + FFN1's input gradient.
-Tensor feed_forward_backward(const StepContext& ctx, int l, const BertLayerWeights& w,
-                             BertLayerWeights& gw, Tensor dout, const LayerRecord& rec, Tape& tape) {
+// df = gelu'(f) ⊙ (dropout'(dx2) W_2): the FFN2 and GELU backward, W_2's gradient from the saved
+// FFN2 input or from gelu(f) recomputed.
+Tensor ffn2_gelu_backward(const StepContext& ctx, int l, const BertLayerWeights& w,
+                          BertLayerWeights& gw, const Tensor& dx2, const LayerRecord& rec,
+                          Tape& tape) {
   const int64_t B = ctx.B, S = ctx.S, H = ctx.H, F = ctx.F;
-  // LN2 over o + h1: the gradient of the sum flows to both.
-  Tensor dx2 = ctx.act({B, S, H});
-  {
-    Tensor mean = tape.restore({l, Site::ln2_mean}), rstd = tape.restore({l, Site::ln2_rstd});
-    layernorm_backward(dx2, gw.ln2_w, gw.ln2_b, dout, tape.restore({l, Site::ln2_input}), mean,
-                       rstd, w.ln2_w);
-  }
-  Tensor df = ctx.act({B, S, F});
+  Tensor dg = ctx.act({B, S, F});
+  Tensor f;  // the GELU input; restored first when the FFN2 input is rebuilt from it
   {
     Tensor d_o = ctx.act({B, S, H});
     dropout_backward(d_o, dx2, ctx.p_hidden, ctx.key(dropout_site(l, kDropFfnOut)),
                      ctx.example_ids);
-    Tensor dg = ctx.act({B, S, F});
-    Tensor f;  // the GELU input; restored first when the FFN2 input is rebuilt from it
     if (rec.ffn2_recomputed()) {
       f = tape.restore({l, Site::gelu_input});
       Tensor g = ctx.act({B, S, F});
@@ -254,12 +272,26 @@ Tensor feed_forward_backward(const StepContext& ctx, int l, const BertLayerWeigh
       linear_backward(dg, gw.ffn2_w, gw.ffn2_b, d_o, tape.restore({l, Site::ffn2_input}), w.ffn2_w);
       f = tape.restore({l, Site::gelu_input});
     }
-    d_o = Tensor();
-    gelu_backward(df, dg, f);
   }
+  Tensor df = ctx.act({B, S, F});
+  gelu_backward(df, dg, f);
+  return df;
+}
+
+// Adjoint of feed_forward_forward: dh1 = the LN2 input gradient (residual) + FFN1's input gradient.
+Tensor feed_forward_backward(const StepContext& ctx, int l, const BertLayerWeights& w,
+                             BertLayerWeights& gw, Tensor dout, const LayerRecord& rec, Tape& tape) {
+  const int64_t B = ctx.B, S = ctx.S, H = ctx.H;
+  // LN2 over o + h1: the gradient of the sum flows to both.
+  Tensor dx2 = ctx.act({B, S, H});
+  {
+    Tensor mean = tape.restore({l, Site::ln2_mean}), rstd = tape.restore({l, Site::ln2_rstd});
+    layernorm_backward(dx2, gw.ln2_w, gw.ln2_b, dout, tape.restore({l, Site::ln2_input}), mean,
+                       rstd, w.ln2_w);
+  }
+  const Tensor df = ffn2_gelu_backward(ctx, l, w, gw, dx2, rec, tape);
   Tensor dh1 = ctx.act({B, S, H});
   linear_backward(dh1, gw.ffn1_w, gw.ffn1_b, df, tape.restore({l, Site::ffn1_input}), w.ffn1_w);
-  df = Tensor();
   add(dh1, dh1, dx2);
   return dh1;
 }
