@@ -67,6 +67,54 @@ void BertConfig::set_num_labels(int64_t n) {
   set_labels(names);
 }
 
+namespace {
+
+// Labels as PretrainedConfig reads them: id2label wins; without it, num_labels (default 2) makes
+// LABEL_i names; label2id defaults to the inverse of id2label.
+void read_labels(const json& j, BertConfig& c, const std::string& origin) {
+  if (auto it = j.find("id2label"); it != j.end() && !it->is_null()) {
+    BR_CHECK(it->is_object() && !it->empty(),
+             "config {}: 'id2label' must be a non-empty object {{\"0\": name, ...}}, got {}", origin,
+             it->dump());
+    std::vector<std::string> names(it->size());
+    std::vector<bool> seen(it->size(), false);
+    for (auto e = it->begin(); e != it->end(); ++e) {
+      size_t used = 0;
+      int64_t id = -1;
+      try {
+        id = std::stoll(e.key(), &used);
+      } catch (const std::exception&) {
+        used = 0;
+      }
+      BR_CHECK(used == e.key().size() && id >= 0 && id < int64_t(names.size()) && !seen[size_t(id)],
+               "config {}: 'id2label' key '{}' is not one of the ids 0..{}", origin, e.key(),
+               names.size() - 1);
+      BR_CHECK(e.value().is_string(), "config {}: 'id2label' [{}] must be a string, got {}", origin,
+               e.key(), e.value().dump());
+      seen[size_t(id)] = true;
+      names[size_t(id)] = e.value().get<std::string>();
+    }
+    c.set_labels(names);
+  } else if (auto n = j.find("num_labels"); n != j.end()) {
+    BR_CHECK(n->is_number_integer() && n->get<int64_t>() >= 1,
+             "config {}: 'num_labels' must be a positive integer, got {}", origin, n->dump());
+    c.set_num_labels(n->get<int64_t>());
+  }
+  if (auto it = j.find("label2id"); it != j.end() && !it->is_null()) {
+    BR_CHECK(it->is_object(), "config {}: 'label2id' must be an object {{name: id}}, got {}", origin,
+             it->dump());
+    c.label2id.clear();
+    for (auto e = it->begin(); e != it->end(); ++e) {
+      BR_CHECK(e.value().is_number_integer(), "config {}: 'label2id' ['{}'] must be an integer, got {}",
+               origin, e.key(), e.value().dump());
+      c.label2id[e.key()] = e.value().get<int64_t>();
+    }
+  }
+
+}
+
+}  // namespace
+
 BertConfig BertConfig::from_json(const json& j, const std::string& origin) {
   BR_CHECK(j.is_object(), "config {}: top level must be a JSON object, got {}", origin,
            std::string(j.type_name()));
@@ -107,47 +155,7 @@ BertConfig BertConfig::from_json(const json& j, const std::string& origin) {
     }
   }
 
-  // Labels as PretrainedConfig reads them: id2label wins; without it, num_labels (default 2) makes
-  // LABEL_i names; label2id defaults to the inverse of id2label.
-  if (auto it = j.find("id2label"); it != j.end() && !it->is_null()) {
-    BR_CHECK(it->is_object() && !it->empty(),
-             "config {}: 'id2label' must be a non-empty object {{\"0\": name, ...}}, got {}", origin,
-             it->dump());
-    std::vector<std::string> names(it->size());
-    std::vector<bool> seen(it->size(), false);
-    for (auto e = it->begin(); e != it->end(); ++e) {
-      size_t used = 0;
-      int64_t id = -1;
-      try {
-        id = std::stoll(e.key(), &used);
-      } catch (const std::exception&) {
-        used = 0;
-      }
-      BR_CHECK(used == e.key().size() && id >= 0 && id < int64_t(names.size()) && !seen[size_t(id)],
-               "config {}: 'id2label' key '{}' is not one of the ids 0..{}", origin, e.key(),
-               names.size() - 1);
-      BR_CHECK(e.value().is_string(), "config {}: 'id2label' [{}] must be a string, got {}", origin,
-               e.key(), e.value().dump());
-      seen[size_t(id)] = true;
-      names[size_t(id)] = e.value().get<std::string>();
-    }
-    c.set_labels(names);
-  } else if (auto n = j.find("num_labels"); n != j.end()) {
-    BR_CHECK(n->is_number_integer() && n->get<int64_t>() >= 1,
-             "config {}: 'num_labels' must be a positive integer, got {}", origin, n->dump());
-    c.set_num_labels(n->get<int64_t>());
-  }
-  if (auto it = j.find("label2id"); it != j.end() && !it->is_null()) {
-    BR_CHECK(it->is_object(), "config {}: 'label2id' must be an object {{name: id}}, got {}", origin,
-             it->dump());
-    c.label2id.clear();
-    for (auto e = it->begin(); e != it->end(); ++e) {
-      BR_CHECK(e.value().is_number_integer(), "config {}: 'label2id' ['{}'] must be an integer, got {}",
-               origin, e.key(), e.value().dump());
-      c.label2id[e.key()] = e.value().get<int64_t>();
-    }
-  }
-
+  read_labels(j, c, origin);
   for (auto it = j.begin(); it != j.end(); ++it)
     if (!modelled_keys().count(it.key())) c.extra[it.key()] = it.value();
   c.validate(origin);

@@ -151,21 +151,12 @@ SafetensorsFile SafetensorsFile::from_bytes(std::vector<uint8_t> bytes, const st
   return parse(std::move(buf), label);
 }
 
-SafetensorsFile SafetensorsFile::parse(std::shared_ptr<const Buffer> buf, const std::string& file) {
-  using nlohmann::json;
-  BR_CHECK(buf->size >= 8, "safetensors: {}: file has {} bytes, shorter than the 8-byte header length",
-           file, buf->size);
-  uint64_t n = 0;
-  std::memcpy(&n, buf->data, 8);
-  BR_CHECK(n <= kMaxHeaderBytes, "safetensors: {}: header length {} exceeds the {}-byte limit", file,
-           n, kMaxHeaderBytes);
-  BR_CHECK(n <= buf->size - 8, "safetensors: {}: header length {} runs past the end of the {}-byte file",
-           file, n, buf->size);
-  std::string_view text(reinterpret_cast<const char*>(buf->data) + 8, size_t(n));
-  BR_CHECK(!text.empty() && text[0] == '{', "safetensors: {}: header does not start with '{{'", file);
+namespace {
 
-  // nlohmann keeps the last of duplicate keys silently; the reference rejects them, so track the
-  // keys of every open object.
+// The header's JSON. nlohmann keeps the last of duplicate keys silently; the reference rejects
+// them, so the keys of every open object are tracked while parsing.
+nlohmann::json parse_header(std::string_view text, const std::string& file) {
+  using nlohmann::json;
   std::vector<std::set<std::string>> open_objects;
   std::string duplicate;
   auto on_event = [&](int, json::parse_event_t ev, json& parsed) {
@@ -187,70 +178,61 @@ SafetensorsFile SafetensorsFile::parse(std::shared_ptr<const Buffer> buf, const 
   }
   BR_CHECK(duplicate.empty(), "safetensors: {}: header has the key '{}' twice", file, duplicate);
   BR_CHECK(header.is_object(), "safetensors: {}: header is not a JSON object", file);
+  return header;
+}
 
-  SafetensorsFile f;
-  f.buf_ = buf;
-  f.path_ = file;
-  f.data_start_ = 8 + n;
-  std::vector<uint64_t> bits;
-  for (auto it = header.begin(); it != header.end(); ++it) {
-    const std::string& name = it.key();
-    const json& v = it.value();
-    if (name == "__metadata__") {
-      if (v.is_null()) continue;
-      BR_CHECK(v.is_object(), "safetensors: {}: __metadata__ is not an object of strings", file);
-      for (auto m = v.begin(); m != v.end(); ++m) {
-        BR_CHECK(m.value().is_string(), "safetensors: {}: __metadata__ '{}' is not a string", file,
-                 m.key());
-        f.metadata_[m.key()] = m.value().get<std::string>();
-      }
-      continue;
-    }
-    BR_CHECK(v.is_object(), "safetensors: {}: tensor '{}': entry is not an object", file, name);
-    auto dt = v.find("dtype");
-    auto sh = v.find("shape");
-    auto off = v.find("data_offsets");
-    BR_CHECK(dt != v.end() && dt->is_string(), "safetensors: {}: tensor '{}': missing string 'dtype'",
-             file, name);
-    BR_CHECK(sh != v.end() && sh->is_array(), "safetensors: {}: tensor '{}': missing array 'shape'",
-             file, name);
-    BR_CHECK(off != v.end() && off->is_array() && off->size() == 2 && (*off)[0].is_number_unsigned() &&
-                 (*off)[1].is_number_unsigned(),
-             "safetensors: {}: tensor '{}': 'data_offsets' must be [begin, end] of non-negative "
-             "integers, got {}",
-             file, name, off == v.end() ? std::string("nothing") : off->dump());
-    SafetensorsEntry e;
-    e.name = name;
-    e.dtype = dt->get<std::string>();
-    const StDtype* sd = find_st_dtype(e.dtype);
-    BR_CHECK(sd, "safetensors: {}: tensor '{}': unknown dtype '{}'", file, name, e.dtype);
-    for (const json& d : *sh) {
-      BR_CHECK(d.is_number_unsigned() &&
-                   d.get<uint64_t>() <= uint64_t(std::numeric_limits<int64_t>::max()),
-               "safetensors: {}: tensor '{}': shape {} has a dimension that is not a non-negative "
-               "integer",
-               file, name, sh->dump());
-      e.shape.push_back(int64_t(d.get<uint64_t>()));
-    }
-    e.begin = (*off)[0].get<uint64_t>();
-    e.end = (*off)[1].get<uint64_t>();
-    f.entries_.push_back(std::move(e));
-    bits.push_back(sd->bits);
+// One tensor's header entry {"dtype", "shape", "data_offsets"}; *bits gets its dtype's width.
+SafetensorsEntry parse_entry(const std::string& name, const nlohmann::json& v,
+                             const std::string& file, uint64_t* bits) {
+  using nlohmann::json;
+  BR_CHECK(v.is_object(), "safetensors: {}: tensor '{}': entry is not an object", file, name);
+  auto dt = v.find("dtype");
+  auto sh = v.find("shape");
+  auto off = v.find("data_offsets");
+  BR_CHECK(dt != v.end() && dt->is_string(), "safetensors: {}: tensor '{}': missing string 'dtype'",
+           file, name);
+  BR_CHECK(sh != v.end() && sh->is_array(), "safetensors: {}: tensor '{}': missing array 'shape'",
+           file, name);
+  BR_CHECK(off != v.end() && off->is_array() && off->size() == 2 && (*off)[0].is_number_unsigned() &&
+               (*off)[1].is_number_unsigned(),
+           "safetensors: {}: tensor '{}': 'data_offsets' must be [begin, end] of non-negative "
+           "integers, got {}",
+           file, name, off == v.end() ? std::string("nothing") : off->dump());
+  SafetensorsEntry e;
+  e.name = name;
+  e.dtype = dt->get<std::string>();
+  const StDtype* sd = find_st_dtype(e.dtype);
+  BR_CHECK(sd, "safetensors: {}: tensor '{}': unknown dtype '{}'", file, name, e.dtype);
+  for (const json& d : *sh) {
+    BR_CHECK(d.is_number_unsigned() &&
+                 d.get<uint64_t>() <= uint64_t(std::numeric_limits<int64_t>::max()),
+             "safetensors: {}: tensor '{}': shape {} has a dimension that is not a non-negative "
+             "integer",
+             file, name, sh->dump());
+    e.shape.push_back(int64_t(d.get<uint64_t>()));
   }
+  e.begin = (*off)[0].get<uint64_t>();
+  e.end = (*off)[1].get<uint64_t>();
+  *bits = sd->bits;
+  return e;
+}
 
-  // Validation as the reference does it: in data order, each tensor starts where the previous one
-  // ended (no holes, no overlap), has a non-negative length equal to numel * itemsize, and the
-  // last one ends exactly at the end of the file.
-  std::vector<size_t> order(f.entries_.size());
+// Validation as the reference does it: in data order, each tensor starts where the previous one
+// ended (no holes, no overlap), has a non-negative length equal to numel * itemsize, and the
+// last one ends exactly at the end of the data buffer. Returns the entries' indices in data order.
+std::vector<size_t> check_layout(const std::vector<SafetensorsEntry>& entries,
+                                 const std::vector<uint64_t>& bits, uint64_t data_bytes,
+                                 const std::string& file) {
+  std::vector<size_t> order(entries.size());
   for (size_t i = 0; i < order.size(); ++i) order[i] = i;
   std::sort(order.begin(), order.end(), [&](size_t a, size_t b) {
-    const SafetensorsEntry &x = f.entries_[a], &y = f.entries_[b];
+    const SafetensorsEntry &x = entries[a], &y = entries[b];
     return std::tie(x.begin, x.end, x.name) < std::tie(y.begin, y.end, y.name);
   });
   uint64_t pos = 0;
   std::string prev = "the start of the data buffer";
   for (size_t i : order) {
-    const SafetensorsEntry& e = f.entries_[i];
+    const SafetensorsEntry& e = entries[i];
     BR_CHECK(e.begin <= e.end, "safetensors: {}: tensor '{}': data_offsets [{}, {}] end before they begin",
              file, e.name, e.begin, e.end);
     BR_CHECK(e.begin >= pos,
@@ -274,7 +256,6 @@ SafetensorsFile SafetensorsFile::parse(std::shared_ptr<const Buffer> buf, const 
     pos = e.end;
     prev = "tensor '" + e.name + "'";
   }
-  uint64_t data_bytes = buf->size - f.data_start_;
   BR_CHECK(pos <= data_bytes,
            "safetensors: {}: {} ends at data offset {}, past the end of the {}-byte data buffer", file,
            prev, pos, data_bytes);
@@ -283,6 +264,49 @@ SafetensorsFile SafetensorsFile::parse(std::shared_ptr<const Buffer> buf, const 
            "the file has trailing bytes",
            file, pos, data_bytes, prev);
 
+  return order;
+}
+
+}  // namespace
+
+SafetensorsFile SafetensorsFile::parse(std::shared_ptr<const Buffer> buf, const std::string& file) {
+  using nlohmann::json;
+  BR_CHECK(buf->size >= 8, "safetensors: {}: file has {} bytes, shorter than the 8-byte header length",
+           file, buf->size);
+  uint64_t n = 0;
+  std::memcpy(&n, buf->data, 8);
+  BR_CHECK(n <= kMaxHeaderBytes, "safetensors: {}: header length {} exceeds the {}-byte limit", file,
+           n, kMaxHeaderBytes);
+  BR_CHECK(n <= buf->size - 8, "safetensors: {}: header length {} runs past the end of the {}-byte file",
+           file, n, buf->size);
+  std::string_view text(reinterpret_cast<const char*>(buf->data) + 8, size_t(n));
+  BR_CHECK(!text.empty() && text[0] == '{', "safetensors: {}: header does not start with '{{'", file);
+
+  json header = parse_header(text, file);
+  SafetensorsFile f;
+  f.buf_ = buf;
+  f.path_ = file;
+  f.data_start_ = 8 + n;
+  std::vector<uint64_t> bits;
+  for (auto it = header.begin(); it != header.end(); ++it) {
+    const std::string& name = it.key();
+    const json& v = it.value();
+    if (name == "__metadata__") {
+      if (v.is_null()) continue;
+      BR_CHECK(v.is_object(), "safetensors: {}: __metadata__ is not an object of strings", file);
+      for (auto m = v.begin(); m != v.end(); ++m) {
+        BR_CHECK(m.value().is_string(), "safetensors: {}: __metadata__ '{}' is not a string", file,
+                 m.key());
+        f.metadata_[m.key()] = m.value().get<std::string>();
+      }
+      continue;
+    }
+    uint64_t b = 0;
+    f.entries_.push_back(parse_entry(name, v, file, &b));
+    bits.push_back(b);
+  }
+
+  std::vector<size_t> order = check_layout(f.entries_, bits, buf->size - f.data_start_, file);
   std::vector<SafetensorsEntry> sorted;
   sorted.reserve(order.size());
   for (size_t i : order) sorted.push_back(std::move(f.entries_[i]));
