@@ -106,6 +106,74 @@ Grad gradient(BertForSequenceClassification& m, const BertBatch& bb, uint32_t st
   return r;
 }
 
+// Agreement of a gradient g with the dense one over a range of the flat buffer.
+struct Sums {
+  double dot = 0, nd = 0, ng = 0, diff = 0;
+  void add(const Sums& o) {
+    dot += o.dot;
+    nd += o.nd;
+    ng += o.ng;
+    diff += o.diff;
+  }
+  double cos() const { return nd > 0 && ng > 0 ? dot / std::sqrt(nd * ng) : 1.0; }
+  double relerr() const { return nd > 0 ? std::sqrt(diff / nd) : 0.0; }
+};
+
+// Per gradient group g at index g + 1, and the whole model (their total) at index 0.
+std::vector<Sums> sums_by_group(const std::vector<float>& dense, const std::vector<float>& g,
+                                const std::vector<int64_t>& off) {
+  std::vector<Sums> r(off.size());
+  for (size_t grp = 0; grp + 1 < off.size(); ++grp) {
+    Sums& t = r[grp + 1];
+    for (int64_t k = off[grp]; k < off[grp + 1]; ++k) {
+      double x = dense[size_t(k)], y = g[size_t(k)];
+      t.dot += x * y;
+      t.nd += x * x;
+      t.ng += y * y;
+      t.diff += (x - y) * (x - y);
+    }
+    r[0].add(t);
+  }
+  return r;
+}
+
+// Means over batches of one policy's cosine and relative error (per slot of sums_by_group) and
+// saved bytes.
+struct Tally {
+  std::vector<double> cos, err;
+  double bytes = 0;
+  void add(const std::vector<Sums>& sums, int64_t saved_bytes) {
+    cos.resize(sums.size());
+    err.resize(sums.size());
+    for (size_t i = 0; i < sums.size(); ++i) {
+      cos[i] += sums[i].cos();
+      err[i] += sums[i].relerr();
+    }
+    bytes += double(saved_bytes);
+  }
+};
+
+void print_table(const Args& a, const std::string& dir, const std::vector<std::string>& specs,
+                 const std::vector<Tally>& t, int L) {
+  const int G = L + 2;
+  auto group_name = [&](int g) {
+    return g == 0 ? std::string("head") : g == G - 1 ? std::string("emb")
+                                                     : fmt::format("L{}", L - g);
+  };
+  fmt::print("{} batches of {} from {} train (max_seq_length {}, seed {}), model {}\n\n",
+             a.batches, a.batch, a.task, a.max_seq, a.seed, dir);
+  fmt::print("{:<44} {:>7} {:>8} {:>8}", "policy", "bytes", "cos", "relerr");
+  for (int g = 0; g < G; ++g) fmt::print(" {:>6}", group_name(g));
+  fmt::print("   (per-group cos)\n");
+  const double n = a.batches;
+  for (size_t p = 0; p < specs.size(); ++p) {
+    fmt::print("{:<44} {:>7.3f} {:>8.5f} {:>8.4f}", specs[p], t[p].bytes / t[0].bytes,
+               t[p].cos[0] / n, t[p].err[0] / n);
+    for (int g = 0; g < G; ++g) fmt::print(" {:>6.4f}", t[p].cos[size_t(g) + 1] / n);
+    fmt::print("\n");
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -138,16 +206,7 @@ int main(int argc, char** argv) {
       for (size_t i = 1, n = specs.size(); i < n; ++i)
         specs.push_back(specs[i] + std::string(kPadRanked));
 
-    const std::vector<int64_t>& off = m.grad_group_offsets();
-    const int G = m.num_grad_groups(), L = c.num_hidden_layers;
-    auto group_name = [&](int g) {
-      return g == 0 ? std::string("head") : g == G - 1 ? std::string("emb")
-                                                       : fmt::format("L{}", L - g);
-    };
-    // sums[policy][group + 1] (index 0: the whole model)
-    std::vector<std::vector<double>> cos_sum(specs.size(), std::vector<double>(size_t(G) + 1)),
-        err_sum = cos_sum;
-    std::vector<double> bytes_sum(specs.size());
+    std::vector<Tally> tally(specs.size());
     for (int b = 0; b < a.batches; ++b) {
       std::vector<int64_t> idx;
       for (int i = 0; i < a.batch; ++i)
@@ -158,47 +217,11 @@ int main(int argc, char** argv) {
         m.policy() = policy_from(specs[p]);
         Grad g = gradient(m, bb, uint32_t(b));
         if (p == 0) dense = g;
-        bytes_sum[p] += double(g.saved_bytes);
-        // Sums per group; the whole model's are their totals (the groups tile the buffer).
-        struct Sums {
-          double dot = 0, nd = 0, ng = 0, diff = 0;
-        };
-        auto add_stats = [&](size_t slot, const Sums& t) {
-          cos_sum[p][slot] += t.nd > 0 && t.ng > 0 ? t.dot / std::sqrt(t.nd * t.ng) : 1.0;
-          err_sum[p][slot] += t.nd > 0 ? std::sqrt(t.diff / t.nd) : 0.0;
-        };
-        Sums whole;
-        for (int grp = 0; grp < G; ++grp) {
-          Sums t;
-          for (int64_t k = off[size_t(grp)]; k < off[size_t(grp) + 1]; ++k) {
-            double x = dense.g[size_t(k)], y = g.g[size_t(k)];
-            t.dot += x * y;
-            t.nd += x * x;
-            t.ng += y * y;
-            t.diff += (x - y) * (x - y);
-          }
-          add_stats(size_t(grp) + 1, t);
-          whole.dot += t.dot;
-          whole.nd += t.nd;
-          whole.ng += t.ng;
-          whole.diff += t.diff;
-        }
-        add_stats(0, whole);
+        tally[p].add(sums_by_group(dense.g, g.g, m.grad_group_offsets()), g.saved_bytes);
       }
       std::fprintf(stderr, "batch %d/%d done\n", b + 1, a.batches);
     }
-    fmt::print("{} batches of {} from {} train (max_seq_length {}, seed {}), model {}\n\n",
-               a.batches, a.batch, a.task, a.max_seq, a.seed, dir);
-    fmt::print("{:<44} {:>7} {:>8} {:>8}", "policy", "bytes", "cos", "relerr");
-    for (int g = 0; g < G; ++g) fmt::print(" {:>6}", group_name(g));
-    fmt::print("   (per-group cos)\n");
-    const double n = a.batches;
-    for (size_t p = 0; p < specs.size(); ++p) {
-      fmt::print("{:<44} {:>7.3f} {:>8.5f} {:>8.4f}", specs[p], bytes_sum[p] / bytes_sum[0],
-                 cos_sum[p][0] / n, err_sum[p][0] / n);
-      for (int g = 0; g < G; ++g) fmt::print(" {:>6.4f}", cos_sum[p][size_t(g) + 1] / n);
-      fmt::print("\n");
-    }
+    print_table(a, dir, specs, tally, c.num_hidden_layers);
     return 0;
   } catch (const std::exception& e) {
     std::fprintf(stderr, "bench_grad_fidelity: %s\n", e.what());
