@@ -1,6 +1,7 @@
 #include "models/backrazor.h"
 
 #include <cctype>
+#include <charconv>
 #include <cstdlib>
 #include <vector>
 
@@ -24,6 +25,7 @@ BackRazorPolicy BackRazorPolicy::preset(std::string_view name, double prune_rati
   BR_CHECK(value_dtype == DType::f16 || value_dtype == DType::f32 || value_dtype == DType::bf16,
            "Back Razor: value dtype {} not supported (fp16, bf16 or fp32)", dtype_name(value_dtype));
   BackRazorPolicy p;
+  p.name = std::string(name);
   SitePolicy sparse{SaveMode::sparse, value_dtype, prune_ratio};
   if (name == "none" || name == "dense") return p;
   if (name == "seed") {
@@ -77,6 +79,7 @@ DType value_dtype_from_name(std::string_view item, std::string_view name, bool a
 
 void BackRazorPolicy::apply_overrides(std::string_view spec) {
   if (trim(spec).empty()) return;
+  if (!name.ends_with("+sites")) name += "+sites";
   for (std::string_view raw : split(spec, ',')) {
     std::string_view item = trim(raw);
     BR_CHECK(!item.empty(), "Back Razor site overrides '{}': empty item", spec);
@@ -150,6 +153,65 @@ std::string BackRazorPolicy::describe() const {
   if (any_sparse())
     r += skip_padding ? "sparse sites rank real tokens only (padding zeroed)\n"
                       : "sparse sites rank padding too (as the reference)\n";
+  return r;
+}
+
+std::vector<LayerPlan> parse_layer_plans(
+    std::string_view spec, int num_layers, const BackRazorPolicy& base,
+    const std::function<BackRazorPolicy(std::string_view)>& make_preset) {
+  std::vector<LayerPlan> plans(size_t(num_layers), LayerPlan{base, false});
+  if (trim(spec).empty()) return plans;
+  for (std::string_view raw : split(spec, ',')) {
+    std::string_view item = trim(raw);
+    const size_t eq = item.find('=');
+    BR_CHECK(!item.empty() && eq != std::string_view::npos,
+             "layer plan '{}': expected RANGE=PLAN, e.g. 0-5=checkpoint or 6-11=balanced", item);
+    std::string_view range = trim(item.substr(0, eq)), what = trim(item.substr(eq + 1));
+    int first = 0, last = num_layers - 1;
+    if (range != "*") {
+      const size_t dash = range.find('-');
+      auto layer = [&](std::string_view t) {
+        t = trim(t);
+        int v = -1;
+        auto [end, ec] = std::from_chars(t.data(), t.data() + t.size(), v);
+        BR_CHECK(ec == std::errc() && end == t.data() + t.size() && v >= 0 && v < num_layers,
+                 "layer plan '{}': layer '{}' is not one of 0..{}", item, t, num_layers - 1);
+        return v;
+      };
+      first = layer(range.substr(0, dash));
+      last = dash == std::string_view::npos ? first : layer(range.substr(dash + 1));
+      BR_CHECK(first <= last, "layer plan '{}': range {}-{} runs backwards", item, first, last);
+    }
+    LayerPlan plan{base, false};
+    if (what.starts_with("checkpoint")) {
+      plan.checkpoint = true;
+      what.remove_prefix(std::string_view("checkpoint").size());
+      BR_CHECK(what.empty() || what.front() == '+',
+               "layer plan '{}': expected checkpoint or checkpoint+PRESET", item);
+      if (!what.empty()) what.remove_prefix(1);
+      what = trim(what);
+      BR_CHECK(!what.empty() || item.back() != '+', "layer plan '{}': no preset after '+'", item);
+    }
+    if (!what.empty()) plan.policy = make_preset(what == "dense" ? "none" : what);
+    for (int l = first; l <= last; ++l) plans[size_t(l)] = plan;
+  }
+  return plans;
+}
+
+std::string describe_layer_plans(const std::vector<LayerPlan>& plans) {
+  std::string r;
+  for (size_t i = 0; i < plans.size();) {
+    size_t j = i;
+    while (j + 1 < plans.size() && plans[j + 1].checkpoint == plans[i].checkpoint &&
+           plans[j + 1].policy == plans[i].policy)
+      ++j;
+    const LayerPlan& p = plans[i];
+    const std::string inside = p.policy.name == "none" ? "dense" : p.policy.name;
+    r += i == j ? fmt::format("layer {}: ", i) : fmt::format("layers {}-{}: ", i, j);
+    r += p.checkpoint ? fmt::format("checkpoint (recomputed in backward), inside {}\n", inside)
+                      : fmt::format("{}\n", inside);
+    i = j + 1;
+  }
   return r;
 }
 

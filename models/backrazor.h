@@ -2,8 +2,10 @@
 // sparse (1-bit mask + exactly k kept values per sample), with which prune ratio and value dtype.
 #pragma once
 #include <array>
+#include <functional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "models/tape.h"
 
@@ -18,6 +20,8 @@ struct BackRazorPolicy {
   // Exact for the gradient (padding positions get a zero gradient), so the kept values all go to
   // real tokens at the same bytes. False reproduces the reference, which ranks padding too.
   bool skip_padding = true;
+  // What built it, for reports: the preset's name, then "+sites" once overrides were applied.
+  std::string name = "none";
 
   const SitePolicy& operator[](Site s) const { return sites.at(size_t(s)); }  // policy sites only
   SitePolicy& operator[](Site s) { return sites.at(size_t(s)); }
@@ -42,7 +46,29 @@ struct BackRazorPolicy {
   // when the GELU input is dense). Throws naming the item.
   void apply_overrides(std::string_view spec);
   bool any_sparse() const;
+  bool operator==(const BackRazorPolicy&) const = default;
   std::string describe() const;  // one line per non-dense site
 };
+
+// How one encoder layer runs in training: the save policy of its sites, and whether it is a
+// checkpoint (exact gradient checkpointing): forward then keeps only the layer's input, and
+// backward recomputes the layer (same dropout masks) right before its backward, so its internal
+// activations live only from the recompute to its backward, saved as `policy` says.
+struct LayerPlan {
+  BackRazorPolicy policy;
+  bool checkpoint = false;
+};
+
+// Per-layer plans written as comma-separated `RANGE=PLAN` items (`--backrazor_layers`). RANGE is a
+// layer `3`, a range `0-5` or `*` (every layer); PLAN is `dense`, a preset name (`seed`, `all`,
+// `balanced`), `checkpoint` (recomputed, inside under `base`), or `checkpoint+dense` /
+// `checkpoint+PRESET`. Layers that no item names run under `base`; a later item wins where two
+// overlap. `make_preset(name)` builds a named preset (with the run's prune ratio, value dtype and
+// site overrides). Throws naming the item.
+std::vector<LayerPlan> parse_layer_plans(
+    std::string_view spec, int num_layers, const BackRazorPolicy& base,
+    const std::function<BackRazorPolicy(std::string_view)>& make_preset);
+// One line per run of layers with the same plan: "layers 0-3: checkpoint + balanced".
+std::string describe_layer_plans(const std::vector<LayerPlan>& plans);
 
 }  // namespace br

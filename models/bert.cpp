@@ -278,19 +278,31 @@ const BertWeights& BertForSequenceClassification::compute_weights(bool refresh) 
 }
 
 bool BertForSequenceClassification::uses_flash_attention() const {
-  const bool probs_dense = policy_[Site::probs].mode == SaveMode::dense;
+  return uses_flash_attention(policy_);
+}
+
+bool BertForSequenceClassification::uses_flash_attention(const BackRazorPolicy& policy) const {
+  const bool probs_dense = policy[Site::probs].mode == SaveMode::dense;
   switch (attention_kernel_) {
     case AttentionKernel::materialized: return false;
     case AttentionKernel::flash:
       BR_CHECK(probs_dense,
                "BertForSequenceClassification: flash attention never forms the probabilities, but "
                "the probs site is stored {} (Back Razor needs P); use the materialized kernel",
-               save_mode_name(policy_[Site::probs].mode));
+               save_mode_name(policy[Site::probs].mode));
       return true;
     case AttentionKernel::automatic: break;
   }
   const int64_t D = config_.hidden_size / config_.num_attention_heads;
   return device_ == Device::cuda && probs_dense && D == 64;
+}
+
+LayerPlan BertForSequenceClassification::plan_for(int layer) const {
+  if (layer_plans_.empty()) return LayerPlan{policy_, gradient_checkpointing_};
+  BR_CHECK(int(layer_plans_.size()) == config_.num_hidden_layers,
+           "BertForSequenceClassification: {} layer plans for {} encoder layers", layer_plans_.size(),
+           config_.num_hidden_layers);
+  return layer_plans_.at(size_t(layer));
 }
 
 namespace {

@@ -88,15 +88,28 @@ struct StepOptions {
 };
 
 // What a training forward did, consumed by its backward: the policy applied to the embedding and
-// head sites, and per encoder layer the attention kernel that ran and the policy applied.
+// head sites, and per encoder layer the attention kernel that ran, the policy applied and whether
+// it is a checkpoint to recompute.
 struct ForwardRecord {
   BackRazorPolicy policy;
   std::vector<LayerRecord> layers;
+  bool padding_skipped = false;  // sparse sites ranked real tokens only (padding rows zeroed)
   bool any_flash() const {
     for (const LayerRecord& l : layers)
       if (l.flash) return true;
     return false;
   }
+  bool any_checkpoint() const {
+    for (const LayerRecord& l : layers)
+      if (l.checkpoint) return true;
+    return false;
+  }
+};
+
+// What backward observed: per encoder layer, the peak bytes of the tape that held a checkpointed
+// layer's recomputed activations (0 for a layer that was not recomputed).
+struct BackwardReport {
+  std::vector<int64_t> recompute_peak_bytes;
 };
 
 struct ForwardResult {
@@ -127,6 +140,7 @@ class BertForSequenceClassification {
   // Whether the next forward runs the fused kernel, given the device, head dim and policy; throws
   // when AttentionKernel::flash is set with a probs site that is not dense.
   bool uses_flash_attention() const;
+  bool uses_flash_attention(const BackRazorPolicy& layer_policy) const;  // for one layer's policy
 
   // HF initialisation (normal(0, initializer_range) weights, zero biases, unit LayerNorm, zero
   // padding row), drawn from a Philox stream keyed by `seed`.
@@ -144,7 +158,7 @@ class BertForSequenceClassification {
   Tensor loss_backward(const Tensor& logits, const Tensor& labels, float dloss) const;
   // Accumulates parameter gradients into grads(), consuming the tape and the forward's record;
   // calls on_ready(g) for every gradient group g once its gradients are final.
-  void backward(const BertBatch& batch, const StepOptions& opt, Tape& tape,
+  BackwardReport backward(const BertBatch& batch, const StepOptions& opt, Tape& tape,
                 const ForwardRecord& record, const Tensor& dlogits,
                 const GradReadyHook& on_ready = {});
 
@@ -158,8 +172,18 @@ class BertForSequenceClassification {
   int64_t grad_group_offset(int group) const;
   const std::vector<int64_t>& grad_group_offsets() const { return grad_group_offsets_; }
   const BertWeights& params() const { return params_; }
+  // The save policy of the embedding and head sites, and of every encoder layer without a plan.
   BackRazorPolicy& policy() { return policy_; }
   const BackRazorPolicy& policy() const { return policy_; }
+  // Per-layer plans (models/backrazor.h): empty = every layer under policy(), checkpointed when
+  // gradient checkpointing is on; else one plan per encoder layer.
+  std::vector<LayerPlan>& layer_plans() { return layer_plans_; }
+  const std::vector<LayerPlan>& layer_plans() const { return layer_plans_; }
+  // Exact gradient checkpointing of every layer that has no plan of its own (HF's
+  // gradient_checkpointing): each keeps only its input and is recomputed in backward.
+  void set_gradient_checkpointing(bool on) { gradient_checkpointing_ = on; }
+  bool gradient_checkpointing() const { return gradient_checkpointing_; }
+  LayerPlan plan_for(int layer) const;
 
  private:
   StepContext context(const BertBatch& batch, const StepOptions& opt) const;
@@ -180,6 +204,8 @@ class BertForSequenceClassification {
   Tensor grads_flat_;
   std::vector<int64_t> grad_group_offsets_;
   BackRazorPolicy policy_;
+  std::vector<LayerPlan> layer_plans_;
+  bool gradient_checkpointing_ = false;
 };
 
 }  // namespace br

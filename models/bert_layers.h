@@ -50,6 +50,7 @@ struct StepContext {
 struct LayerRecord {
   BackRazorPolicy policy;  // the save mode applied to each of the layer's sites
   bool flash = false;      // the fused attention kernel ran: lse saved, probabilities never formed
+  bool checkpoint = false;  // only the input was saved (Site::layer_input): recompute in backward
   // flash with a non-dense attention-output dense input: the attention output is saved apart.
   bool attn_out_saved() const { return flash && policy[Site::attn_out_input].mode != SaveMode::dense; }
   bool ffn2_recomputed() const { return policy[Site::ffn2_input].mode == SaveMode::recompute; }

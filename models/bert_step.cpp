@@ -64,32 +64,44 @@ ForwardResult BertForSequenceClassification::forward(const BertBatch& batch,
   BR_CHECK(batch.input_ids.device() == device_, "bert forward: batch on {}, model on {}",
            device_name(batch.input_ids.device()), device_name(device_));
   BR_CHECK(!opt.train || tape, "bert forward: training needs a tape");
-  const bool flash = uses_flash_attention();
+  ForwardResult r;
+  r.record.policy = policy_;
+  bool any_sparse = policy_.any_sparse();
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    LayerPlan plan = plan_for(l);
+    any_sparse = any_sparse || plan.policy.any_sparse();
+    r.record.layers.push_back(LayerRecord{plan.policy, uses_flash_attention(plan.policy),
+                                          tape && plan.checkpoint});
+  }
   StepContext ctx = context(batch, opt);
   if (opt.train && (ctx.p_hidden > 0 || ctx.p_attn > 0 || ctx.p_cls > 0))
     check_shape("bert forward", "example_ids", batch.example_ids, {B});
   bool has_padding = false;
   ctx.mask = additive_mask(batch, &has_padding);
-  if (tape && has_padding && policy_.skip_padding && policy_.any_sparse())
-    ctx.padding = batch.attention_mask.to(device_);
+  r.record.padding_skipped = tape && has_padding && policy_.skip_padding && any_sparse;
+  if (r.record.padding_skipped) ctx.padding = batch.attention_mask.to(device_);
   const BertWeights& P = compute_weights(true);
 
-  ForwardResult r;
-  r.record.policy = policy_;
-  r.record.layers.assign(size_t(c.num_hidden_layers), LayerRecord{policy_, flash});
   Tensor h = embeddings_forward(ctx, P, batch.input_ids, batch.token_type_ids, c, policy_, tape);
-  for (int l = 0; l < c.num_hidden_layers; ++l)
-    h = encoder_layer_forward(ctx, l, P.layers[size_t(l)], std::move(h), r.record.layers[size_t(l)],
-                              tape);
+  for (int l = 0; l < c.num_hidden_layers; ++l) {
+    const LayerRecord& rec = r.record.layers[size_t(l)];
+    // A checkpoint keeps its input (the tape adopts h, which the layer only reads) and saves
+    // nothing inside; backward recomputes the layer from it.
+    if (rec.checkpoint) tape->save({l, Site::layer_input}, h);
+    h = encoder_layer_forward(ctx, l, P.layers[size_t(l)], std::move(h), rec,
+                              rec.checkpoint ? nullptr : tape);
+  }
   Tensor logits = head_forward(ctx, P, std::move(h), c.num_labels(), policy_, tape);
   // The loss runs in f32 (or f64) whatever the compute dtype.
   r.logits = logits.dtype() == dtype_ ? logits : cast(logits, dtype_);
   return r;
 }
 
-void BertForSequenceClassification::backward(const BertBatch& batch, const StepOptions& opt,
-                                             Tape& tape, const ForwardRecord& record,
-                                             const Tensor& dlogits, const GradReadyHook& on_ready) {
+BackwardReport BertForSequenceClassification::backward(const BertBatch& batch,
+                                                       const StepOptions& opt, Tape& tape,
+                                                       const ForwardRecord& record,
+                                                       const Tensor& dlogits,
+                                                       const GradReadyHook& on_ready) {
   const BertConfig& c = config_;
   BR_CHECK(opt.train, "bert backward: needs a training forward (StepOptions::train)");
   BR_CHECK(int(record.layers.size()) == c.num_hidden_layers,
@@ -97,7 +109,10 @@ void BertForSequenceClassification::backward(const BertBatch& batch, const StepO
            c.num_hidden_layers);
   StepContext ctx = context(batch, opt);
   check_shape("bert backward", "dlogits", dlogits, {ctx.B, c.num_labels()});
-  if (record.any_flash()) ctx.mask = additive_mask(batch);
+  // The flash backward needs the mask; a recomputed layer needs what its forward had.
+  if (record.any_flash() || record.any_checkpoint()) ctx.mask = additive_mask(batch);
+  if (record.any_checkpoint() && record.padding_skipped)
+    ctx.padding = batch.attention_mask.to(device_);
   BertWeights& g = grads_;
   // The weights the forward computed with (bf16 copies made by that forward, or params_).
   const BertWeights& P = compute_weights(false);
@@ -112,13 +127,28 @@ void BertForSequenceClassification::backward(const BertBatch& batch, const StepO
                             dlogits.dtype() == compute_dtype_ ? dlogits : cast(dlogits, compute_dtype_),
                             tape);
   ready();  // classifier and pooler
+  BackwardReport report;
+  report.recompute_peak_bytes.assign(size_t(c.num_hidden_layers), 0);
   for (int l = c.num_hidden_layers - 1; l >= 0; --l) {
-    dh = encoder_layer_backward(ctx, l, P.layers[size_t(l)], g.layers[size_t(l)], std::move(dh),
-                                record.layers[size_t(l)], tape);
+    const LayerRecord& rec = record.layers[size_t(l)];
+    const BertLayerWeights& w = P.layers[size_t(l)];
+    if (rec.checkpoint) {
+      // Recompute the layer from its input (same dropout masks: they are keyed by step, site and
+      // example), saving under its policy on a tape of its own, then run its backward.
+      LayerRecord inner = rec;
+      inner.checkpoint = false;
+      Tape layer_tape(device_);
+      encoder_layer_forward(ctx, l, w, tape.restore({l, Site::layer_input}), inner, &layer_tape);
+      dh = encoder_layer_backward(ctx, l, w, g.layers[size_t(l)], std::move(dh), inner, layer_tape);
+      report.recompute_peak_bytes[size_t(l)] = layer_tape.peak_bytes();
+    } else {
+      dh = encoder_layer_backward(ctx, l, w, g.layers[size_t(l)], std::move(dh), rec, tape);
+    }
     ready();  // layer l
   }
   embeddings_backward(ctx, P, g, dh, batch.input_ids, batch.token_type_ids, c, tape);
   ready();  // embeddings
+  return report;
 }
 
 }  // namespace br

@@ -22,7 +22,7 @@ constexpr std::array<std::string_view, kSavedKinds> kSiteNames = {
     "attn_input", "q", "k", "probs", "v", "attn_out_input", "ln1_input", "ffn1_input",
     "gelu_input", "ffn2_input", "ln2_input", "emb_ln_input", "pooler_input", "classifier_input",
     "emb_ln_mean", "emb_ln_rstd", "ln1_mean", "ln1_rstd", "ln2_mean", "ln2_rstd", "attn_lse",
-    "attn_out", "pooler_output"};
+    "attn_out", "pooler_output", "layer_input"};
 }  // namespace
 
 std::string_view site_name(Site s) {

@@ -25,7 +25,7 @@ namespace br {
 // input, the second LayerNorm input. Once per model: the embedding LayerNorm input, the pooler
 // input ([CLS] hidden state) and the classifier input (pooled output after dropout).
 // The rest are always saved dense beside them: LayerNorm statistics, the flash attention kernel's
-// per-row logsumexp and output, and the pooler's tanh output.
+// per-row logsumexp and output, the pooler's tanh output, and a checkpointed layer's input.
 enum class Site : uint8_t {
   attn_input,
   q,
@@ -51,9 +51,10 @@ enum class Site : uint8_t {
   attn_lse,       // flash: f32 [B,N,S]
   attn_out,       // flash: the attention output [B,N,S,D] when attn_out_input is not dense
   pooler_output,  // tanh output [B,H]
+  layer_input,    // a checkpointed encoder layer's input [B,S,H]: all it keeps until backward
 };
 constexpr int kSites = 14;       // policy sites: Site(0) .. Site(kSites - 1)
-constexpr int kSavedKinds = 23;  // every Site
+constexpr int kSavedKinds = 24;  // every Site
 std::string_view site_name(Site s);
 inline bool is_policy_site(Site s) { return int(s) < kSites; }
 
@@ -72,6 +73,7 @@ struct SitePolicy {
   SaveMode mode = SaveMode::dense;
   DType value_dtype = DType::f16;  // low_precision and sparse: dtype of the stored values
   double prune_ratio = 0.8;        // sparse: fraction pruned per sample
+  bool operator==(const SitePolicy&) const = default;
 };
 
 // One saved tensor, as stored. For sparse sites `mask` holds one bit per element (layout in

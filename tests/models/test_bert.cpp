@@ -372,3 +372,124 @@ TEST_CASE("backward follows the forward's record, not settings changed in betwee
   CHECK_THROWS_WITH(m.backward(b, opt, tape, fwd.record, m.loss_backward(fwd.logits, b.labels, 1.0f)),
                     Catch::Contains("the forward record has 1 layers, the model 2"));
 }
+
+namespace {
+
+// One training step under the model's current plans: logits, the flat gradient, the tape bytes
+// held after forward, and what backward reported.
+struct StepOut {
+  std::vector<float> logits, grads;
+  int64_t saved = 0;
+  BackwardReport report;
+};
+
+StepOut plan_step(BertForSequenceClassification& m, const BertBatch& b, const StepOptions& opt) {
+  Tape tape(Device::cpu);
+  ForwardResult fwd = m.forward(b, opt, &tape);
+  StepOut r;
+  r.logits = fwd.logits.to_vector<float>();
+  r.saved = tape.bytes();
+  m.grads().zero_();
+  r.report = m.backward(b, opt, tape, fwd.record, m.loss_backward(fwd.logits, b.labels, 1.0f));
+  CHECK(tape.bytes() == 0);
+  r.grads = m.grads_flat().to_vector<float>();
+  return r;
+}
+
+}  // namespace
+
+TEST_CASE("gradient checkpointing is exact: logits and gradients bit-identical, inside any policy",
+          "[models][bert][checkpoint]") {
+  BertForSequenceClassification m(tiny_config(), Device::cpu, DType::f32);
+  m.init_weights(31);
+  perturb(m, 32);
+  BertBatch b = tiny_batch(Device::cpu, 3);  // padded sample: the recompute must skip padding too
+  StepOptions opt{true, 77, 4, true};
+  for (const char* preset : {"none", "seed", "all", "balanced"}) {
+    INFO(preset);
+    m.policy() = BackRazorPolicy::preset(preset);
+    m.layer_plans().clear();
+    m.set_gradient_checkpointing(false);
+    const StepOut plain = plan_step(m, b, opt);
+    m.set_gradient_checkpointing(true);
+    const StepOut ckpt = plan_step(m, b, opt);
+    CHECK(ckpt.logits == plain.logits);
+    CHECK(ckpt.grads == plain.grads);
+    CHECK(ckpt.saved < plain.saved);
+    for (int64_t peak : ckpt.report.recompute_peak_bytes) CHECK(peak > 0);
+    for (int64_t peak : plain.report.recompute_peak_bytes) CHECK(peak == 0);
+    // One layer checkpointed under balanced, the other plain dense: equal to the same per-layer
+    // policies without the checkpoint.
+    m.set_gradient_checkpointing(false);
+    const BackRazorPolicy balanced = BackRazorPolicy::preset("balanced");
+    m.layer_plans() = {LayerPlan{balanced, false}, LayerPlan{BackRazorPolicy::preset("none"), false}};
+    const StepOut mixed = plan_step(m, b, opt);
+    m.layer_plans()[0].checkpoint = true;
+    const StepOut mixed_ckpt = plan_step(m, b, opt);
+    CHECK(mixed_ckpt.logits == mixed.logits);
+    CHECK(mixed_ckpt.grads == mixed.grads);
+    CHECK(mixed_ckpt.logits == plain.logits);  // the forward is exact under every plan
+    CHECK(mixed_ckpt.report.recompute_peak_bytes[0] > 0);
+    CHECK(mixed_ckpt.report.recompute_peak_bytes[1] == 0);
+  }
+  m.layer_plans() = {LayerPlan{}};
+  CHECK_THROWS_WITH(plan_step(m, b, opt), Catch::Contains("1 layer plans for 2 encoder layers"));
+}
+
+TEST_CASE("a checkpointed layer keeps only its input until backward", "[models][bert][checkpoint]") {
+  BertConfig c = tiny_config();
+  BertForSequenceClassification m(c, Device::cpu, DType::f32);
+  m.init_weights(3);
+  BertBatch b = tiny_batch(Device::cpu, 3);
+  StepOptions opt{true, 5, 1, true};
+  m.set_gradient_checkpointing(true);
+  Tape tape(Device::cpu);
+  ForwardResult fwd = m.forward(b, opt, &tape);
+  int64_t layer_bytes = 0;
+  for (const SiteRecord& r : tape.records()) {
+    if (r.key.layer < 0) continue;
+    CHECK(r.key.site == Site::layer_input);
+    CHECK(r.shape == Shape{3, 5, c.hidden_size});
+    layer_bytes += r.stored_bytes;
+  }
+  CHECK(layer_bytes == 2 * 3 * 5 * c.hidden_size * 4);
+  for (const LayerRecord& l : fwd.record.layers) CHECK(l.checkpoint);
+  // Evaluation (no tape) never checkpoints.
+  ForwardResult eval = m.forward(b, StepOptions{}, nullptr);
+  for (const LayerRecord& l : eval.record.layers) CHECK_FALSE(l.checkpoint);
+}
+
+TEST_CASE("layer plans parse ranges, presets and checkpoints", "[models][backrazor][checkpoint]") {
+  const BackRazorPolicy base = BackRazorPolicy::preset("seed");
+  auto make = [](std::string_view name) { return BackRazorPolicy::preset(name); };
+  std::vector<LayerPlan> p = parse_layer_plans("0-1=checkpoint, 2=balanced,4-5=checkpoint+all", 6, base, make);
+  REQUIRE(p.size() == 6);
+  CHECK(p[0].checkpoint);
+  CHECK(p[0].policy == base);
+  CHECK(p[1].checkpoint);
+  CHECK_FALSE(p[2].checkpoint);
+  CHECK(p[2].policy == BackRazorPolicy::preset("balanced"));
+  CHECK(p[3].policy == base);
+  CHECK_FALSE(p[3].checkpoint);
+  CHECK(p[4].checkpoint);
+  CHECK(p[5].policy == BackRazorPolicy::preset("all"));
+  p = parse_layer_plans("*=checkpoint+dense,3=seed", 6, base, make);
+  CHECK(p[0].checkpoint);
+  CHECK(p[0].policy == BackRazorPolicy::preset("none"));
+  CHECK_FALSE(p[3].checkpoint);
+  CHECK(describe_layer_plans(p) ==
+        "layers 0-2: checkpoint (recomputed in backward), inside dense\n"
+        "layer 3: seed\n"
+        "layers 4-5: checkpoint (recomputed in backward), inside dense\n");
+  CHECK(parse_layer_plans("", 2, base, make).at(1).policy == base);
+  CHECK_THROWS_WITH(parse_layer_plans("7=dense", 6, base, make),
+                    Catch::Contains("layer plan '7=dense': layer '7' is not one of 0..5"));
+  CHECK_THROWS_WITH(parse_layer_plans("3-1=dense", 6, base, make), Catch::Contains("runs backwards"));
+  CHECK_THROWS_WITH(parse_layer_plans("0-2", 6, base, make), Catch::Contains("expected RANGE=PLAN"));
+  CHECK_THROWS_WITH(parse_layer_plans("1=checkpointy", 6, base, make),
+                    Catch::Contains("expected checkpoint or checkpoint+PRESET"));
+  CHECK_THROWS_WITH(parse_layer_plans("1=checkpoint+", 6, base, make),
+                    Catch::Contains("no preset after '+'"));
+  CHECK_THROWS_WITH(parse_layer_plans("1=fancy", 6, base, make),
+                    Catch::Contains("unknown Back Razor preset 'fancy'"));
+}
