@@ -1,11 +1,12 @@
 #include "models/backrazor.h"
 
-#include <cctype>
 #include <charconv>
 #include <cstdlib>
 #include <vector>
 
 #include <fmt/format.h>
+
+#include "core/text.h"
 
 namespace br {
 
@@ -60,12 +61,6 @@ std::vector<std::string_view> split(std::string_view s, char sep) {
     if (at == std::string_view::npos) return r;
     from = at + 1;
   }
-}
-
-std::string_view trim(std::string_view s) {
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.front()))) s.remove_prefix(1);
-  while (!s.empty() && std::isspace(static_cast<unsigned char>(s.back()))) s.remove_suffix(1);
-  return s;
 }
 
 DType value_dtype_from_name(std::string_view item, std::string_view name, bool allow_f32) {

@@ -1,6 +1,8 @@
-// `bertrazor train` arguments: HF run_glue's ModelArguments + DataTrainingArguments +
-// TrainingArguments merged into one struct, parsed with HfArgumentParser's rules
-// (shared/reference/hf-run-glue-spec.md §1), plus our Back Razor / device flags.
+// The flags of every `bertrazor` subcommand, read through one table (args.cpp) whose fields each
+// name the commands that accept them. `train`: HF run_glue's ModelArguments +
+// DataTrainingArguments + TrainingArguments merged into one struct, parsed with HfArgumentParser's
+// rules (shared/reference/hf-run-glue-spec.md §1), plus our Back Razor / device flags; `memory`
+// takes the subset that shapes a training step, so it measures the step `train` would run.
 #pragma once
 #include <cstdint>
 #include <optional>
@@ -12,8 +14,18 @@
 
 #include "core/device.h"
 #include "models/backrazor.h"
+#include "train/launch.h"
 
 namespace br {
+
+// The CLI's subcommands, in the order `bertrazor --help` lists them.
+enum class Command : uint8_t { train, eval, predict, memory, init, launch, info };
+inline constexpr Command kCommands[] = {Command::train,  Command::eval,   Command::predict,
+                                        Command::memory, Command::init,   Command::launch,
+                                        Command::info};
+std::string_view command_name(Command c);
+std::optional<Command> command_from_name(std::string_view name);
+std::string_view command_summary(Command c);  // one line for `bertrazor --help`
 
 enum class IntervalStrategy : uint8_t { no, steps, epoch };
 enum class SchedulerType : uint8_t {
@@ -121,23 +133,50 @@ struct TrainingArgs {
   nlohmann::json to_json() const;
 };
 
-// Parses argv (without the program and sub-command names) with HfArgumentParser's rules:
-// `--flag V` and `--flag=V`; a bool flag alone means true, or takes yes/true/t/y/1/no/false/f/n/0
-// (any case); `--no_<flag>` for bools that default to true; enum values restricted to their
-// choices; a single argument ending in ".json" is read as a dict of the same fields. Then applies
-// TrainingArguments.__post_init__'s rules. Throws br::Error naming the flag and the value.
-// The first form reads LOCAL_RANK from the environment; the second takes it (nullopt: unset).
+// The flags of the other subcommands beside the run_glue ones (none of them in to_json()).
+struct CommandArgs : TrainingArgs {
+  Command command = Command::train;
+  bool help = false;               // --help or -h was given: print usage(command), run nothing
+  std::vector<std::string> given;  // the flags set, by field name, in the order given
+  std::optional<int64_t> num_labels;      // memory, init: the config's labels become LABEL_0..n-1
+  bool json = false;                      // memory: one JSON object instead of the table
+  bool per_layer = false;                 // memory: a row per layer instead of per site
+  std::optional<std::string> vocab_file;  // init: copied into the model folder
+  LaunchOptions launch;                   // launch: its flags; .command is the rest of argv
+};
+
+// Parses argv (without the program and command names) with HfArgumentParser's rules, accepting
+// only the fields of `command`: `--flag V` and `--flag=V` (dashes or underscores); a bool flag
+// alone means true, or takes yes/true/t/y/1/no/false/f/n/0 (any case); `--no_<flag>` for bools
+// that default to true; enum values restricted to their choices; a single argument ending in
+// ".json" is read as a dict of the same fields (not for launch, whose first non-flag argument
+// starts the command it runs). Then the command's checks: TrainingArguments.__post_init__ for
+// train/eval/predict, which also imply --do_train/--do_eval/--do_predict; the required flags of
+// memory and init; torchrun's rules for launch. With --help or -h among the flags it only sets
+// .help. Throws br::Error naming the flag and the value. The first form reads LOCAL_RANK from the
+// environment; the second takes it (nullopt: unset).
+CommandArgs parse_command_args(Command command, const std::vector<std::string>& argv);
+CommandArgs parse_command_args(Command command, const std::vector<std::string>& argv,
+                               const std::optional<std::string>& env_local_rank);
+// run_glue's arguments: parse_command_args(Command::train, ...) without the implied --do_train.
 TrainingArgs parse_training_args(const std::vector<std::string>& argv);
 TrainingArgs parse_training_args(const std::vector<std::string>& argv,
                                  const std::optional<std::string>& env_local_rank);
 
-// The Back Razor policy these arguments ask for: dense without --backRazor, else the preset with
-// --prune_ratio and --backrazor_dtype, then --backrazor_sites applied. backrazor_label says it in
-// words for logs ("off", "all", "all with gelu_input=low:fp16").
+// The device these arguments run on: --device, else cuda when a device answers, else cpu.
+Device resolved_device(const TrainingArgs& a);
+// The config.json the model is built from: --config_name (a config.json file, or a folder or hub
+// id holding one, as AutoConfig takes it), else the one in --model_name_or_path.
+std::string config_json_path(const TrainingArgs& a);
+
+// The Back Razor policy these arguments ask for, the one function train and memory both build it
+// with: dense without --backRazor, else the preset with --prune_ratio and --backrazor_dtype, then
+// --backrazor_sites applied, and --backrazor_skip_padding. backrazor_label says it in words for
+// logs ("off", "all", "all with gelu_input=low:fp16", "seed, padding ranked").
 BackRazorPolicy backrazor_policy(const TrainingArgs& a);
 std::string backrazor_label(const TrainingArgs& a);
 
-// Help text listing every flag with its default.
-std::string usage();
+// `bertrazor <command> --help`: what the command does, then each of its flags with its default.
+std::string usage(Command command = Command::train);
 
 }  // namespace br

@@ -41,4 +41,9 @@ BertBatch collate(const std::vector<Example>& examples, const std::vector<Encodi
   return batch;
 }
 
+BertBatch collate(const Dataset& ds, const std::vector<int64_t>& idx, Device device, bool regression,
+                  int32_t pad_id) {
+  return collate(ds.examples, ds.encodings, idx, device, regression, pad_id);
+}
+
 }  // namespace br

@@ -9,12 +9,12 @@
 #include <chrono>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <sstream>
 
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/text.h"
+#include "models/bert_io.h"
 #include "train/pyformat.h"
 
 namespace br {
@@ -87,14 +87,6 @@ void write_file_atomic(const fs::path& path, std::string_view bytes) {
     fail("{}: cannot rename the temporary file into place: {}", path.string(), ec.message());
   }
   sync_dir(path.parent_path());
-}
-
-std::string read_file(const fs::path& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) fail("{}: cannot open for reading", path.string());
-  std::ostringstream s;
-  s << in.rdbuf();
-  return s.str();
 }
 
 std::string checkpoint_name(int64_t step) {
@@ -374,6 +366,52 @@ std::string format_predictions(const std::vector<double>& values) {
 
 void write_training_args(const fs::path& path, const TrainingArgs& args) {
   write_file_atomic(path, python_json_dumps(args.to_json(), 2) + "\n");
+}
+
+void save_model_folder(const BertForSequenceClassification& model, const fs::path& dir,
+                       const TrainingArgs& args, const fs::path& tokenizer_dir) {
+  save_pretrained(model, dir.string());
+  if (!tokenizer_dir.empty())
+    for (const char* f : {"vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"})
+      if (fs::exists(tokenizer_dir / f))
+        fs::copy_file(tokenizer_dir / f, dir / f, fs::copy_options::overwrite_existing);
+  write_training_args(dir / "training_args.json", args);
+}
+
+std::string save_checkpoint(const BertForSequenceClassification& model, const Optimizer& opt,
+                            const TrainerState& state, const TrainingArgs& args, ResumePoint next,
+                            const fs::path& tokenizer_dir) {
+  CheckpointWriter w(args.output_dir, state.global_step);
+  save_model_folder(model, w.dir(), args, tokenizer_dir);
+  opt.save((w.dir() / "optimizer.safetensors").string());
+  nlohmann::json sched = {{"last_epoch", state.global_step},
+                          {"lr_scheduler_type", std::string(scheduler_name(args.lr_scheduler_type))}};
+  w.write_file("scheduler.json", sched.dump(2) + "\n");
+  nlohmann::json rng = {{"seed", args.seed}, {"sampler_seed", args.sampler_seed()}, {"epoch", next.epoch},
+                        {"micro_batches_in_epoch", next.micro_batches_in_epoch},
+                        {"global_step", state.global_step}};
+  w.write_file("rng_state.json", rng.dump(2) + "\n");
+  w.write_file("trainer_state.json", state.to_file_text());
+  return w.commit();
+}
+
+ResumePoint load_checkpoint(const fs::path& dir, BertForSequenceClassification& model,
+                            Optimizer& opt, TrainerState& state, uint64_t seed) {
+  load_safetensors_weights(model, (dir / "model.safetensors").string(), seed);
+  opt.load((dir / "optimizer.safetensors").string());
+  state = TrainerState::load(dir / "trainer_state.json");
+  const fs::path rng_path = dir / "rng_state.json";
+  ResumePoint r;
+  try {
+    nlohmann::json rng = nlohmann::json::parse(read_file(rng_path.string()));
+    r.epoch = rng.at("epoch").get<int64_t>();
+    r.micro_batches_in_epoch = rng.at("micro_batches_in_epoch").get<int64_t>();
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: {}", rng_path.string(), e.what());
+  }
+  BR_CHECK(opt.num_steps() == state.global_step, "{}: optimizer step {} != global_step {}",
+           dir.string(), opt.num_steps(), state.global_step);
+  return r;
 }
 
 }  // namespace br

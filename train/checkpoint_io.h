@@ -1,6 +1,7 @@
 // The output directory in HF's layout (spec §2.5, §2.8): checkpoint-N folders written atomically,
 // listing and rotation under save_total_limit that never deletes the best checkpoint, last-
-// checkpoint detection for auto-resume, trainer_state.json, *_results.json and predictions.
+// checkpoint detection for auto-resume, trainer_state.json, *_results.json and predictions; and
+// the checkpoint of a run itself (save_checkpoint / load_checkpoint).
 #pragma once
 #include <cstdint>
 #include <filesystem>
@@ -12,7 +13,9 @@
 
 #include <nlohmann/json.hpp>
 
+#include "models/bert.h"
 #include "train/args.h"
+#include "train/optimizer.h"
 
 namespace br {
 
@@ -21,7 +24,6 @@ namespace fs = std::filesystem;
 // Writes `bytes` to `path` through `path.tmp-<pid>-<n>`: write, fsync, rename, fsync the folder.
 // A reader sees the old file or the new one, never a partial one.
 void write_file_atomic(const fs::path& path, std::string_view bytes);
-std::string read_file(const fs::path& path);
 
 // "checkpoint-N", and os.path.join(output_dir, "checkpoint-N") as HF spells it.
 std::string checkpoint_name(int64_t step);
@@ -121,5 +123,33 @@ std::string format_predictions(const std::vector<double>& values);
 
 // training_args.json: args.to_json() with indent 2, sorted keys.
 void write_training_args(const fs::path& path, const TrainingArgs& args);
+
+// A model folder as run_glue leaves one: save_pretrained's config.json and model.safetensors, the
+// tokenizer files found in tokenizer_dir (vocab.txt, tokenizer_config.json,
+// special_tokens_map.json, tokenizer.json; none when it is empty) and training_args.json.
+void save_model_folder(const BertForSequenceClassification& model, const fs::path& dir,
+                       const TrainingArgs& args, const fs::path& tokenizer_dir = {});
+
+// Where the training data resumes after a checkpoint: the epoch, and how many of its
+// micro-batches were already consumed. Dropout masks and the data order are counter-based
+// (seed, step, example; seed, epoch), so this is all the RNG state a resume needs.
+struct ResumePoint {
+  int64_t epoch = 0;
+  int64_t micro_batches_in_epoch = 0;
+};
+
+// Writes output_dir/checkpoint-<state.global_step> atomically (CheckpointWriter): the model folder
+// (save_model_folder), optimizer.safetensors, scheduler.json, rng_state.json (seeds and `next`)
+// and trainer_state.json. Returns the folder. Best tracking (TrainerState::update_best) comes
+// before, rotation (rotate_checkpoints) after, as in HF's _save_checkpoint.
+std::string save_checkpoint(const BertForSequenceClassification& model, const Optimizer& opt,
+                            const TrainerState& state, const TrainingArgs& args, ResumePoint next,
+                            const fs::path& tokenizer_dir = {});
+
+// Restores a checkpoint written by save_checkpoint into model, opt and state (a head missing
+// from the weights is initialised from seed, as load_safetensors_weights does) and returns where
+// the data resumes. Throws when the optimizer's step count is not state.global_step.
+ResumePoint load_checkpoint(const fs::path& dir, BertForSequenceClassification& model,
+                            Optimizer& opt, TrainerState& state, uint64_t seed);
 
 }  // namespace br

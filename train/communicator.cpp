@@ -5,6 +5,7 @@
 #include <cstdlib>
 #include <cstring>
 
+#include "core/text.h"
 #include "kernels/cast.h"
 #include "kernels/grad_norm.h"
 #include "train/comm_nccl.h"
@@ -18,11 +19,10 @@ namespace br {
 double dist_timeout_seconds() {
   const char* v = std::getenv("BERTRAZOR_DIST_TIMEOUT");
   if (!v || !*v) return 300.0;
-  char* end = nullptr;
-  double s = std::strtod(v, &end);
-  BR_CHECK(end && *end == '\0' && std::isfinite(s) && s > 0,
+  std::optional<double> s = to_double(v);
+  BR_CHECK(s && std::isfinite(*s) && *s > 0,
            "BERTRAZOR_DIST_TIMEOUT='{}': expected a positive number of seconds", v);
-  return s;
+  return *s;
 }
 
 Communicator::Communicator(int rank, int world_size, int local_rank, int local_world_size,
@@ -252,11 +252,10 @@ int env_int(const char* name, int fallback) {
     BR_CHECK(fallback >= 0, "distributed launch: environment variable {} is not set", name);
     return fallback;
   }
-  char* end = nullptr;
-  long x = std::strtol(v, &end, 10);
-  BR_CHECK(end && *end == '\0' && x >= 0 && x < (1L << 30), "distributed launch: {}='{}' is not a "
+  std::optional<int64_t> x = to_int(v);
+  BR_CHECK(x && *x >= 0 && *x < (int64_t(1) << 30), "distributed launch: {}='{}' is not a "
            "non-negative integer", name, v);
-  return int(x);
+  return int(*x);
 }
 
 bool env_set(const char* name) {

@@ -1,18 +1,14 @@
 #include "train/glue.h"
 
 #include <algorithm>
-#include <cerrno>
-#include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <map>
 #include <set>
-#include <sstream>
 
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/text.h"
 
 namespace br {
 namespace {
@@ -58,12 +54,9 @@ const TaskEntry& entry_of(const GlueTask& task) {
   fail("glue: task '{}' is not a GLUE task", task.name);
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  BR_CHECK(in.good(), "{}: cannot open file", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
+// A data file's text without a leading UTF-8 byte-order mark.
+std::string read_text(const std::string& path) {
+  std::string text = read_file(path);
   if (text.compare(0, 3, "\xEF\xBB\xBF") == 0) text.erase(0, 3);
   return text;
 }
@@ -80,37 +73,6 @@ std::vector<std::string> split_tabs(std::string_view line) {
   return out;
 }
 
-std::string_view trim(std::string_view s) {
-  auto sp = [](char c) { return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'; };
-  while (!s.empty() && sp(s.front())) s.remove_prefix(1);
-  while (!s.empty() && sp(s.back())) s.remove_suffix(1);
-  return s;
-}
-
-// Python int(s): optional sign, decimal digits (underscores between digits not accepted here).
-std::optional<int64_t> parse_int(std::string_view s) {
-  s = trim(s);
-  if (s.empty()) return std::nullopt;
-  std::string str(s);
-  size_t start = (str[0] == '+' || str[0] == '-') ? 1 : 0;
-  if (start == str.size() || !std::all_of(str.begin() + long(start), str.end(), [](char c) { return c >= '0' && c <= '9'; }))
-    return std::nullopt;
-  errno = 0;
-  long long v = std::strtoll(str.c_str(), nullptr, 10);
-  if (errno == ERANGE) return std::nullopt;
-  return int64_t(v);
-}
-
-std::optional<double> parse_number(std::string_view s) {
-  s = trim(s);
-  if (s.empty()) return std::nullopt;
-  std::string str(s);
-  char* end = nullptr;
-  double v = std::strtod(str.c_str(), &end);
-  if (end != str.c_str() + str.size()) return std::nullopt;
-  return v;
-}
-
 std::string quoted_list(const std::vector<std::string>& v) {
   std::string out;
   for (size_t i = 0; i < v.size(); ++i) out += (i ? ", '" : "'") + v[i] + "'";
@@ -121,7 +83,7 @@ std::string quoted_list(const std::vector<std::string>& v) {
 int32_t class_id(const std::vector<std::string>& names, std::string_view raw, const std::string& where) {
   for (size_t i = 0; i < names.size(); ++i)
     if (names[i] == raw) return int32_t(i);
-  std::optional<int64_t> v = parse_int(raw);
+  std::optional<int64_t> v = to_int(raw);
   BR_CHECK(v && *v >= 0 && *v < int64_t(names.size()),
            "{}: unknown label '{}' (expected one of {} or an id in [0, {}))", where, raw,
            quoted_list(names), names.size());
@@ -129,7 +91,7 @@ int32_t class_id(const std::vector<std::string>& names, std::string_view raw, co
 }
 
 float regression_value(std::string_view raw, const std::string& where) {
-  std::optional<double> v = parse_number(raw);
+  std::optional<double> v = to_double(raw);
   BR_CHECK(v && std::isfinite(*v), "{}: bad number '{}' for a regression label", where, raw);
   return float(*v);
 }
@@ -145,15 +107,26 @@ const std::vector<GlueTask>& glue_tasks() {
   return tasks;
 }
 
+const std::vector<std::string>& glue_task_names() {
+  static const std::vector<std::string> names = [] {
+    std::vector<std::string> n;
+    for (const TaskEntry& e : task_entries()) n.push_back(e.task.name);
+    return n;
+  }();
+  return names;
+}
+
+const GlueTask* find_glue_task(std::string_view name) {
+  const std::string lower = ascii_lower(name);
+  for (const GlueTask& t : glue_tasks())
+    if (t.name == lower) return &t;
+  return nullptr;
+}
+
 const GlueTask& glue_task(std::string_view name) {
-  std::string lower(name);
-  std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return char(std::tolower(c)); });
-  std::vector<std::string> names;
-  for (const GlueTask& t : glue_tasks()) {
-    if (t.name == lower) return t;
-    names.push_back(t.name);
-  }
-  fail("glue: unknown task '{}' (expected one of {})", name, fmt::join(names, ", "));
+  const GlueTask* t = find_glue_task(name);
+  if (!t) fail("glue: unknown task '{}' (expected one of {})", name, fmt::join(glue_task_names(), ", "));
+  return *t;
 }
 
 std::vector<GlueFile> glue_files(const GlueTask& task, Split split) {
@@ -172,7 +145,7 @@ std::vector<GlueFile> glue_files(const GlueTask& task, Split split) {
 
 std::vector<Example> load_glue_tsv(const GlueTask& task, const std::string& path, Split split) {
   const TsvLayout& layout = entry_of(task).tsv;
-  std::string text = read_file(path);
+  std::string text = read_text(path);
   BR_CHECK(!text.empty(), "{}:1: empty file, expected a {} TSV", path, task.name);
 
   // Universal newlines, as Python's open(): "\r\n", "\r" and "\n" all end a line.
@@ -401,8 +374,8 @@ LabelKind label_kind(const DataTable& t, int col) {
       case DataTable::Kind::integer: break;
       case DataTable::Kind::number: all_int = false; break;
       default:
-        if (!parse_int(c.text)) all_int = false;
-        if (!parse_number(c.text)) all_num = false;
+        if (!to_int(c.text)) all_int = false;
+        if (!to_double(c.text)) all_num = false;
     }
   }
   return all_int ? LabelKind::integer : all_num ? LabelKind::number : LabelKind::string;
@@ -411,11 +384,10 @@ LabelKind label_kind(const DataTable& t, int col) {
 }  // namespace
 
 DataTable read_data_file(const std::string& path) {
-  std::string ext = std::filesystem::path(path).extension().string();
-  std::transform(ext.begin(), ext.end(), ext.begin(), [](unsigned char c) { return char(std::tolower(c)); });
+  std::string ext = ascii_lower(std::filesystem::path(path).extension().string());
   BR_CHECK(ext == ".csv" || ext == ".tsv" || ext == ".json" || ext == ".jsonl",
            "{}: unsupported data file extension '{}' (expected .csv, .tsv, .json or .jsonl)", path, ext);
-  std::string text = read_file(path);
+  std::string text = read_text(path);
   BR_CHECK(!text.empty(), "{}:1: empty file", path);
   if (ext == ".csv") return read_delimited(path, text, ',');
   if (ext == ".tsv") return read_delimited(path, text, '\t');
@@ -446,7 +418,7 @@ LabelScheme infer_label_scheme(const DataTable& train) {
   if (kind == LabelKind::integer) {
     std::set<int64_t> values;
     for (const auto& row : train.rows) {
-      int64_t v = *parse_int(row[size_t(col)].text);
+      int64_t v = *to_int(row[size_t(col)].text);
       if (v != -1) values.insert(v);
     }
     for (int64_t v : values) s.names.push_back(std::to_string(v));
@@ -487,7 +459,7 @@ std::vector<Example> load_examples(const DataTable& table, const TextColumns& co
     ex.text_a = text_of(col_a, columns.a);
     if (col_b >= 0) ex.text_b = text_of(col_b, columns.b);
     if (col_idx >= 0) {
-      std::optional<int64_t> idx = parse_int(row[size_t(col_idx)].text);
+      std::optional<int64_t> idx = to_int(row[size_t(col_idx)].text);
       BR_CHECK(idx.has_value(), "{}: bad idx '{}', expected an integer", where, row[size_t(col_idx)].text);
       ex.idx = *idx;
     } else {
@@ -495,7 +467,7 @@ std::vector<Example> load_examples(const DataTable& table, const TextColumns& co
     }
     if (col_label >= 0) {
       const std::string& raw = row[size_t(col_label)].text;
-      std::optional<int64_t> as_int = kind == LabelKind::string ? std::nullopt : parse_int(raw);
+      std::optional<int64_t> as_int = kind == LabelKind::string ? std::nullopt : to_int(raw);
       bool unlabeled = as_int && *as_int == -1;
       if (!unlabeled && labels.is_regression()) {
         float v = regression_value(raw, where);

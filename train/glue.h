@@ -34,9 +34,12 @@ struct GlueTask {
   int num_labels() const { return is_regression() ? 1 : int(label_names.size()); }
 };
 
-// cola sst2 mrpc qqp stsb mnli qnli rte wnli.
+// cola sst2 mrpc qqp stsb mnli qnli rte wnli: the one list of GLUE task names.
 const std::vector<GlueTask>& glue_tasks();
-// Case-insensitive lookup (run_glue lower-cases --task_name); throws listing the valid names.
+const std::vector<std::string>& glue_task_names();  // the names of glue_tasks(), in that order
+// Case-insensitive lookup (run_glue lower-cases --task_name): nullptr for an unknown name, or
+// (glue_task) a throw listing the valid names.
+const GlueTask* find_glue_task(std::string_view name);
 const GlueTask& glue_task(std::string_view name);
 
 // The original GLUE files of a split: one per evaluation set, e.g. mnli validation gives

@@ -9,7 +9,6 @@
 #include <cstring>
 #include <thread>
 
-#include "core/device.h"
 #include "core/error.h"
 
 extern char** environ;
@@ -17,20 +16,6 @@ extern char** environ;
 namespace br {
 
 namespace {
-
-int parse_int(const std::string& opt, const std::string& v, int lo, int hi) {
-  char* end = nullptr;
-  long x = std::strtol(v.c_str(), &end, 10);
-  BR_CHECK(!v.empty() && end && *end == '\0' && x >= lo && x <= hi,
-           "bertrazor launch: {} expects an integer in [{}, {}], got '{}'", opt, lo, hi, v);
-  return int(x);
-}
-
-std::string normalise(std::string opt) {
-  for (char& c : opt)
-    if (c == '-') c = '_';
-  return opt;
-}
 
 // The environment of local rank `local`: ours minus variables that would select another transport,
 // plus the torchrun variables.
@@ -75,57 +60,6 @@ int exit_code(int status) {
 }
 
 }  // namespace
-
-LaunchOptions parse_launch_args(const std::vector<std::string>& argv) {
-  LaunchOptions o;
-  bool master_addr_given = false;
-  size_t i = 0;
-  for (; i < argv.size(); ++i) {
-    const std::string& a = argv[i];
-    if (a.rfind("--", 0) != 0) break;
-    std::string opt = a, value;
-    size_t eq = a.find('=');
-    if (eq != std::string::npos) {
-      opt = a.substr(0, eq);
-      value = a.substr(eq + 1);
-    }
-    const std::string key = normalise(opt.substr(2));
-    if (key == "standalone") continue;
-    if (eq == std::string::npos) {
-      BR_CHECK(i + 1 < argv.size(), "bertrazor launch: {} needs a value", opt);
-      value = argv[++i];
-    }
-    if (key == "nproc_per_node") {
-      const int cpus = int(std::thread::hardware_concurrency());
-      if (value == "gpu") o.nproc_per_node = cuda_device_count();
-      else if (value == "cpu") o.nproc_per_node = cpus;
-      else if (value == "auto") o.nproc_per_node = cuda_device_count() > 0 ? cuda_device_count() : cpus;
-      else o.nproc_per_node = parse_int(opt, value, 1, 1024);
-      BR_CHECK(o.nproc_per_node >= 1, "bertrazor launch: --nproc_per_node {} found no device",
-               value);
-    } else if (key == "nnodes") {
-      o.nnodes = parse_int(opt, value, 1, 65536);
-    } else if (key == "node_rank") {
-      o.node_rank = parse_int(opt, value, 0, 65535);
-    } else if (key == "master_addr") {
-      o.master_addr = value;
-      master_addr_given = true;
-    } else if (key == "master_port") {
-      o.master_port = parse_int(opt, value, 1, 65535);
-    } else {
-      fail("bertrazor launch: unknown option {} (expected --nproc_per_node, --nnodes, --node_rank, "
-           "--master_addr, --master_port, --standalone)", opt);
-    }
-  }
-  o.command.assign(argv.begin() + long(i), argv.end());
-  BR_CHECK(!o.command.empty(), "bertrazor launch: no command given (e.g. `bertrazor launch "
-           "--nproc_per_node 2 train ...`)");
-  BR_CHECK(o.node_rank < o.nnodes, "bertrazor launch: --node_rank {} is not below --nnodes {}",
-           o.node_rank, o.nnodes);
-  BR_CHECK(o.nnodes == 1 || master_addr_given,
-           "bertrazor launch: --nnodes {} needs --master_addr (the address of node 0)", o.nnodes);
-  return o;
-}
 
 int launch(const LaunchOptions& o, const std::string& exe) {
   BR_CHECK(!o.command.empty(), "launch: empty command");
@@ -192,7 +126,5 @@ int launch(const LaunchOptions& o, const std::string& exe) {
   }
   return first_failure;
 }
-
-int launch_main(const std::vector<std::string>& argv) { return launch(parse_launch_args(argv)); }
 
 }  // namespace br

@@ -8,6 +8,8 @@
 
 namespace br {
 
+// `bertrazor launch --nproc_per_node N [--nnodes M --node_rank R --master_addr A --master_port P]
+// [--standalone] <command> ...`, parsed by parse_command_args(Command::launch, ...) (train/args.h).
 struct LaunchOptions {
   int nproc_per_node = 1;
   int nnodes = 1;
@@ -17,18 +19,9 @@ struct LaunchOptions {
   std::vector<std::string> command;  // arguments after the options, passed to each copy
 };
 
-// Parses `--nproc_per_node N [--nnodes M --node_rank R --master_addr A --master_port P]
-// [--standalone] <command> ...`; options take `--opt V` or `--opt=V`, dashes or underscores.
-// nproc_per_node also accepts "gpu" (one per CUDA device), "cpu" (one per core) and "auto" (gpu
-// when a CUDA device answers, else cpu), as torchrun does.
-LaunchOptions parse_launch_args(const std::vector<std::string>& argv);
-
 // Runs `exe` with options.command once per local rank and waits. When one exits non-zero the
 // others get SIGTERM (SIGKILL after 5 s); returns the first non-zero exit status (128 + signal
 // for a killed one), else 0.
 int launch(const LaunchOptions& options, const std::string& exe = "/proc/self/exe");
-
-// parse_launch_args then launch with /proc/self/exe: the body of `bertrazor launch`.
-int launch_main(const std::vector<std::string>& argv);
 
 }  // namespace br

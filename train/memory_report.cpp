@@ -1,14 +1,21 @@
 #include "train/memory_report.h"
 
 #include <chrono>
+#include <filesystem>
 #include <map>
 #include <random>
 
 #include <fmt/format.h>
 
-#include "kernels/adamw.h"
+#include "core/text.h"
+#include "models/bert_io.h"
+#include "models/model_path.h"
+#include "train/optimizer.h"
+#include "train/step.h"
 
 namespace br {
+
+namespace fs = std::filesystem;
 
 namespace {
 double seconds_since(std::chrono::steady_clock::time_point t0) {
@@ -19,19 +26,34 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 std::pair<std::string, int> split_key(const std::string& key) {
   if (key.rfind("layer", 0) == 0) {
     size_t dot = key.find('.');
-    return {key.substr(dot + 1), std::stoi(key.substr(5, dot - 5))};
+    return {key.substr(dot + 1), int(parse_int(key.substr(5, dot - 5), "tape key " + key))};
   }
   return {key, -1};
 }
 }  // namespace
 
-MemoryReport measure_training_step(BertForSequenceClassification& model, int64_t batch, int64_t seq,
-                                   uint64_t seed) {
+BertForSequenceClassification memory_model(const CommandArgs& a) {
+  BertConfig c = BertConfig::from_json_file(config_json_path(a));
+  if (a.num_labels) c.set_num_labels(*a.num_labels);
+  BertForSequenceClassification model(c, resolved_device(a), DType::f32);
+  const fs::path weights = a.model_name_or_path.empty()
+                               ? fs::path()
+                               : fs::path(resolve_model_path(a.model_name_or_path)) / "model.safetensors";
+  if (!weights.empty() && fs::exists(weights))
+    load_safetensors_weights(model, weights.string(), uint64_t(a.seed));
+  else
+    model.init_weights(uint64_t(a.seed));
+  configure_for_training(model, a);
+  return model;
+}
+
+MemoryReport measure_training_step(BertForSequenceClassification& model, const TrainingArgs& a) {
   const BertConfig& c = model.config();
   const Device dev = model.device();
+  const int64_t batch = a.per_device_train_batch_size, seq = a.max_seq_length;
   BR_CHECK(seq <= c.max_position_embeddings, "memory: max_seq_length {} exceeds the model's {}",
            seq, c.max_position_embeddings);
-  std::mt19937_64 rng(seed);
+  std::mt19937_64 rng(uint64_t(a.seed));
   const size_t tokens = static_cast<size_t>(batch * seq), rows = static_cast<size_t>(batch);
   std::vector<int32_t> ids(tokens), tt(tokens, 0), am(tokens, 1), labels(rows), ex(rows);
   for (auto& x : ids) x = int32_t(1 + rng() % uint64_t(c.vocab_size - 1));
@@ -51,46 +73,35 @@ MemoryReport measure_training_step(BertForSequenceClassification& model, int64_t
     bb.labels = Tensor::from_host(labels, {batch}, dev);
   }
 
-  // Optimizer state exists before the step, as in training.
-  std::vector<Tensor> params = model.params().all(), grads = model.grads().all(), ms, vs;
-  std::vector<bool> decay;
-  for (const Tensor& p : params) {
-    ms.push_back(Tensor::zeros(p.shape(), p.dtype(), dev, MemCategory::optimizer_state));
-    vs.push_back(Tensor::zeros(p.shape(), p.dtype(), dev, MemCategory::optimizer_state));
-    decay.push_back(true);
-  }
+  Optimizer opt(model, adamw_config(a));  // its state exists before the step, as in training
   cuda_synchronize();
   reset_peak_memory(dev);
 
   MemoryReport r;
   r.batch = batch;
   r.seq = seq;
-  StepOptions opt{true, seed, 0, true};
   Tape tape(dev);
+  model.grads().zero_();
   auto t0 = std::chrono::steady_clock::now();
-  ForwardResult fwd = model.forward(bb, opt, &tape);
-  Tensor logits = fwd.logits;
-  Tensor loss = model.loss(logits, bb.labels);
+  StepResult step = train_step(model, bb, train_step_options(a, 0), tape);
   cuda_synchronize();
-  r.forward_seconds = seconds_since(t0);
-  r.saved_activation_bytes = tape.bytes();
+  r.forward_seconds = step.forward_seconds;
+  r.backward_seconds = seconds_since(t0) - step.forward_seconds;
+  r.saved_activation_bytes = step.saved_bytes;
   r.sites = tape.records();
   for (const SiteRecord& s : r.sites) r.dense_activation_bytes += s.dense_bytes;
 
   t0 = std::chrono::steady_clock::now();
-  model.grads().zero_();
-  model.backward(bb, opt, tape, fwd.record, model.loss_backward(logits, bb.labels, 1.0f));
-  cuda_synchronize();
-  r.backward_seconds = seconds_since(t0);
-
-  t0 = std::chrono::steady_clock::now();
-  AdamWConfig ac;
-  ac.lr = 0.0f;  // measure the step without changing the model
-  adamw_step(params, grads, ms, vs, decay, ac, 1);
+  opt.step(0.0);  // measure the update without changing the model
   cuda_synchronize();
   r.optimizer_seconds = seconds_since(t0);
   r.stats = memory_stats(dev);
   return r;
+}
+
+MemoryReport memory_report(const CommandArgs& a) {
+  BertForSequenceClassification model = memory_model(a);
+  return measure_training_step(model, a);
 }
 
 std::string format_memory_table(const MemoryReport& r, bool per_layer) {

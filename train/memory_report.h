@@ -1,4 +1,5 @@
-// Memory of one real training step, read from the tape and the allocators (not from a formula).
+// `bertrazor memory`: the memory of one real training step, read from the tape and the allocators
+// (not from a formula), run the way `bertrazor train` runs its steps for the same flags.
 #pragma once
 #include <nlohmann/json.hpp>
 #include <string>
@@ -7,6 +8,7 @@
 #include "core/allocator.h"
 #include "models/tape.h"
 #include "models/bert.h"
+#include "train/args.h"
 
 namespace br {
 
@@ -19,10 +21,18 @@ struct MemoryReport {
   double forward_seconds = 0, backward_seconds = 0, optimizer_seconds = 0;
 };
 
-// Runs forward, backward and an AdamW step on a synthetic full-length batch (random token ids,
-// no padding) with the model's current policy, on the model's device.
-MemoryReport measure_training_step(BertForSequenceClassification& model, int64_t batch, int64_t seq,
-                                   uint64_t seed = 0);
+// The model `bertrazor memory` measures: the config from config_json_path (with --num_labels),
+// the weights of --model_name_or_path when it has model.safetensors (else initialised from
+// --seed), on resolved_device, configured for training as train does (configure_for_training).
+BertForSequenceClassification memory_model(const CommandArgs& a);
+
+// One training step as train runs it for these arguments (train_step with train_step_options at
+// step 0, then an Optimizer step with learning rate 0, so the model is unchanged) on a synthetic
+// full-length batch: per_device_train_batch_size x max_seq_length random token ids, no padding.
+MemoryReport measure_training_step(BertForSequenceClassification& model, const TrainingArgs& a);
+
+// memory_model then measure_training_step: what `bertrazor memory` reports.
+MemoryReport memory_report(const CommandArgs& a);
 
 // One row per site (summing layers), then per-layer and total lines.
 std::string format_memory_table(const MemoryReport& r, bool per_layer = false);

@@ -5,6 +5,7 @@
 #include <numeric>
 
 #include "core/error.h"
+#include "train/glue.h"
 
 namespace br {
 namespace {
@@ -143,23 +144,28 @@ std::vector<std::pair<std::string, double>> glue_metrics_ordered(const std::stri
                                                                  const std::vector<double>& labels) {
   std::string op = "glue_metrics(" + task + ")";
   check_sizes(op.c_str(), predictions.size(), labels.size());
-  std::vector<std::pair<std::string, double>> out;
-  if (task == "stsb") {
-    std::vector<double> p = as_float32(predictions), l = as_float32(labels);
-    out = {{"pearson", pearson(p, l)}, {"spearmanr", spearman(p, l)}};
+  // The datasets metric also has configs for MNLI's two halves and for HANS, scored as MNLI is.
+  const bool mnli_like = task == "mnli_matched" || task == "mnli_mismatched" || task == "hans";
+  const std::string name = mnli_like ? "mnli" : task;
+  const GlueTask* t = find_glue_task(name);
+  if (!t || t->name != name) fail("glue_metrics: unknown task '{}'", task);
+  std::vector<double> pf, lf;
+  std::vector<int32_t> pi, li;
+  if (t->is_regression()) {
+    pf = as_float32(predictions);
+    lf = as_float32(labels);
   } else {
-    std::vector<int32_t> p = to_ids(op.c_str(), predictions, "prediction");
-    std::vector<int32_t> l = to_ids(op.c_str(), labels, "label");
-    if (task == "cola") {
-      out = {{"matthews_correlation", matthews_corrcoef(p, l)}};
-    } else if (task == "mrpc" || task == "qqp") {
-      out = {{"accuracy", accuracy(p, l)}, {"f1", f1_binary(p, l)}};
-    } else if (task == "sst2" || task == "mnli" || task == "mnli_mismatched" ||
-               task == "mnli_matched" || task == "qnli" || task == "rte" || task == "wnli" || task == "hans") {
-      out = {{"accuracy", accuracy(p, l)}};
-    } else {
-      fail("glue_metrics: unknown task '{}'", task);
-    }
+    pi = to_ids(op.c_str(), predictions, "prediction");
+    li = to_ids(op.c_str(), labels, "label");
+  }
+  std::vector<std::pair<std::string, double>> out;
+  for (const std::string& m : t->metric_names) {
+    if (m == "accuracy") out.emplace_back(m, accuracy(pi, li));
+    else if (m == "f1") out.emplace_back(m, f1_binary(pi, li));
+    else if (m == "matthews_correlation") out.emplace_back(m, matthews_corrcoef(pi, li));
+    else if (m == "pearson") out.emplace_back(m, pearson(pf, lf));
+    else if (m == "spearmanr") out.emplace_back(m, spearman(pf, lf));
+    else if (m != "combined_score") fail("glue_metrics: task '{}' lists unknown metric '{}'", task, m);
   }
   if (out.size() > 1) {
     double sum = 0;

@@ -24,7 +24,7 @@ double spearman(const std::vector<double>& x, const std::vector<double>& y);
 // scipy.stats.rankdata(x, method="average"), ranks from 1.
 std::vector<double> average_ranks(const std::vector<double>& x);
 
-// The task's metrics in run_glue's order, with combined_score (the mean of the metric's values)
+// The task's metrics (GlueTask::metric_names) in run_glue's order, with combined_score (the mean of the metric's values)
 // appended when the metric returns more than one. Classification: predictions and labels are
 // class ids (argmax already taken). stsb: predictions are the squeezed logits; predictions and
 // labels are cast to float32 first, as the metric's features are.

@@ -5,30 +5,26 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
-#include <fstream>
-#include <numeric>
+#include <memory>
 #include <thread>
 
 #include <fmt/format.h>
 #include <omp.h>
 
-#include "kernels/adamw.h"
-#include "kernels/cast.h"
 #include "kernels/grad_norm.h"
 #include "models/bert_io.h"
 #include "models/model_path.h"
-#include "models/safetensors.h"
 #include "train/batch.h"
 #include "train/checkpoint_io.h"
 #include "train/communicator.h"
-#include "train/eval_shard.h"
 #include "train/glue.h"
 #include "train/grad_reducer.h"
-#include "train/metrics.h"
+#include "train/optimizer.h"
 #include "train/progress.h"
 #include "train/pyformat.h"
 #include "train/sampler.h"
 #include "train/schedule.h"
+#include "train/step.h"
 #include "train/wordpiece.h"
 
 namespace fs = std::filesystem;
@@ -44,12 +40,6 @@ double now_seconds() {
 
 // ---------------------------------------------------------------------------------------------
 // Data
-
-struct Dataset {
-  std::string name;  // "train", "validation", "validation_mismatched", "test", ...
-  std::vector<Example> examples;
-  std::vector<Encoding> encodings;
-};
 
 struct Data {
   std::string task;  // GLUE task name, or "" for --train_file data
@@ -136,233 +126,47 @@ void tokenize(Dataset& ds, const WordPieceTokenizer& tok, const TrainingArgs& a)
                                       int(a.max_seq_length), a.pad_to_max_length));
 }
 
-// A batch of examples `idx` of `ds` on `device` (train/batch.h).
-BertBatch collate(const Dataset& ds, const std::vector<int64_t>& idx, Device device,
-                  bool regression, int32_t pad_id) {
-  return collate(ds.examples, ds.encodings, idx, device, regression, pad_id);
-}
-
 // ---------------------------------------------------------------------------------------------
-// Optimizer: AdamW over every parameter; no weight decay on biases and LayerNorm weights (HF).
+// Set-up
 
-struct Optimizer {
-  std::vector<std::string> names;
-  std::vector<Tensor> params, grads, m, v;
-  std::vector<bool> decay;
-  AdamWConfig cfg;
-  int64_t step = 0;
-
-  Optimizer(BertForSequenceClassification& model, const TrainingArgs& a) {
-    auto p = model.params().named();
-    auto g = model.grads().named();
-    for (size_t i = 0; i < p.size(); ++i) {
-      names.push_back(p[i].first);
-      params.push_back(p[i].second);
-      grads.push_back(g[i].second);
-      m.push_back(Tensor::zeros(p[i].second.shape(), DType::f32, model.device(), MemCategory::optimizer_state));
-      v.push_back(Tensor::zeros(p[i].second.shape(), DType::f32, model.device(), MemCategory::optimizer_state));
-      const std::string& n = p[i].first;
-      decay.push_back(n.find("bias") == std::string::npos && n.find("LayerNorm") == std::string::npos);
-    }
-    cfg.beta1 = float(a.adam_beta1);
-    cfg.beta2 = float(a.adam_beta2);
-    cfg.eps = float(a.adam_epsilon);
-    cfg.weight_decay = float(a.weight_decay);
-    cfg.hf_variant = a.optim == OptimizerType::adamw_hf;
-  }
-
-  void apply(double lr) {
-    cfg.lr = float(lr);
-    ++step;
-    adamw_step(params, grads, m, v, decay, cfg, step);
-  }
-
-  // optimizer.safetensors: exp_avg.<name>, exp_avg_sq.<name>; the step count in the metadata.
-  void save(const std::string& path) const {
-    std::vector<std::pair<std::string, Tensor>> t;
-    for (size_t i = 0; i < names.size(); ++i) {
-      t.emplace_back("exp_avg." + names[i], m[i]);
-      t.emplace_back("exp_avg_sq." + names[i], v[i]);
-    }
-    write_safetensors(path, t, {{"format", "pt"}, {"step", std::to_string(step)}});
-  }
-
-  void load(const std::string& path) {
-    SafetensorsFile f = SafetensorsFile::open(path);
-    auto it = f.metadata().find("step");
-    BR_CHECK(it != f.metadata().end(), "{}: no 'step' in the metadata", path);
-    step = std::stoll(it->second);
-    for (size_t i = 0; i < names.size(); ++i) {
-      m[i].copy_from(f.load_as("exp_avg." + names[i], m[i].shape(), DType::f32, Device::cpu, MemCategory::workspace));
-      v[i].copy_from(f.load_as("exp_avg_sq." + names[i], v[i].shape(), DType::f32, Device::cpu, MemCategory::workspace));
-    }
-  }
-};
-
-// ---------------------------------------------------------------------------------------------
-// Evaluation
-
-struct Predictions {
-  double loss = 0;  // mean per-example loss (NaN without labels)
-  std::vector<double> preds, labels;  // argmax ids (classification) or values (regression)
-};
-
-// Per-example loss from its logits, in double: cross-entropy, or squared error for regression.
-double example_loss(const double* logits, int64_t C, const Example& e, bool regression) {
-  if (regression) return (logits[0] - double(e.value)) * (logits[0] - double(e.value));
-  double m = logits[0];
-  for (int64_t c = 1; c < C; ++c) m = std::max(m, logits[c]);
-  double z = 0;
-  for (int64_t c = 0; c < C; ++c) z += std::exp(logits[c] - m);
-  return m + std::log(z) - logits[e.label];
-}
-
-// Forward over the dataset, sharded across ranks as HF's ShardSampler does; every rank gets the
-// logits of all examples in dataset order, so metrics equal the single-process ones.
-Predictions predict(BertForSequenceClassification& model, const Dataset& ds, const TrainingArgs& a,
-                    bool regression, int32_t pad_id, Communicator& comm) {
-  const int64_t n = int64_t(ds.examples.size()), bs = a.per_device_eval_batch_size;
-  const int64_t C = model.config().num_labels();
-  std::vector<int64_t> mine = shard_eval_indices(n, bs, comm.world_size(), comm.rank());
-  std::vector<double> local;
-  StepOptions opt;  // eval: no dropout, nothing saved
-  for (size_t start = 0; start < mine.size(); start += size_t(bs)) {
-    std::vector<int64_t> idx(mine.begin() + int64_t(start),
-                             mine.begin() + int64_t(std::min(mine.size(), start + size_t(bs))));
-    BertBatch b = collate(ds, idx, model.device(), regression, pad_id);
-    Tensor logits = model.forward(b, opt, nullptr).logits;
-    std::vector<float> l = cast(logits.to(Device::cpu), DType::f32).to_vector<float>();
-    local.insert(local.end(), l.begin(), l.end());
-  }
-  std::vector<double> all = comm.world_size() == 1 ? local : gather_eval_outputs(comm, local, n, bs, C);
-  Predictions p;
-  double loss_sum = 0;
-  bool labeled = true;
-  for (int64_t i = 0; i < n; ++i) {
-    const double* l = all.data() + i * C;
-    const Example& e = ds.examples[size_t(i)];
-    if (regression) {
-      p.preds.push_back(double(float(l[0])));
-    } else {
-      int64_t best = 0;
-      for (int64_t c = 1; c < C; ++c)
-        if (l[c] > l[best]) best = c;
-      p.preds.push_back(double(best));
-    }
-    p.labels.push_back(regression ? double(e.value) : double(e.label));
-    labeled = labeled && e.labeled();
-    if (labeled) loss_sum += example_loss(l, C, e, regression);
-  }
-  p.loss = labeled && n ? loss_sum / double(n) : NAN;
-  return p;
-}
-
-ordered_json evaluate(BertForSequenceClassification& model, const Dataset& ds, const Data& data,
-                      const TrainingArgs& a, int32_t pad_id, const std::string& suffix,
-                      Communicator& comm) {
-  double t0 = now_seconds();
-  Predictions p = predict(model, ds, a, data.is_regression(), pad_id, comm);
-  double runtime = now_seconds() - t0;
-  ordered_json m;
-  m["eval_loss" + suffix] = p.loss;
-  std::vector<std::pair<std::string, double>> metrics;
-  if (!data.task.empty()) {
-    metrics = glue_metrics_ordered(data.task, p.preds, p.labels);
-  } else {
-    for (auto& kv : file_metrics(data.is_regression(), p.preds, p.labels)) metrics.push_back(kv);
-  }
-  for (auto& [k, v] : metrics) m["eval_" + k + suffix] = v;
-  const int64_t per_step = a.per_device_eval_batch_size * comm.world_size();
-  int64_t steps = (int64_t(ds.examples.size()) + per_step - 1) / per_step;
-  ordered_json speed = speed_metrics("eval", runtime, double(ds.examples.size()), steps);
-  for (auto& [k, v] : speed.items()) m[k + suffix] = v;
-  return m;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Checkpoints
-
-void copy_tokenizer_files(const fs::path& model_dir, const fs::path& dir) {
-  for (const char* f : {"vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"})
-    if (fs::exists(model_dir / f)) fs::copy_file(model_dir / f, dir / f, fs::copy_options::overwrite_existing);
-}
-
-void save_model_dir(const BertForSequenceClassification& model, const fs::path& model_dir,
-                    const fs::path& dir, const TrainingArgs& a) {
-  save_pretrained(model, dir.string());
-  copy_tokenizer_files(model_dir, dir);
-  write_training_args(dir / "training_args.json", a);
-}
-
-std::string save_checkpoint(const BertForSequenceClassification& model, const Optimizer& opt,
-                            TrainerState& state, const TrainingArgs& a, const fs::path& model_dir,
-                            const std::optional<ordered_json>& metrics, int64_t epoch,
-                            int64_t micro_in_epoch) {
-  CheckpointWriter w(a.output_dir, state.global_step);
-  save_model_dir(model, model_dir, w.dir(), a);
-  opt.save((w.dir() / "optimizer.safetensors").string());
-  nlohmann::json sched = {{"last_epoch", state.global_step}, {"lr_scheduler_type", a.to_json()["lr_scheduler_type"]}};
-  w.write_file("scheduler.json", sched.dump(2) + "\n");
-  // Our RNG is counter based: dropout masks depend on (seed, step, site, example) only, and the
-  // data order on (seed, epoch); this is all the state a resume needs.
-  nlohmann::json rng = {{"seed", a.seed}, {"sampler_seed", a.sampler_seed()}, {"epoch", epoch},
-                        {"micro_batches_in_epoch", micro_in_epoch}, {"global_step", state.global_step}};
-  w.write_file("rng_state.json", rng.dump(2) + "\n");
-  std::string final_dir = checkpoint_path(a.output_dir, state.global_step);
-  if (metrics) state.update_best(a, *metrics, final_dir);
-  w.write_file("trainer_state.json", state.to_file_text());
-  std::string path = w.commit();
-  rotate_checkpoints(a.output_dir, a.save_total_limit, state.best_model_checkpoint);
-  return path;
-}
-
-}  // namespace
-
-// ---------------------------------------------------------------------------------------------
-
-void run_glue(const TrainingArgs& a) {
-  Device device = a.device ? *a.device : (cuda_available() ? Device::cuda : Device::cpu);
-  // Before any CUDA allocation: the communicator picks this rank's device.
-  std::unique_ptr<Communicator> comm_owner = make_communicator(device);
-  Communicator& comm = *comm_owner;
-  const int W = comm.world_size();
-  const bool main_rank = comm.is_main();
-  BR_CHECK(!(a.fp16 || a.bf16) || device == Device::cuda,
-           "--fp16/--bf16 need --device cuda (the CPU backend trains in fp32)");
-  BR_CHECK(!a.fp16, "--fp16: fp16 mixed precision (loss scaling) is not implemented; use --bf16 "
-                   "(bf16 compute with fp32 master weights) or fp32");
-  if (main_rank)
-    for (const std::string& note : a.ignored_notes) fmt::print("note: {}\n", note);
-  // CPU ranks on one machine share its cores. Unless OMP_NUM_THREADS says otherwise (`bertrazor
-  // launch` sets 1, as torchrun does) or the launcher bound each rank to its own cores (mpirun's
-  // default), each rank takes its share, so the ranks' GEMM threads do not outnumber the cores
-  // (Eigen's threads spin while they wait for each other).
+// CPU ranks on one machine share its cores. Unless OMP_NUM_THREADS says otherwise (`bertrazor
+// launch` sets 1, as torchrun does) or the launcher bound each rank to its own cores (mpirun's
+// default), each rank takes its share, so the ranks' GEMM threads do not outnumber the cores
+// (Eigen's threads spin while they wait for each other).
+void share_cpu_threads(const Communicator& comm, Device device) {
   const char* omp_env = std::getenv("OMP_NUM_THREADS");
   const int cores = int(std::thread::hardware_concurrency());
   if (device == Device::cpu && comm.local_world_size() > 1 && !(omp_env && *omp_env) &&
       omp_get_num_procs() >= cores) {
     const int share = std::max(1, cores / comm.local_world_size());
     omp_set_num_threads(share);
-    if (main_rank)
+    if (comm.is_main())
       fmt::print("note: {} unbound ranks share this machine's {} cores: {} thread(s) each (set "
                  "OMP_NUM_THREADS to choose)\n", comm.local_world_size(), cores, share);
   }
-  std::optional<std::string> resume = a.do_train ? resume_checkpoint(a) : std::nullopt;
-  comm.barrier();  // every rank has checked the output dir before rank 0 writes to it
-  if (main_rank) {
-    fs::create_directories(a.output_dir);
-    remove_stale_checkpoint_tmp(a.output_dir);
-  }
+}
 
-  const fs::path model_dir = resolve_model_path(a.model_name_or_path);
+// What a run works with once its inputs are read.
+struct Run {
+  const TrainingArgs& a;
+  Communicator& comm;
+  Device device;
+  fs::path model_dir;
+  Data data;
+  EvalOptions eval;  // the task, regression or not, the eval batch and [PAD]: how sets are scored
+};
+
+// The tokenizer's encodings of the data the run needs, after checking --max_seq_length against
+// the model's config; eval gets the task, the label kind and the tokenizer's [PAD].
+Data load_inputs(const TrainingArgs& a, const fs::path& model_dir, EvalOptions& eval) {
   const fs::path vocab = a.tokenizer_name ? fs::path(resolve_model_path(*a.tokenizer_name)) / "vocab.txt"
                                           : model_dir / "vocab.txt";
   WordPieceTokenizer tok = WordPieceTokenizer::from_vocab_file(vocab.string());
-  BertConfig probe = BertConfig::from_json_file(
-      ((a.config_name ? fs::path(resolve_model_path(*a.config_name)) : model_dir) / "config.json").string());
+  const std::string config = config_json_path(a);
+  BertConfig probe = BertConfig::from_json_file(config);
   BR_CHECK(a.max_seq_length <= probe.max_position_embeddings,
            "--max_seq_length {} exceeds the model's max_position_embeddings {} ({})", a.max_seq_length,
-           probe.max_position_embeddings, (model_dir / "config.json").string());
+           probe.max_position_embeddings, config);
   BR_CHECK(a.max_seq_length >= 2, "--max_seq_length {} is too small", a.max_seq_length);
 
   Data data = load_data(a);
@@ -375,260 +179,339 @@ void run_glue(const TrainingArgs& a) {
     tokenize(d, tok, a);
   }
   for (Dataset& d : data.test) tokenize(d, tok, a);
+  eval = {data.task, data.is_regression(), a.per_device_eval_batch_size, tok.pad_id()};
+  return data;
+}
 
-  std::vector<std::string> labels = data.label_names.empty() ? std::vector<std::string>{"LABEL_0"}
-                                                             : data.label_names;
-  LoadReport load_report;
-  BertForSequenceClassification model =
-      from_pretrained(model_dir.string(), device, labels, uint64_t(a.seed), &load_report);
-  if (!load_report.initialized.empty())
-    fmt::print("Some weights were not in {} and are newly initialized: [{}]\n", model_dir.string(),
-               fmt::join(load_report.initialized, ", "));
-  if (!data.task.empty()) {
-    BertConfig& c = const_cast<BertConfig&>(model.config());
-    c.finetuning_task = data.task;
-  }
-  model.policy() = backrazor_policy(a);
-  if (W > 1) {
+// The model of model_dir with the data's labels and task (from_pretrained's steps with the task
+// set on the config), the same on every rank, configured for training.
+BertForSequenceClassification load_model(const Run& run) {
+  const TrainingArgs& a = run.a;
+  BertConfig c = BertConfig::from_json_file((run.model_dir / "config.json").string());
+  c.set_labels(run.data.label_names.empty() ? std::vector<std::string>{"LABEL_0"} : run.data.label_names);
+  if (!run.data.task.empty()) c.finetuning_task = run.data.task;
+  BertForSequenceClassification model(c, run.device, DType::f32);
+  const fs::path weights = run.model_dir / "model.safetensors";
+  BR_CHECK(fs::exists(weights), "{}: no model.safetensors in the model folder", run.model_dir.string());
+  LoadReport report = load_safetensors_weights(model, weights.string(), uint64_t(a.seed));
+  if (!report.initialized.empty())
+    fmt::print("Some weights were not in {} and are newly initialized: [{}]\n", run.model_dir.string(),
+               fmt::join(report.initialized, ", "));
+  if (run.comm.world_size() > 1) {
     nlohmann::json flags = a.to_json();
     for (const char* per_rank : {"local_rank", "device"}) flags.erase(per_rank);
-    comm.check_consistent("model config and training flags",
-                          model.config().to_json().dump() + "|world_size=" + std::to_string(W) +
-                              "|" + flags.dump());
-    for (const Tensor& p : model.params().all()) comm.broadcast(p, 0);
+    run.comm.check_consistent("model config and training flags",
+                              model.config().to_json().dump() + "|world_size=" +
+                                  std::to_string(run.comm.world_size()) + "|" + flags.dump());
+    for (const Tensor& p : model.params().all()) run.comm.broadcast(p, 0);
   }
-  if (a.bf16) model.set_compute_dtype(DType::bf16);  // bf16 compute, fp32 master weights
-  const bool regression = data.is_regression();
-  const int32_t pad_id = tok.pad_id();
+  configure_for_training(model, a);
+  return model;
+}
 
-  if (a.do_train) {
-    const int64_t N = int64_t(data.train.examples.size());
-    StepPlan plan = plan_steps(a, N, W);
-    Optimizer opt(model, a);
-    int64_t non_embedding_params = 0;
-    for (auto& [name, t] : model.params().named())
-      if (name.find("_embeddings.") == std::string::npos) non_embedding_params += t.numel();  // HF excludes nn.Embedding only
-    TrainerState state;
-    state.max_steps = plan.max_steps;
-    state.num_train_epochs = plan.num_epochs;
-    state.logging_steps = a.logging_steps;
-    state.eval_steps = a.eval_steps.value_or(0);
-    state.save_steps = a.save_steps;
-    state.train_batch_size = a.per_device_train_batch_size;
-    int64_t start_epoch = 0, skip_micro = 0;
-    if (resume) {
-      fs::path ck = *resume;
-      fmt::print("Loading model from {} (resume).\n", ck.string());
-      load_safetensors_weights(model, (ck / "model.safetensors").string(), uint64_t(a.seed));
-      opt.load((ck / "optimizer.safetensors").string());
-      state = TrainerState::load(ck / "trainer_state.json");
-      nlohmann::json rng = nlohmann::json::parse(read_file(ck / "rng_state.json"));
-      start_epoch = rng.at("epoch").get<int64_t>();
-      skip_micro = rng.at("micro_batches_in_epoch").get<int64_t>();
-      BR_CHECK(opt.step == state.global_step, "{}: optimizer step {} != global_step {}", ck.string(),
-               opt.step, state.global_step);
-    }
-    if (main_rank)
-      fmt::print("***** Running training *****\n  Num examples = {}\n  Num Epochs = {}\n"
-                 "  Instantaneous batch size per device = {}\n"
-                 "  Total train batch size (w. parallel, distributed & accumulation) = {}\n"
-                 "  Gradient Accumulation steps = {}\n  Total optimization steps = {}\n"
-                 "  Device = {}\n  Processes = {} ({})\n  Back Razor = {}\n",
-                 N, plan.num_epochs, a.per_device_train_batch_size, plan.total_train_batch_size,
-                 a.gradient_accumulation_steps, plan.max_steps, device_name(device), W,
-                 comm.backend(), backrazor_label(a));
-    std::fflush(stdout);
+// The metrics of every evaluation set, merged; the second (MNLI mismatched) gets "_mm" after its
+// keys, as run_glue names them.
+ordered_json evaluate_all(BertForSequenceClassification& model, const Run& run) {
+  ordered_json all;
+  for (size_t i = 0; i < run.data.eval.size(); ++i) {
+    ordered_json m = evaluate(model, run.data.eval[i], run.eval, run.comm, i == 0 ? "" : "_mm");
+    for (auto& [k, v] : m.items()) all[k] = v;
+  }
+  return all;
+}
 
-    // Only rank 0 prints: the others write their bar to /dev/null.
-    std::FILE* sink = main_rank ? stdout : std::fopen("/dev/null", "w");
-    Progress progress(plan.max_steps, "train", sink, !main_rank || a.disable_tqdm ? std::optional<bool>(false) : std::nullopt);
-    progress.update(state.global_step);
-    double t_start = now_seconds();
-    double tr_loss_since_log = 0, tr_loss_total = 0;
-    int64_t steps_since_log = 0;
-    int64_t peak_saved = 0;
-    bool memory_reported = false;
-    std::optional<ordered_json> last_eval;
-    Tape tape(device);
-    model.grads().zero_();
-    std::optional<GradientReducer> reducer;
-    if (W > 1) {
-      const size_t cap = a.ddp_bucket_cap_mb ? size_t(*a.ddp_bucket_cap_mb) << 20
-                                             : Communicator::kDefaultBucketBytes;
-      reducer.emplace(comm, model.grads_flat(), model.grad_group_offsets(), cap);
-      progress.write(fmt::format("gradient all-reduce: {} bucket(s) of about {} MiB, each started "
+// ---------------------------------------------------------------------------------------------
+// Training
+
+// HF Trainer.train over the run's training set: micro-batches through train_step, the gradient
+// all-reduce, clipping, AdamW on the schedule, then logging, evaluation and checkpoints at the
+// cadence the arguments ask for; resumable from a checkpoint.
+class Training {
+ public:
+  Training(BertForSequenceClassification& model, const Run& run, std::optional<std::string> resume);
+  // The loop, then the final model, trainer_state.json and train_results.json.
+  void run();
+
+ private:
+  void print_header() const;
+  void micro_batch(int64_t epoch, int64_t mb, const std::vector<int64_t>& order);
+  void optimizer_step(int64_t epoch, int64_t mb);
+  void after_step(int64_t epoch, int64_t mb);  // DefaultFlowCallback: log, evaluate, save
+  void finish();
+
+  BertForSequenceClassification& model_;
+  const Run& run_;
+  const TrainingArgs& a_;
+  Communicator& comm_;
+  const std::optional<std::string> resume_;
+  const int64_t num_examples_;
+  const StepPlan plan_;
+  Optimizer opt_;
+  int64_t non_embedding_params_ = 0;
+  TrainerState state_;
+  ResumePoint start_;
+  std::FILE* sink_ = nullptr;  // rank 0: stdout; the others write their bar to /dev/null
+  std::unique_ptr<Progress> progress_;
+  std::optional<GradientReducer> reducer_;
+  Tape tape_;
+  double t_start_ = 0, tr_loss_since_log_ = 0, tr_loss_total_ = 0, grad_norm_ = 0;
+  int64_t steps_since_log_ = 0, peak_saved_ = 0;
+  bool memory_reported_ = false, stop_ = false;
+  std::string last_good_;  // the newest checkpoint, named when training fails
+};
+
+Training::Training(BertForSequenceClassification& model, const Run& run, std::optional<std::string> resume)
+    : model_(model),
+      run_(run),
+      a_(run.a),
+      comm_(run.comm),
+      resume_(std::move(resume)),
+      num_examples_(int64_t(run.data.train.examples.size())),
+      plan_(plan_steps(run.a, num_examples_, run.comm.world_size())),
+      opt_(model, adamw_config(run.a)),
+      tape_(run.device) {
+  for (auto& [name, t] : model_.params().named())
+    if (name.find("_embeddings.") == std::string::npos) non_embedding_params_ += t.numel();  // HF excludes nn.Embedding only
+  state_.max_steps = plan_.max_steps;
+  state_.num_train_epochs = plan_.num_epochs;
+  state_.logging_steps = a_.logging_steps;
+  state_.eval_steps = a_.eval_steps.value_or(0);
+  state_.save_steps = a_.save_steps;
+  state_.train_batch_size = a_.per_device_train_batch_size;
+  if (resume_) {
+    fmt::print("Loading model from {} (resume).\n", *resume_);
+    start_ = load_checkpoint(*resume_, model_, opt_, state_, uint64_t(a_.seed));
+  }
+}
+
+void Training::print_header() const {
+  if (comm_.is_main())
+    fmt::print("***** Running training *****\n  Num examples = {}\n  Num Epochs = {}\n"
+               "  Instantaneous batch size per device = {}\n"
+               "  Total train batch size (w. parallel, distributed & accumulation) = {}\n"
+               "  Gradient Accumulation steps = {}\n  Total optimization steps = {}\n"
+               "  Device = {}\n  Processes = {} ({})\n  Back Razor = {}\n",
+               num_examples_, plan_.num_epochs, a_.per_device_train_batch_size,
+               plan_.total_train_batch_size, a_.gradient_accumulation_steps, plan_.max_steps,
+               device_name(run_.device), comm_.world_size(), comm_.backend(), backrazor_label(a_));
+  std::fflush(stdout);
+}
+
+void Training::run() {
+  print_header();
+  const bool main_rank = comm_.is_main();
+  sink_ = main_rank ? stdout : std::fopen("/dev/null", "w");
+  progress_ = std::make_unique<Progress>(
+      plan_.max_steps, "train", sink_,
+      !main_rank || a_.disable_tqdm ? std::optional<bool>(false) : std::nullopt);
+  progress_->update(state_.global_step);
+  t_start_ = now_seconds();
+  model_.grads().zero_();
+  if (comm_.world_size() > 1) {
+    const size_t cap = a_.ddp_bucket_cap_mb ? size_t(*a_.ddp_bucket_cap_mb) << 20
+                                            : Communicator::kDefaultBucketBytes;
+    reducer_.emplace(comm_, model_.grads_flat(), model_.grad_group_offsets(), cap);
+    progress_->write(fmt::format("gradient all-reduce: {} bucket(s) of about {} MiB, each started "
                                  "as soon as backward finishes it",
-                                 reducer->buckets().size(), cap >> 20));
-    }
-    bool stop = state.global_step >= plan.max_steps;
-    std::string last_good = state.best_model_checkpoint.value_or(resume.value_or(""));
+                                 reducer_->buckets().size(), cap >> 20));
+  }
+  stop_ = state_.global_step >= plan_.max_steps;
+  last_good_ = state_.best_model_checkpoint.value_or(resume_.value_or(""));
+  for (int64_t epoch = start_.epoch; epoch < plan_.num_epochs && !stop_; ++epoch) {
+    // DistributedSampler order for every world size (world 1 included), so a global batch holds
+    // the same examples however it is split across ranks.
+    const std::vector<int64_t> order = distributed_sampler_order(
+        num_examples_, uint64_t(a_.sampler_seed()), epoch, comm_.world_size(), comm_.rank());
+    for (int64_t mb = 0; mb < plan_.batches_per_epoch && !stop_; ++mb)
+      if (epoch != start_.epoch || mb >= start_.micro_batches_in_epoch) micro_batch(epoch, mb, order);
+  }
+  finish();
+}
 
-    auto do_eval = [&]() {
-      ordered_json all;
-      for (size_t i = 0; i < data.eval.size(); ++i) {
-        std::string suffix = i == 0 ? "" : "_mm";
-        ordered_json m = evaluate(model, data.eval[i], data, a, pad_id, suffix, comm);
-        for (auto& [k, v] : m.items()) all[k] = v;
-      }
-      ordered_json shown = record_log(state, all);
-      progress.write(format_log_line(shown));
-      return all;
-    };
+void Training::micro_batch(int64_t epoch, int64_t mb, const std::vector<int64_t>& order) {
+  const int64_t B = a_.per_device_train_batch_size;
+  std::vector<int64_t> idx(order.begin() + mb * B,
+                           order.begin() + std::min<int64_t>(int64_t(order.size()), (mb + 1) * B));
+  BertBatch batch = collate(run_.data.train, idx, run_.device, run_.eval.regression, run_.eval.pad_id);
+  const float scale = 1.0f / float(a_.gradient_accumulation_steps);
+  const bool ends_step = is_optimizer_step(mb, plan_.batches_per_epoch, a_.gradient_accumulation_steps);
+  // As DDP (outside no_sync): on the micro-batch that ends an optimizer step, each bucket of
+  // finished gradients starts its all-reduce while backward goes on.
+  GradReadyHook on_ready;
+  if (reducer_ && ends_step) on_ready = [this](int g) { reducer_->group_ready(g); };
+  StepResult r = train_step(model_, batch, train_step_options(a_, state_.global_step), tape_, scale, on_ready);
+  peak_saved_ = std::max(peak_saved_, r.saved_bytes);
+  double loss = r.loss;
+  if (comm_.world_size() > 1) loss = comm_.all_reduce_sum(loss) / comm_.world_size();  // the mean over ranks
+  if (!std::isfinite(loss))
+    fail("training stopped: the loss is {} at step {} (epoch {}, micro-batch {}); the last good "
+         "checkpoint is {}", loss, state_.global_step + 1, epoch, mb,
+         last_good_.empty() ? std::string("none (nothing saved yet)") : last_good_);
+  tr_loss_since_log_ += loss * scale;
+  state_.total_flos += 6.0 * double(batch.input_ids.numel()) * double(non_embedding_params_);
+  tr_loss_total_ += loss * scale;
+  if (ends_step) optimizer_step(epoch, mb);
+}
 
-    for (int64_t epoch = start_epoch; epoch < plan.num_epochs && !stop; ++epoch) {
-      // DistributedSampler order for every world size (world 1 included), so a global batch holds
-      // the same examples however it is split across ranks.
-      std::vector<int64_t> order =
-          distributed_sampler_order(N, uint64_t(a.sampler_seed()), epoch, W, comm.rank());
-      const int64_t B = a.per_device_train_batch_size;
-      const int64_t batches = plan.batches_per_epoch;
-      for (int64_t mb = 0; mb < batches && !stop; ++mb) {
-        if (epoch == start_epoch && mb < skip_micro) continue;
-        std::vector<int64_t> idx(order.begin() + mb * B,
-                                 order.begin() + std::min<int64_t>(int64_t(order.size()), (mb + 1) * B));
-        BertBatch batch = collate(data.train, idx, device, regression, pad_id);
-        StepOptions so{true, uint64_t(a.seed), uint32_t(state.global_step), a.attention_dropout};
-        tape.clear();
-        ForwardResult fwd = model.forward(batch, so, &tape);
-        Tensor logits = fwd.logits;
-        peak_saved = std::max(peak_saved, tape.bytes());
-        double loss = cast(model.loss(logits, batch.labels).to(Device::cpu), DType::f64).to_vector<double>()[0];
-        if (W > 1) loss = comm.all_reduce_sum(loss) / W;  // the logged loss is the mean over ranks
-        if (!std::isfinite(loss))
-          fail("training stopped: the loss is {} at step {} (epoch {}, micro-batch {}); the last good "
-               "checkpoint is {}", loss, state.global_step + 1, epoch, mb,
-               last_good.empty() ? std::string("none (nothing saved yet)") : last_good);
-        const float scale = 1.0f / float(a.gradient_accumulation_steps);
-        const bool optimizer_step = is_optimizer_step(mb, batches, a.gradient_accumulation_steps);
-        // As DDP (outside no_sync): on the micro-batch that ends an optimizer step, each bucket of
-        // finished gradients starts its all-reduce while backward goes on.
-        GradReadyHook on_ready;
-        if (reducer && optimizer_step) on_ready = [&](int g) { reducer->group_ready(g); };
-        model.backward(batch, so, tape, fwd.record, model.loss_backward(logits, batch.labels, scale), on_ready);
-        tr_loss_since_log += loss * scale;
-        state.total_flos += 6.0 * double(batch.input_ids.numel()) * double(non_embedding_params);
-        tr_loss_total += loss * scale;
-        if (!optimizer_step) continue;
+void Training::optimizer_step(int64_t epoch, int64_t mb) {
+  if (reducer_) reducer_->finish();  // as DDP: clip the averaged gradient
+  grad_norm_ = a_.max_grad_norm > 0 ? clip_grad_norm(opt_.grads(), a_.max_grad_norm)
+                                    : global_grad_norm(opt_.grads());
+  opt_.step(learning_rate_at(a_, state_.global_step, plan_.max_steps));
+  model_.grads().zero_();
+  state_.global_step += 1;
+  state_.epoch = fractional_epoch(epoch, mb, plan_.batches_per_epoch);
+  ++steps_since_log_;
+  progress_->update(state_.global_step);
+  if (!memory_reported_) {
+    MemoryStats ms = memory_stats(run_.device);
+    progress_->write(fmt::format(
+        "memory: saved activations {} bytes per step ({}), peak {} bytes on {} "
+        "(parameters {}, gradients {}, optimizer state {})",
+        peak_saved_, a_.backRazor ? "Back Razor " + backrazor_label(a_) : std::string("dense"),
+        ms.total_peak, device_name(run_.device), ms.max(MemCategory::parameters),
+        ms.max(MemCategory::gradients), ms.max(MemCategory::optimizer_state)));
+    memory_reported_ = true;
+  }
+  after_step(epoch, mb);
+}
 
-        if (reducer) reducer->finish();  // as DDP: clip the averaged gradient
-        double grad_norm = a.max_grad_norm > 0 ? clip_grad_norm(opt.grads, a.max_grad_norm)
-                                               : global_grad_norm(opt.grads);
-        opt.apply(learning_rate_at(a, state.global_step, plan.max_steps));
-        model.grads().zero_();
-        state.global_step += 1;
-        state.epoch = fractional_epoch(epoch, mb, batches);
-        ++steps_since_log;
-        progress.update(state.global_step);
-        if (!memory_reported) {
-          MemoryStats ms = memory_stats(device);
-          progress.write(fmt::format(
-              "memory: saved activations {} bytes per step ({}), peak {} bytes on {} "
-              "(parameters {}, gradients {}, optimizer state {})",
-              peak_saved, a.backRazor ? "Back Razor " + backrazor_label(a) : std::string("dense"),
-              ms.total_peak, device_name(device), ms.max(MemCategory::parameters),
-              ms.max(MemCategory::gradients), ms.max(MemCategory::optimizer_state)));
-          memory_reported = true;
-        }
+void Training::after_step(int64_t epoch, int64_t mb) {
+  const bool epoch_end = mb == plan_.batches_per_epoch - 1;
+  StepActions act = actions_after_step(a_, state_.global_step, plan_.max_steps);
+  if (epoch_end) {
+    StepActions e = actions_at_epoch_end(a_);
+    act.log |= e.log;
+    act.evaluate |= e.evaluate;
+    act.save |= e.save;
+  }
+  if (act.log) {
+    ordered_json logs;
+    logs["loss"] = python_round(tr_loss_since_log_ / double(steps_since_log_), 4);
+    logs["grad_norm"] = grad_norm_;
+    logs["learning_rate"] = learning_rate_at(a_, state_.global_step, plan_.max_steps);
+    progress_->write(format_log_line(record_log(state_, logs)));
+    tr_loss_since_log_ = 0;
+    steps_since_log_ = 0;
+  }
+  std::optional<ordered_json> metrics;
+  if (act.evaluate && !run_.data.eval.empty()) {
+    metrics = evaluate_all(model_, run_);
+    progress_->write(format_log_line(record_log(state_, *metrics)));
+  }
+  if (act.save) {
+    const std::string path = checkpoint_path(a_.output_dir, state_.global_step);
+    if (metrics) state_.update_best(a_, *metrics, path);
+    if (comm_.is_main()) {
+      const ResumePoint next{epoch_end ? epoch + 1 : epoch, epoch_end ? 0 : mb + 1};
+      last_good_ = save_checkpoint(model_, opt_, state_, a_, next, run_.model_dir);
+      rotate_checkpoints(a_.output_dir, a_.save_total_limit, state_.best_model_checkpoint);
+      progress_->write(fmt::format("Saving model checkpoint to {}", last_good_));
+    } else {
+      last_good_ = path;
+    }
+    comm_.barrier();
+  }
+  stop_ = act.stop || state_.global_step >= plan_.max_steps;
+}
 
-        StepActions act = actions_after_step(a, state.global_step, plan.max_steps);
-        if (mb == batches - 1) {
-          StepActions e = actions_at_epoch_end(a);
-          act.log |= e.log;
-          act.evaluate |= e.evaluate;
-          act.save |= e.save;
-        }
-        if (act.log) {
-          ordered_json logs;
-          logs["loss"] = python_round(tr_loss_since_log / double(steps_since_log), 4);
-          logs["grad_norm"] = grad_norm;
-          logs["learning_rate"] = learning_rate_at(a, state.global_step, plan.max_steps);
-          progress.write(format_log_line(record_log(state, logs)));
-          tr_loss_since_log = 0;
-          steps_since_log = 0;
-        }
-        std::optional<ordered_json> metrics;
-        if (act.evaluate && !data.eval.empty()) metrics = last_eval = do_eval();
-        if (act.save) {
-          int64_t next_epoch = mb == batches - 1 ? epoch + 1 : epoch;
-          int64_t next_mb = mb == batches - 1 ? 0 : mb + 1;
-          if (main_rank) {
-            last_good = save_checkpoint(model, opt, state, a, model_dir, metrics, next_epoch, next_mb);
-            progress.write(fmt::format("Saving model checkpoint to {}", last_good));
-          } else {
-            if (metrics) state.update_best(a, *metrics, checkpoint_path(a.output_dir, state.global_step));
-            last_good = checkpoint_path(a.output_dir, state.global_step);
-          }
-          comm.barrier();
-        }
-        stop = act.stop || state.global_step >= plan.max_steps;
-      }
-    }
-    progress.close();
-    if (!main_rank) std::fclose(sink);
-    double runtime = now_seconds() - t_start;
+void Training::finish() {
+  const bool main_rank = comm_.is_main();
+  progress_->close();
+  if (!main_rank) std::fclose(sink_);
+  const double runtime = now_seconds() - t_start_;
+  if (a_.load_best_model_at_end && state_.best_model_checkpoint) {
+    fmt::print("Loading best model from {} (score: {}).\n", *state_.best_model_checkpoint,
+               state_.best_metric.value_or(NAN));
+    load_safetensors_weights(model_, (fs::path(*state_.best_model_checkpoint) / "model.safetensors").string(),
+                             uint64_t(a_.seed));
+  }
+  ordered_json train_metrics = speed_metrics("train", runtime, plan_.num_train_samples, plan_.max_steps);
+  ordered_json final_log;
+  for (auto& [k, v] : train_metrics.items()) final_log[k] = v;
+  final_log["total_flos"] = state_.total_flos;
+  final_log["train_loss"] = state_.global_step ? tr_loss_total_ / double(state_.global_step) : 0.0;
+  ordered_json shown = record_log(state_, final_log);
+  if (main_rank) {
+    fmt::print("{}\n", format_log_line(shown));
+    save_model_folder(model_, a_.output_dir, a_, run_.model_dir);
+    write_file_atomic(fs::path(a_.output_dir) / "trainer_state.json", state_.to_file_text());
+  }
+  ordered_json out;
+  out["epoch"] = python_round(state_.epoch, 2);
+  out["train_loss"] = final_log["train_loss"];
+  for (auto& [k, v] : train_metrics.items()) out[k] = v;
+  out["train_samples"] = num_examples_;
+  out["train_saved_activation_bytes"] = peak_saved_;
+  out["train_peak_memory_bytes"] = memory_stats(run_.device).total_peak;
+  if (main_rank) {
+    fmt::print("{}", format_metrics_block("train", out));
+    save_metrics(a_.output_dir, "train", out);
+  }
+  comm_.barrier();
+}
 
-    if (a.load_best_model_at_end && state.best_model_checkpoint) {
-      fmt::print("Loading best model from {} (score: {}).\n", *state.best_model_checkpoint,
-                 state.best_metric.value_or(NAN));
-      load_safetensors_weights(model, (fs::path(*state.best_model_checkpoint) / "model.safetensors").string(),
-                               uint64_t(a.seed));
+// ---------------------------------------------------------------------------------------------
+// Evaluation and prediction after training
+
+void final_evaluation(BertForSequenceClassification& model, const Run& run) {
+  ordered_json all = evaluate_all(model, run);
+  for (size_t i = 0; i < run.data.eval.size(); ++i)
+    all[std::string("eval_samples") + (i == 0 ? "" : "_mm")] = int64_t(run.data.eval[i].examples.size());
+  if (run.comm.is_main()) {
+    fmt::print("{}", format_metrics_block("eval", all));
+    save_metrics(run.a.output_dir, "eval", all);
+  }
+}
+
+// predict_results_<task>[-mm].txt for every test set ("None" without a task, as run_glue names it).
+void write_predictions(BertForSequenceClassification& model, const Run& run) {
+  for (const Dataset& d : run.data.test) {
+    Predictions p = predict(model, d, run.eval, run.comm);
+    if (!run.comm.is_main()) continue;
+    std::string name = run.data.task.empty() ? "None" : run.data.task;
+    if (d.name.find("mismatched") != std::string::npos) name += "-mm";
+    std::string text;
+    if (run.eval.regression) {
+      text = format_predictions(p.preds);
+    } else {
+      std::vector<int64_t> ids(p.preds.begin(), p.preds.end());
+      text = format_predictions(ids, run.data.label_names);
     }
-    ordered_json train_metrics = speed_metrics("train", runtime, plan.num_train_samples, plan.max_steps);
-    ordered_json final_log;
-    for (auto& [k, v] : train_metrics.items()) final_log[k] = v;
-    final_log["total_flos"] = state.total_flos;
-    final_log["train_loss"] = state.global_step ? tr_loss_total / double(state.global_step) : 0.0;
-    ordered_json shown = record_log(state, final_log);
-    if (main_rank) {
-      fmt::print("{}\n", format_log_line(shown));
-      save_model_dir(model, model_dir, a.output_dir, a);
-      write_file_atomic(fs::path(a.output_dir) / "trainer_state.json", state.to_file_text());
-    }
-    ordered_json out;
-    out["epoch"] = python_round(state.epoch, 2);
-    out["train_loss"] = final_log["train_loss"];
-    for (auto& [k, v] : train_metrics.items()) out[k] = v;
-    out["train_samples"] = N;
-    out["train_saved_activation_bytes"] = peak_saved;
-    out["train_peak_memory_bytes"] = memory_stats(device).total_peak;
-    if (main_rank) {
-      fmt::print("{}", format_metrics_block("train", out));
-      save_metrics(a.output_dir, "train", out);
-    }
-    comm.barrier();
+    const fs::path file = fs::path(run.a.output_dir) / ("predict_results_" + name + ".txt");
+    write_file_atomic(file, text);
+    fmt::print("Wrote {} predictions to {}\n", p.preds.size(), file.string());
+  }
+}
+
+}  // namespace
+
+// ---------------------------------------------------------------------------------------------
+
+void run_glue(const TrainingArgs& a) {
+  const Device device = resolved_device(a);
+  // Before any CUDA allocation: the communicator picks this rank's device.
+  std::unique_ptr<Communicator> comm = make_communicator(device);
+  BR_CHECK(!(a.fp16 || a.bf16) || device == Device::cuda,
+           "--fp16/--bf16 need --device cuda (the CPU backend trains in fp32)");
+  BR_CHECK(!a.fp16, "--fp16: fp16 mixed precision (loss scaling) is not implemented; use --bf16 "
+                   "(bf16 compute with fp32 master weights) or fp32");
+  if (comm->is_main())
+    for (const std::string& note : a.ignored_notes) fmt::print("note: {}\n", note);
+  share_cpu_threads(*comm, device);
+  std::optional<std::string> resume = a.do_train ? resume_checkpoint(a) : std::nullopt;
+  comm->barrier();  // every rank has checked the output dir before rank 0 writes to it
+  if (comm->is_main()) {
+    fs::create_directories(a.output_dir);
+    remove_stale_checkpoint_tmp(a.output_dir);
   }
 
-  if (a.do_eval) {
-    ordered_json all;
-    for (size_t i = 0; i < data.eval.size(); ++i) {
-      ordered_json m = evaluate(model, data.eval[i], data, a, pad_id, i == 0 ? "" : "_mm", comm);
-      m[std::string("eval_samples") + (i == 0 ? "" : "_mm")] = int64_t(data.eval[i].examples.size());
-      for (auto& [k, v] : m.items()) all[k] = v;
-    }
-    if (main_rank) {
-      fmt::print("{}", format_metrics_block("eval", all));
-      save_metrics(a.output_dir, "eval", all);
-    }
-  }
-
-  if (a.do_predict) {
-    for (const Dataset& d : data.test) {
-      Predictions p = predict(model, d, a, regression, pad_id, comm);
-      if (!main_rank) continue;
-      std::string name = data.task.empty() ? "None" : data.task;
-      if (d.name.find("mismatched") != std::string::npos) name += "-mm";
-      std::string text;
-      if (regression) {
-        text = format_predictions(p.preds);
-      } else {
-        std::vector<int64_t> ids(p.preds.begin(), p.preds.end());
-        text = format_predictions(ids, data.label_names);
-      }
-      write_file_atomic(fs::path(a.output_dir) / ("predict_results_" + name + ".txt"), text);
-      fmt::print("Wrote {} predictions to {}\n", p.preds.size(),
-                 (fs::path(a.output_dir) / ("predict_results_" + name + ".txt")).string());
-    }
-  }
+  Run run{a, *comm, device, resolve_model_path(a.model_name_or_path), {}, {}};
+  run.data = load_inputs(a, run.model_dir, run.eval);
+  BertForSequenceClassification model = load_model(run);
+  if (a.do_train) Training(model, run, resume).run();
+  if (a.do_eval) final_evaluation(model, run);
+  if (a.do_predict) write_predictions(model, run);
 }
 
 }  // namespace br

@@ -3,10 +3,9 @@
 #include <utf8proc.h>
 
 #include <algorithm>
-#include <fstream>
-#include <sstream>
 
 #include "core/error.h"
+#include "core/text.h"
 
 namespace br {
 namespace {
@@ -238,11 +237,7 @@ WordPieceTokenizer WordPieceTokenizer::from_tokens(std::vector<std::string> toke
 }
 
 WordPieceTokenizer WordPieceTokenizer::from_vocab_file(const std::string& path, bool do_lower_case) {
-  std::ifstream in(path, std::ios::binary);
-  BR_CHECK(in.good(), "{}: cannot open vocabulary file", path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  std::string text = ss.str();
+  std::string text = read_file(path);
   BR_CHECK(!text.empty(), "{}:1: empty vocabulary file", path);
   std::vector<std::string> tokens;
   size_t pos = 0;

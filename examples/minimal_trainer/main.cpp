@@ -1,14 +1,21 @@
 // A trainer of your own, linking the installed bertrazor package: a small random BERT learns, with
-// Back Razor on, whether a sequence contains token 5. Prints the loss and the saved-activation bytes.
+// Back Razor on, whether a sequence contains token 5. It is built from the trainer's parts —
+// train_step (forward, loss, backward of a micro-batch), Optimizer (AdamW with HF's no-decay
+// groups), save_checkpoint / load_checkpoint — and prints the loss and the saved-activation bytes.
 #include <cstdio>
+#include <filesystem>
 #include <random>
 #include <vector>
 
 #include "core/allocator.h"
 #include "models/tape.h"
-#include "kernels/adamw.h"
 #include "kernels/grad_norm.h"
 #include "models/bert.h"
+#include "train/checkpoint_io.h"
+#include "train/optimizer.h"
+#include "train/step.h"
+
+namespace fs = std::filesystem;
 
 int main() {
   using namespace br;
@@ -24,21 +31,17 @@ int main() {
   model.init_weights(1);
   model.policy() = BackRazorPolicy::preset("all", 0.8, DType::f16);
 
-  std::vector<Tensor> params = model.params().all(), grads = model.grads().all(), ms, vs;
-  std::vector<bool> decay;
-  for (auto& [name, p] : model.params().named()) {
-    ms.push_back(Tensor::zeros(p.shape(), DType::f32, Device::cpu, MemCategory::optimizer_state));
-    vs.push_back(Tensor::zeros(p.shape(), DType::f32, Device::cpu, MemCategory::optimizer_state));
-    decay.push_back(name.find("bias") == std::string::npos && name.find("LayerNorm") == std::string::npos);
-  }
-  AdamWConfig opt;
-  opt.lr = 3e-3f;
-  opt.weight_decay = 0.01f;
+  AdamWConfig adamw;
+  adamw.lr = 0;  // given per step
+  adamw.weight_decay = 0.01f;
+  Optimizer opt(model, adamw);
 
   const int B = 16, S = 12, kSteps = 150;
+  const double lr = 3e-3;
   std::mt19937 rng(0);
   float first = 0, last = 0;
   int64_t saved = 0;
+  Tape tape(Device::cpu);
   for (int step = 1; step <= kSteps; ++step) {
     std::vector<int32_t> ids(B * S), tt(B * S, 0), am(B * S, 1), labels(B), ex(B);
     for (int b = 0; b < B; ++b) {
@@ -52,16 +55,12 @@ int main() {
     BertBatch batch{Tensor::from_host(ids, {B, S}), Tensor::from_host(tt, {B, S}),
                     Tensor::from_host(am, {B, S}), Tensor::from_host(labels, {B}),
                     Tensor::from_host(ex, {B})};
-    StepOptions so{true, 7, uint32_t(step), true};
-    Tape tape(Device::cpu);
-    ForwardResult fwd = model.forward(batch, so, &tape);
-    Tensor logits = fwd.logits;
-    float loss = model.loss(logits, batch.labels).to_vector<float>()[0];
-    saved = tape.bytes();
     model.grads().zero_();
-    model.backward(batch, so, tape, fwd.record, model.loss_backward(logits, batch.labels, 1.0f));
-    clip_grad_norm(grads, 1.0);
-    adamw_step(params, grads, ms, vs, decay, opt, step);
+    StepResult r = train_step(model, batch, StepOptions{true, 7, uint32_t(step), true}, tape);
+    const float loss = float(r.loss);
+    saved = r.saved_bytes;
+    clip_grad_norm(opt.grads(), 1.0);
+    opt.step(lr);
     if (step <= 10) first += loss / 10;
     if (step > kSteps - 10) last += loss / 10;
     if (step % 25 == 0) std::printf("step %d loss %.4f\n", step, loss);
@@ -71,6 +70,27 @@ int main() {
     std::printf("minimal_trainer: mean loss did not halve (first 10 steps %.4f, last 10 %.4f)\n", first, last);
     return 1;
   }
-  std::printf("minimal_trainer: ok (mean loss first 10 steps %.4f, last 10 %.4f)\n", first, last);
+
+  // A checkpoint in Hugging Face's layout, read back into a fresh model and optimizer.
+  TrainingArgs args;  // what training_args.json records; output_dir says where checkpoints go
+  args.output_dir = (fs::temp_directory_path() / "bertrazor_minimal_trainer").string();
+  fs::remove_all(args.output_dir);
+  TrainerState state;
+  state.global_step = kSteps;
+  const std::string dir = save_checkpoint(model, opt, state, args, ResumePoint{1, 0});
+  BertForSequenceClassification reloaded(cfg, Device::cpu);
+  Optimizer reloaded_opt(reloaded, adamw);
+  TrainerState reloaded_state;
+  load_checkpoint(dir, reloaded, reloaded_opt, reloaded_state, 1);
+  bool same = reloaded_opt.num_steps() == kSteps;
+  std::vector<Tensor> a = model.params().all(), b = reloaded.params().all();
+  for (size_t i = 0; i < a.size(); ++i) same = same && a[i].to_vector<float>() == b[i].to_vector<float>();
+  fs::remove_all(args.output_dir);
+  if (!same) {
+    std::printf("minimal_trainer: the checkpoint in %s did not restore the model\n", dir.c_str());
+    return 1;
+  }
+  std::printf("minimal_trainer: ok (mean loss first 10 steps %.4f, last 10 %.4f; checkpoint restored)\n",
+              first, last);
   return 0;
 }

@@ -296,3 +296,39 @@ TEST_CASE("args: to_json and usage list every flag", "[train][args]") {
   CHECK_THAT(u, Contains("--eval_strategy"));
   CHECK_THAT(u, Contains("--use_fast_tokenizer"));
 }
+
+TEST_CASE("every command parses its own flags and answers --help", "[train][args]") {
+  for (Command c : kCommands) {
+    INFO(command_name(c));
+    CHECK(parse_command_args(c, {"--help"}).help);
+    CHECK(parse_command_args(c, {"-h"}).help);
+    CHECK_THAT(usage(c), Contains("usage: bertrazor " + std::string(command_name(c))));
+  }
+  CHECK_THAT(usage(Command::memory), Contains("--backrazor_skip_padding") &&
+                                         Contains("{seed,all,balanced,none} ") &&
+                                         Contains("(default: seed)"));
+  CHECK_THAT(usage(Command::init), Contains("--vocab_file") && !Contains("--learning_rate"));
+  CHECK(parse_command_args(Command::train, {"--bogus", "--help"}).help);  // help wins
+  CommandArgs m = parse_command_args(Command::memory, {"--config_name", "c.json", "--backRazor",
+                                                       "--no_backrazor_skip_padding", "--json"});
+  CHECK(m.backrazor_preset == "seed");
+  CHECK_FALSE(m.backrazor_skip_padding);
+  CHECK(m.json);
+  CHECK_THROWS_WITH(parse_command_args(Command::memory, {"--config_name", "c.json", "--learning_rate", "1"}),
+                    Contains("--learning_rate: bertrazor memory does not take it"));
+  CHECK_THROWS_WITH(parse_command_args(Command::memory, {"--seed", "1"}),
+                    Contains("--model_name_or_path or --config_name"));
+  CHECK_THROWS_WITH(parse_command_args(Command::memory, {"--config_name", "c", "--backrazor_sites", "q=dense"}),
+                    Contains("needs --backRazor True"));
+  CommandArgs i = parse_command_args(Command::init, {"--config_name", "c.json", "--output_dir", "o",
+                                                     "--num_labels", "3", "--vocab_file", "v.txt"});
+  CHECK(i.num_labels == std::optional<int64_t>(3));
+  CHECK(i.vocab_file == std::optional<std::string>("v.txt"));
+  CHECK_THROWS_WITH(parse_command_args(Command::init, {"--config_name", "c.json"}),
+                    Contains("required: --output_dir"));
+  CHECK(parse_command_args(Command::train, {"--model_name_or_path", "m", "--output_dir", "o", "--task_name",
+                                            "rte"}, std::nullopt).do_train);
+  CHECK(parse_command_args(Command::predict, {"--model_name_or_path", "m", "--output_dir", "o",
+                                              "--task_name", "rte"}, std::nullopt).do_predict);
+  CHECK_THROWS_WITH(parse_command_args(Command::info, {"--seed", "1"}), Contains("unrecognized argument --seed"));
+}

@@ -6,6 +6,7 @@
 #include <fstream>
 
 #include "core/error.h"
+#include "core/text.h"
 #include "train/args.h"
 #include "train/checkpoint_io.h"
 #include "train/pyformat.h"

@@ -13,6 +13,7 @@
 
 #include "harness.h"
 #include "kernels/cast.h"
+#include "train/args.h"
 #include "train/communicator.h"
 #include "train/eval_shard.h"
 #include "train/grad_reducer.h"
@@ -345,6 +346,9 @@ TEST_CASE("eval_shard: HF ShardSampler indices and merge", "[communicator]") {
 }
 
 TEST_CASE("launch: options parse like torchrun", "[communicator]") {
+  auto parse_launch_args = [](const std::vector<std::string>& argv) {
+    return parse_command_args(Command::launch, argv).launch;
+  };
   LaunchOptions o = parse_launch_args({"--nproc-per-node=4", "--nnodes", "2", "--node_rank=1",
                                        "--master_addr", "10.0.0.1", "--master-port", "1234",
                                        "train", "--seed", "3"});
@@ -354,11 +358,19 @@ TEST_CASE("launch: options parse like torchrun", "[communicator]") {
   CHECK(o.master_addr == "10.0.0.1");
   CHECK(o.master_port == 1234);
   CHECK(o.command == std::vector<std::string>{"train", "--seed", "3"});
+  CHECK(parse_launch_args({"--standalone", "train", "--help"}).command ==
+        std::vector<std::string>{"train", "--help"});  // the command's own --help
+  CHECK(parse_command_args(Command::launch, {"--nnodes", "2", "--help"}).help);
   CHECK_THROWS_WITH(parse_launch_args({"--nproc_per_node", "2"}), Catch::Contains("no command"));
   CHECK_THROWS_WITH(parse_launch_args({"--nnodes", "2", "train"}), Catch::Contains("--master_addr"));
   CHECK_THROWS_WITH(parse_launch_args({"--nproc_per_node", "x", "train"}),
                     Catch::Contains("--nproc_per_node expects an integer"));
-  CHECK_THROWS_WITH(parse_launch_args({"--bogus", "1", "train"}), Catch::Contains("unknown option --bogus"));
+  CHECK_THROWS_WITH(parse_launch_args({"--master_port", "70000", "train"}),
+                    Catch::Contains("--master_port expects an integer in [1, 65535]"));
+  CHECK_THROWS_WITH(parse_launch_args({"--bogus", "1", "train"}),
+                    Catch::Contains("unrecognized argument --bogus"));
+  CHECK_THROWS_WITH(parse_launch_args({"--seed", "1", "train"}),
+                    Catch::Contains("--seed: bertrazor launch does not take it"));
 }
 
 // ---- processes spawned by launch(): TCP from the torchrun environment ----

@@ -2,16 +2,23 @@
 // resume bit-identical to an uninterrupted run, gradient accumulation, and failures that are
 // clear and never lose a checkpoint.
 #include <catch2/catch.hpp>
+#include <fmt/ranges.h>
 #include <filesystem>
 #include <fstream>
 #include <random>
 #include <sstream>
 
 #include "harness.h"
+#include "core/text.h"
 #include "models/bert_io.h"
 #include "models/safetensors.h"
 #include "train/args.h"
+#include "train/batch.h"
+#include "train/glue.h"
+#include "train/memory_report.h"
+#include "train/step.h"
 #include "train/trainer.h"
+#include "train/wordpiece.h"
 
 using namespace br;
 namespace fs = std::filesystem;
@@ -47,7 +54,8 @@ fs::path make_model(const fs::path& root) {
   return dir;
 }
 
-fs::path make_data(const fs::path& root, int n_train = 40, int n_dev = 12) {
+// min_words: the shortest first sentence (20 fills max_seq_length 24, so batches hold no padding).
+fs::path make_data(const fs::path& root, int n_train = 40, int n_dev = 12, int min_words = 3) {
   fs::path dir = root / "RTE";
   fs::create_directories(dir);
   const char* words[] = {"the", "hello", "world", "cafe", "resume", "a", "b", "x", "unaffable"};
@@ -64,7 +72,7 @@ fs::path make_data(const fs::path& root, int n_train = 40, int n_dev = 12) {
     f << "index\tsentence1\tsentence2" << (test ? "" : "\tlabel") << "\n";
     for (int i = 0; i < n; ++i) {
       bool ent = rng() % 2;
-      f << i << "\t" << sentence(3 + int(rng() % 6)) << "\t" << (ent ? "hello world" : sentence(2));
+      f << i << "\t" << sentence(min_words + int(rng() % 6)) << "\t" << (ent ? "hello world" : sentence(2));
       if (!test) f << "\t" << (ent ? "entailment" : "not_entailment");
       f << "\n";
     }
@@ -194,6 +202,76 @@ TEST_CASE("training failures are clear and keep the last checkpoint", "[train][t
     CHECK_THROWS_WITH(run(base_args(model, data, out), {"--max_steps", "1"}),
                       Catch::Contains("empty"));
   }
+}
+
+// `bertrazor memory` and `bertrazor train` given the same flags: the same policy, and the bytes
+// memory reports per site are those of a real trainer step (the full-length batch memory assumes:
+// every example fills max_seq_length), and of run_glue's own step.
+TEST_CASE("memory reports the saved bytes train uses for the same flags", "[train][trainer][memory]") {
+  TempDir t("memory");
+  fs::path model = make_model(t.path), data = make_data(t.path, 40, 12, 20);
+  const std::vector<std::string> extra = GENERATE(
+      std::vector<std::string>{},                       // dense
+      std::vector<std::string>{"--backRazor"},          // the default preset: seed in both
+      std::vector<std::string>{"--backRazor", "--backrazor_preset", "all", "--prune_ratio", "0.7",
+                               "--no_backrazor_skip_padding"},
+      std::vector<std::string>{"--backRazor", "--backrazor_preset", "balanced", "--backrazor_dtype",
+                               "fp32", "--backrazor_sites", "v=dense,ffn1_input=low:bf16"},
+      std::vector<std::string>{"--backrazor_preset", "all"});  // without --backRazor: dense in both
+  std::vector<std::string> shared = {"--model_name_or_path", model.string(), "--max_seq_length", "24",
+                                     "--per_device_train_batch_size", "4", "--seed", "7", "--device", "cpu"};
+  shared.insert(shared.end(), extra.begin(), extra.end());
+  INFO("flags: " << fmt::format("{}", fmt::join(extra, " ")));
+  std::vector<std::string> train_flags = shared;
+  for (const char* f : {"--task_name", "rte", "--max_steps", "1", "--disable_tqdm", "True"}) train_flags.push_back(f);
+  for (const std::string& f : {std::string("--data_dir"), data.string(), std::string("--output_dir"),
+                               (t.path / "out").string()})
+    train_flags.push_back(f);
+  const CommandArgs ma = parse_command_args(Command::memory, shared);
+  const CommandArgs ta = parse_command_args(Command::train, train_flags);
+
+  const BackRazorPolicy mp = memory_model(ma).policy(), tp = backrazor_policy(ta);
+  CHECK(mp.skip_padding == tp.skip_padding);
+  for (int s = 0; s < kSites; ++s) {
+    INFO("site " << site_name(Site(s)));
+    CHECK(mp.sites[size_t(s)].mode == tp.sites[size_t(s)].mode);
+    CHECK(mp.sites[size_t(s)].value_dtype == tp.sites[size_t(s)].value_dtype);
+    CHECK(mp.sites[size_t(s)].prune_ratio == tp.sites[size_t(s)].prune_ratio);
+  }
+  if (!ta.backRazor && !extra.empty())
+    CHECK_THAT(ma.ignored_notes.at(0), Catch::Contains("--backrazor_preset: no effect without --backRazor"));
+
+  const MemoryReport r = memory_report(ma);
+  REQUIRE((r.batch == 4 && r.seq == 24));
+
+  // A trainer step: the model as train loads it, configured by train's arguments, on real data.
+  BertForSequenceClassification m = from_pretrained(model.string(), Device::cpu,
+                                                    glue_task("rte").label_names, uint64_t(ta.seed));
+  configure_for_training(m, ta);
+  WordPieceTokenizer tok = WordPieceTokenizer::from_vocab_file((model / "vocab.txt").string());
+  Dataset ds{"train", load_glue_split(glue_task("rte"), data.string(), Split::train)[0], {}};
+  for (const Example& e : ds.examples)
+    ds.encodings.push_back(tok.encode(e.text_a, e.text_b ? &*e.text_b : nullptr, 24, true));
+  BertBatch batch = collate(ds, {0, 1, 2, 3}, Device::cpu, false, tok.pad_id());
+  REQUIRE(batch.attention_mask.to_vector<int32_t>() == std::vector<int32_t>(4 * 24, 1));
+  Tape tape(Device::cpu);
+  StepResult step = train_step(m, batch, train_step_options(ta, 0), tape);
+  CHECK(step.saved_bytes == r.saved_activation_bytes);
+  REQUIRE(tape.records().size() == r.sites.size());
+  for (size_t i = 0; i < r.sites.size(); ++i) {
+    const SiteRecord &want = tape.records()[i], &got = r.sites[i];
+    INFO("tape entry " << i << " " << want.site);
+    CHECK(got.site == want.site);
+    CHECK(got.shape == want.shape);
+    CHECK(got.policy.mode == want.policy.mode);
+    CHECK(got.stored_bytes == want.stored_bytes);
+    CHECK(got.dense_bytes == want.dense_bytes);
+  }
+
+  // And run_glue's own step, from the same parsed arguments.
+  run_glue(ta);
+  nlohmann::json results = nlohmann::json::parse(read_file((t.path / "out" / "train_results.json").string()));
+  CHECK(results.at("train_saved_activation_bytes").get<int64_t>() == r.saved_activation_bytes);
 }
 
 // ---- data parallel: `mpirun -np 2` and `bertrazor launch --nproc_per_node 2` with per-device
