@@ -152,9 +152,9 @@ std::string BackRazorPolicy::describe() const {
 }
 
 std::vector<LayerPlan> parse_layer_plans(
-    std::string_view spec, int num_layers, const BackRazorPolicy& base,
+    std::string_view spec, int num_layers, const LayerPlan& base,
     const std::function<BackRazorPolicy(std::string_view)>& make_preset) {
-  std::vector<LayerPlan> plans(size_t(num_layers), LayerPlan{base, false});
+  std::vector<LayerPlan> plans(size_t(num_layers), base);
   if (trim(spec).empty()) return plans;
   for (std::string_view raw : split(spec, ',')) {
     std::string_view item = trim(raw);
@@ -177,7 +177,7 @@ std::vector<LayerPlan> parse_layer_plans(
       last = dash == std::string_view::npos ? first : layer(range.substr(dash + 1));
       BR_CHECK(first <= last, "layer plan '{}': range {}-{} runs backwards", item, first, last);
     }
-    LayerPlan plan{base, false};
+    LayerPlan plan{base.policy, false};
     if (what.starts_with("checkpoint")) {
       plan.checkpoint = true;
       what.remove_prefix(std::string_view("checkpoint").size());

@@ -106,10 +106,12 @@ struct ForwardRecord {
   }
 };
 
-// What backward observed: per encoder layer, the peak bytes of the tape that held a checkpointed
-// layer's recomputed activations (0 for a layer that was not recomputed).
+// What backward observed, per encoder layer: for a checkpointed layer, the peak bytes of the tape
+// that held its recomputed activations, and what those would hold stored dense (0 for a layer that
+// was not recomputed).
 struct BackwardReport {
   std::vector<int64_t> recompute_peak_bytes;
+  std::vector<int64_t> recompute_dense_bytes;
 };
 
 struct ForwardResult {

@@ -129,6 +129,7 @@ BackwardReport BertForSequenceClassification::backward(const BertBatch& batch,
   ready();  // classifier and pooler
   BackwardReport report;
   report.recompute_peak_bytes.assign(size_t(c.num_hidden_layers), 0);
+  report.recompute_dense_bytes.assign(size_t(c.num_hidden_layers), 0);
   for (int l = c.num_hidden_layers - 1; l >= 0; --l) {
     const LayerRecord& rec = record.layers[size_t(l)];
     const BertLayerWeights& w = P.layers[size_t(l)];
@@ -141,6 +142,8 @@ BackwardReport BertForSequenceClassification::backward(const BertBatch& batch,
       encoder_layer_forward(ctx, l, w, tape.restore({l, Site::layer_input}), inner, &layer_tape);
       dh = encoder_layer_backward(ctx, l, w, g.layers[size_t(l)], std::move(dh), inner, layer_tape);
       report.recompute_peak_bytes[size_t(l)] = layer_tape.peak_bytes();
+      for (const SiteRecord& r : layer_tape.records())
+        report.recompute_dense_bytes[size_t(l)] += r.dense_bytes;
     } else {
       dh = encoder_layer_backward(ctx, l, w, g.layers[size_t(l)], std::move(dh), rec, tape);
     }

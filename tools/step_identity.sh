@@ -3,6 +3,7 @@
 # dropout on) and the SHA-256 of the weights after them. Run it with two binaries (before and after a
 # refactor) and diff the outputs: equal text means bit-identical steps.
 # Usage: tools/step_identity.sh BERTRAZOR_BINARY [PRESETS...]   (default presets: none seed all balanced)
+# EXTRA="--gradient_checkpointing" adds flags to every run (e.g. to diff a plan against none).
 set -euo pipefail
 bin="$(realpath "$1")"; shift
 presets=("$@"); ((${#presets[@]})) || presets=(none seed all balanced)
@@ -15,7 +16,7 @@ for p in "${presets[@]}"; do
   "$bin" train --model_name_or_path "$model" --task_name rte --data_dir "$data" --do_train \
     --max_seq_length 64 --per_device_train_batch_size 8 --learning_rate 5e-5 --max_steps 3 \
     --logging_steps 1 --save_strategy no --seed 42 --backRazor True --backrazor_preset "$p" \
-    --output_dir "$work/$p" --report_to none >"$work/$p.log" 2>&1 || { cat "$work/$p.log"; exit 1; }
+    --output_dir "$work/$p" --report_to none ${EXTRA:-} >"$work/$p.log" 2>&1 || { cat "$work/$p.log"; exit 1; }
   python3 - "$work/$p" "$p" <<'PY'
 import hashlib, json, sys
 out, preset = sys.argv[1], sys.argv[2]

@@ -395,6 +395,9 @@ const std::vector<Field>& fields() {
     t.push_back(field("data_seed", &A::data_seed, "seed for the data order only"));
     t.push_back(field("fp16", &A::fp16, "fp16 mixed precision (CUDA)"));
     t.push_back(field("bf16", &A::bf16, "bf16 mixed precision").also(kMemory));
+    t.push_back(field("gradient_checkpointing", &A::gradient_checkpointing,
+                      "keep only each encoder layer's input and recompute the layer in backward "
+                      "(exact gradients, less memory, about one more forward)").also(kMemory));
     t.push_back(optim_field());
     t.push_back(field("dataloader_drop_last", &A::dataloader_drop_last,
                       "drop the last incomplete training batch"));
@@ -428,6 +431,11 @@ const std::vector<Field>& fields() {
     t.push_back(field("backrazor_skip_padding", &A::backrazor_skip_padding,
                       "sparse sites keep their top-k among real tokens only (exact: padding has "
                       "no gradient); False ranks padding too, as the reference does").also(kMemory));
+    t.push_back(field("backrazor_layers", &A::backrazor_layers,
+                      "per-layer plans, comma-separated RANGE=PLAN with RANGE 3, 0-5 or *, PLAN "
+                      "dense, seed, all, balanced, checkpoint or checkpoint+PRESET; other layers "
+                      "follow the flags above (docs/BACKRAZOR.md)").also(kMemory));
+    t.back().default_text = "none";
     t.push_back(device_field().also(kMemory));
     t.push_back(field("attention_dropout", &A::attention_dropout,
                       "dropout on attention probabilities (false: the reference fork)").also(kMemory));
@@ -646,6 +654,9 @@ void check_backrazor(const TrainingArgs& a) {
       fail("--backrazor_sites: {}", e.what());
     }
   }
+  // The syntax and the conflict with --gradient_checkpointing, before the model's depth is known
+  // (layer_plans checks the ranges against it when the model is built).
+  if (!a.backrazor_layers.empty()) layer_plans(a, 1 << 16);
 }
 
 // DataTrainingArguments.__post_init__ (spec §1b): a GLUE task, or csv/json files.
@@ -816,6 +827,29 @@ BackRazorPolicy backrazor_policy(const TrainingArgs& a) {
   p.apply_overrides(a.backrazor_sites);
   p.skip_padding = a.backrazor_skip_padding;
   return p;
+}
+
+std::vector<LayerPlan> layer_plans(const TrainingArgs& a, int num_layers) {
+  const LayerPlan base{backrazor_policy(a), a.gradient_checkpointing};
+  std::vector<LayerPlan> plans;
+  try {
+    plans = parse_layer_plans(a.backrazor_layers, num_layers, base, [&](std::string_view preset) {
+      BackRazorPolicy p = BackRazorPolicy::preset(
+          preset, a.prune_ratio, a.backrazor_dtype == "fp32" ? DType::f32 : DType::f16);
+      p.apply_overrides(a.backrazor_sites);
+      p.skip_padding = a.backrazor_skip_padding;
+      return p;
+    });
+  } catch (const Error& e) {
+    fail("--backrazor_layers: {}", e.what());
+  }
+  if (a.gradient_checkpointing)
+    for (size_t l = 0; l < plans.size(); ++l)
+      if (!plans[l].checkpoint)
+        fail("--gradient_checkpointing: --backrazor_layers '{}' runs layer {} without a checkpoint; "
+             "write checkpoint+PRESET for it, or drop one of the two flags",
+             a.backrazor_layers, l);
+  return plans;
 }
 
 std::string backrazor_label(const TrainingArgs& a) {

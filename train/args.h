@@ -99,6 +99,7 @@ struct TrainingArgs {
   std::optional<int64_t> data_seed;
   bool fp16 = false;
   bool bf16 = false;
+  bool gradient_checkpointing = false;  // recompute every encoder layer in backward (exact)
   OptimizerType optim = OptimizerType::adamw_torch;
   bool dataloader_drop_last = false;
   int64_t dataloader_num_workers = 0;
@@ -115,6 +116,7 @@ struct TrainingArgs {
   std::string backrazor_dtype = "fp16";   // fp16 | fp32
   std::string backrazor_sites;            // per-site overrides (BackRazorPolicy::apply_overrides)
   bool backrazor_skip_padding = true;     // BackRazorPolicy::skip_padding
+  std::string backrazor_layers;           // per-layer plans (parse_layer_plans)
   std::optional<Device> device;           // unset: cuda when available, else cpu
   bool attention_dropout = true;          // false reproduces the reference fork (no probs dropout)
 
@@ -175,6 +177,11 @@ std::string config_json_path(const TrainingArgs& a);
 // logs ("off", "all", "all with gelu_input=low:fp16", "seed, padding ranked").
 BackRazorPolicy backrazor_policy(const TrainingArgs& a);
 std::string backrazor_label(const TrainingArgs& a);
+// The plan of each of `num_layers` encoder layers: --backrazor_layers (parse_layer_plans; its
+// presets take --prune_ratio, --backrazor_dtype, --backrazor_sites and --backrazor_skip_padding)
+// over a base of backrazor_policy(a), checkpointed when --gradient_checkpointing. Throws naming
+// the flag when --gradient_checkpointing meets a layer plan without a checkpoint.
+std::vector<LayerPlan> layer_plans(const TrainingArgs& a, int num_layers);
 
 // `bertrazor <command> --help`: what the command does, then each of its flags with its default.
 std::string usage(Command command = Command::train);

@@ -88,8 +88,11 @@ MemoryReport measure_training_step(BertForSequenceClassification& model, const T
   r.forward_seconds = step.forward_seconds;
   r.backward_seconds = seconds_since(t0) - step.forward_seconds;
   r.saved_activation_bytes = step.saved_bytes;
+  r.recompute_peak_bytes = step.backward.recompute_peak_bytes;
   r.sites = tape.records();
   for (const SiteRecord& s : r.sites) r.dense_activation_bytes += s.dense_bytes;
+  // A checkpointed layer's sites are recorded by its recompute, not by the forward.
+  for (int64_t b : step.backward.recompute_dense_bytes) r.dense_activation_bytes += b;
 
   t0 = std::chrono::steady_clock::now();
   opt.step(0.0);  // measure the update without changing the model
@@ -140,6 +143,15 @@ std::string format_memory_table(const MemoryReport& r, bool per_layer) {
                      r.dense_activation_bytes
                          ? double(r.saved_activation_bytes) / double(r.dense_activation_bytes)
                          : 0.0);
+  for (size_t l = 0; l < r.recompute_peak_bytes.size(); ++l) {
+    if (r.recompute_peak_bytes[l] == 0) continue;
+    int64_t kept = 0;
+    for (const SiteRecord& s : r.sites)
+      if (s.key == TapeKey{int(l), Site::layer_input}) kept = s.stored_bytes;
+    out += fmt::format("layer{} checkpoint: keeps {} bytes until backward; its recompute holds at "
+                       "most {} bytes\n",
+                       l, kept, r.recompute_peak_bytes[l]);
+  }
   out += "\npeak bytes by category during the step:\n";
   for (int c = 0; c < kMemCategories; ++c)
     out += fmt::format("  {:<18} {:>15}\n", category_name(MemCategory(c)), r.stats.peak[size_t(c)]);
@@ -176,6 +188,7 @@ nlohmann::json memory_report_json(const MemoryReport& r) {
                      {"stored_bytes", s.stored_bytes}});
   }
   j["sites"] = sites;
+  j["recompute_peak_bytes"] = r.recompute_peak_bytes;
   return j;
 }
 

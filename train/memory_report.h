@@ -16,7 +16,10 @@ struct MemoryReport {
   int64_t batch = 0, seq = 0;
   std::vector<SiteRecord> sites;     // every tape entry of the step, in save order
   int64_t saved_activation_bytes = 0;  // bytes the tape held at the end of the forward
-  int64_t dense_activation_bytes = 0;  // what the same entries would hold stored dense
+  int64_t dense_activation_bytes = 0;  // what every site would hold stored dense (recomputed too)
+  // Per encoder layer: the peak bytes of the tape holding a checkpointed layer's recomputed
+  // activations in backward (0 for a layer that is not recomputed).
+  std::vector<int64_t> recompute_peak_bytes;
   MemoryStats stats;                   // allocator counters over the step (peaks since the start)
   double forward_seconds = 0, backward_seconds = 0, optimizer_seconds = 0;
 };

@@ -29,6 +29,10 @@ double example_loss(const double* logits, int64_t C, const Example& e, bool regr
 
 void configure_for_training(BertForSequenceClassification& model, const TrainingArgs& a) {
   model.policy() = backrazor_policy(a);
+  model.set_gradient_checkpointing(a.gradient_checkpointing);
+  model.layer_plans().clear();
+  if (!a.backrazor_layers.empty())
+    model.layer_plans() = layer_plans(a, model.config().num_hidden_layers);
   if (a.bf16) model.set_compute_dtype(DType::bf16);
 }
 

@@ -294,6 +294,15 @@ void Training::print_header() const {
                num_examples_, plan_.num_epochs, a_.per_device_train_batch_size,
                plan_.total_train_batch_size, a_.gradient_accumulation_steps, plan_.max_steps,
                device_name(run_.device), comm_.world_size(), comm_.backend(), backrazor_label(a_));
+  if (comm_.is_main() && (a_.gradient_checkpointing || !a_.backrazor_layers.empty())) {
+    std::vector<LayerPlan> plans = model_.layer_plans();
+    if (plans.empty())
+      for (int l = 0; l < model_.config().num_hidden_layers; ++l) plans.push_back(model_.plan_for(l));
+    fmt::print("  Encoder layers:\n");
+    const std::string text = describe_layer_plans(plans);
+    for (size_t from = 0, at; (at = text.find('\n', from)) != std::string::npos; from = at + 1)
+      fmt::print("    {}\n", text.substr(from, at - from));
+  }
   std::fflush(stdout);
 }
 

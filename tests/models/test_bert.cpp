@@ -460,16 +460,17 @@ TEST_CASE("a checkpointed layer keeps only its input until backward", "[models][
 }
 
 TEST_CASE("layer plans parse ranges, presets and checkpoints", "[models][backrazor][checkpoint]") {
-  const BackRazorPolicy base = BackRazorPolicy::preset("seed");
+  const BackRazorPolicy seed = BackRazorPolicy::preset("seed");
+  const LayerPlan base{seed, false};
   auto make = [](std::string_view name) { return BackRazorPolicy::preset(name); };
   std::vector<LayerPlan> p = parse_layer_plans("0-1=checkpoint, 2=balanced,4-5=checkpoint+all", 6, base, make);
   REQUIRE(p.size() == 6);
   CHECK(p[0].checkpoint);
-  CHECK(p[0].policy == base);
+  CHECK(p[0].policy == seed);
   CHECK(p[1].checkpoint);
   CHECK_FALSE(p[2].checkpoint);
   CHECK(p[2].policy == BackRazorPolicy::preset("balanced"));
-  CHECK(p[3].policy == base);
+  CHECK(p[3].policy == seed);
   CHECK_FALSE(p[3].checkpoint);
   CHECK(p[4].checkpoint);
   CHECK(p[5].policy == BackRazorPolicy::preset("all"));
@@ -481,7 +482,8 @@ TEST_CASE("layer plans parse ranges, presets and checkpoints", "[models][backraz
         "layers 0-2: checkpoint (recomputed in backward), inside dense\n"
         "layer 3: seed\n"
         "layers 4-5: checkpoint (recomputed in backward), inside dense\n");
-  CHECK(parse_layer_plans("", 2, base, make).at(1).policy == base);
+  CHECK(parse_layer_plans("", 2, base, make).at(1).policy == seed);
+  CHECK(parse_layer_plans("1=dense", 2, LayerPlan{seed, true}, make).at(0).checkpoint);
   CHECK_THROWS_WITH(parse_layer_plans("7=dense", 6, base, make),
                     Catch::Contains("layer plan '7=dense': layer '7' is not one of 0..5"));
   CHECK_THROWS_WITH(parse_layer_plans("3-1=dense", 6, base, make), Catch::Contains("runs backwards"));

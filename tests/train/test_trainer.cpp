@@ -149,6 +149,59 @@ TEST_CASE("resume from a checkpoint ends bit-identical to an uninterrupted run",
   CHECK(weights(t.path / "resumed" / "model.safetensors") == weights(t.path / "full" / "model.safetensors"));
 }
 
+// Logged losses and grad norms, and the final weights, of a run.
+std::pair<std::vector<nlohmann::json>, std::vector<std::vector<float>>> run_record(const fs::path& out) {
+  nlohmann::json state = nlohmann::json::parse(std::ifstream(out / "trainer_state.json"));
+  std::vector<nlohmann::json> logs;
+  for (const auto& e : state.at("log_history"))
+    if (e.contains("loss")) logs.push_back({e.at("loss"), e.at("grad_norm")});
+  return {logs, weights(out / "model.safetensors")};
+}
+
+TEST_CASE("gradient checkpointing trains bit-identically, alone and inside Back Razor",
+          "[train][trainer][checkpoint]") {
+  TempDir t("ckpt");
+  // Short first sentences: the batches hold padding, which the recompute must rank as forward did.
+  fs::path model = make_model(t.path), data = make_data(t.path);
+  const std::vector<std::string> common = {"--max_steps", "4", "--logging_steps", "1"};
+  for (std::vector<std::string> policy : {std::vector<std::string>{},
+                                          {"--backRazor", "--backrazor_preset", "balanced"}}) {
+    INFO((policy.empty() ? "dense" : "balanced"));
+    std::vector<std::string> extra = common;
+    extra.insert(extra.end(), policy.begin(), policy.end());
+    const fs::path plain = t.path / ("plain" + std::to_string(policy.size()));
+    const fs::path ckpt = t.path / ("ckpt" + std::to_string(policy.size()));
+    const fs::path mixed = t.path / ("mixed" + std::to_string(policy.size()));
+    run(base_args(model, data, plain), extra);
+    extra.push_back("--gradient_checkpointing");
+    run(base_args(model, data, ckpt), extra);
+    extra.back() = "--backrazor_layers";
+    extra.push_back("1=checkpoint");
+    run(base_args(model, data, mixed), extra);
+    auto want = run_record(plain);
+    REQUIRE(want.first.size() == 4);
+    CHECK(run_record(ckpt) == want);
+    CHECK(run_record(mixed) == want);
+    nlohmann::json all = nlohmann::json::parse(std::ifstream(ckpt / "all_results.json"));
+    nlohmann::json dense = nlohmann::json::parse(std::ifstream(plain / "all_results.json"));
+    CHECK(all.at("train_saved_activation_bytes").get<int64_t>() <
+          dense.at("train_saved_activation_bytes").get<int64_t>());
+  }
+  std::vector<std::string> bad = base_args(model, data, t.path / "bad");
+  bad.insert(bad.end(), {"--gradient_checkpointing", "--backrazor_layers", "0=balanced"});
+  CHECK_THROWS_WITH(parse_training_args(bad),
+                    Catch::Contains("--gradient_checkpointing: --backrazor_layers '0=balanced' runs "
+                                    "layer 0 without a checkpoint"));
+  bad = base_args(model, data, t.path / "bad");
+  bad.insert(bad.end(), {"--backrazor_layers", "0-1"});
+  CHECK_THROWS_WITH(parse_training_args(bad), Catch::Contains("--backrazor_layers: layer plan '0-1'"));
+  bad = base_args(model, data, t.path / "bad");
+  bad.insert(bad.end(), {"--backrazor_layers", "5=checkpoint", "--max_steps", "1"});
+  CHECK_THROWS_WITH(run_glue(parse_training_args(bad)),
+                    Catch::Contains("layer '5' is not one of 0..1"));
+  CHECK_FALSE(fs::exists(t.path / "bad" / "model.safetensors"));
+}
+
 TEST_CASE("gradient accumulation 2 x 4 equals batch 8", "[train][trainer]") {
   TempDir t("accum");
   fs::path model = make_model(t.path), data = make_data(t.path);
