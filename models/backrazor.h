@@ -62,8 +62,9 @@ struct LayerPlan {
 // Per-layer plans written as comma-separated `RANGE=PLAN` items (`--backrazor_layers`). RANGE is a
 // layer `3`, a range `0-5` or `*` (every layer); PLAN is `dense`, a preset name (`seed`, `all`,
 // `balanced`), `checkpoint` (recomputed, inside under `base.policy`), or `checkpoint+dense` /
-// `checkpoint+PRESET`. Layers that no item names get `base`; a later item wins where two overlap. `make_preset(name)` builds a named preset (with the run's prune ratio, value dtype and
-// site overrides). Throws naming the item.
+// `checkpoint+PRESET`. Layers that no item names get `base`; a later item wins where two overlap.
+// `make_preset(name)` builds a named preset (with the run's prune ratio, value dtype and site
+// overrides). Throws naming the item.
 std::vector<LayerPlan> parse_layer_plans(
     std::string_view spec, int num_layers, const LayerPlan& base,
     const std::function<BackRazorPolicy(std::string_view)>& make_preset);

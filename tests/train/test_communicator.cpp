@@ -95,7 +95,8 @@ bool same_bytes(const Tensor& a, const Tensor& b) {
   return x == y;
 }
 
-// Every collective on this rank; the same calls in the same order on every rank.
+// Every collective on this rank; the same calls in the same order on every rank, which is why
+// it is one long function: every rank must walk the same straight line of calls.
 std::string collective_suite(Communicator& c) {
   Failures f;
   const int W = c.world_size(), r = c.rank();

@@ -117,123 +117,129 @@ TEST_CASE("glue RTE: the datasets export (quoted TSV) gives the same examples", 
   CHECK(load_examples(t, c, s).size() == 2490);
 }
 
-TEST_CASE("glue TSV layouts of every task", "[train][glue]") {
-  SECTION("cola: no header in train/dev, header in test") {
-    std::string p = write("CoLA/train.tsv", "gj04\t1\t\tOur friends won't buy this analysis.\n"
-                                            "gj04\t0\t*\tThey drank the pub.\r\n\ngj04\t1\t\tOne \"more\" pint.\n");
-    auto ex = load_glue_tsv(glue_task("cola"), p, Split::train);
-    REQUIRE(ex.size() == 3);
-    CHECK(ex[0].text_a == "Our friends won't buy this analysis.");
-    CHECK(ex[1].label == 0);
-    CHECK(ex[2].text_a == "One \"more\" pint.");
-    CHECK(ex[2].idx == 2);
-    CHECK_FALSE(ex[0].text_b.has_value());
-    std::string t = write("CoLA/test.tsv", "index\tsentence\n0\tBill whistled past the house.\n");
-    auto te = load_glue_tsv(glue_task("cola"), t, Split::test);
-    REQUIRE(te.size() == 1);
-    CHECK(te[0].text_a == "Bill whistled past the house.");
-    CHECK(te[0].label == -1);
-  }
-  SECTION("sst2") {
-    std::string p = write("SST-2/dev.tsv", "sentence\tlabel\nit 's a charming journey . \t1\nbad\t0\n");
-    auto ex = load_glue_tsv(glue_task("sst2"), p, Split::validation);
-    REQUIRE(ex.size() == 2);
-    CHECK(ex[0].text_a == "it 's a charming journey . ");
-    CHECK(ex[0].label == 1);
-  }
-  SECTION("mrpc: BOM and the MS header") {
-    std::string p = write("MRPC/train.tsv",
-                          "\xEF\xBB\xBFQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
-                          "1\t702876\t702977\tAmrozi accused his brother.\tReferring to him as the witness.\n"
-                          "0\t2108705\t2108831\tYucaipa owned Dominick's.\tYucaipa bought Dominick's.\n");
-    auto ex = load_glue_tsv(glue_task("mrpc"), p, Split::train);
-    REQUIRE(ex.size() == 2);
-    CHECK(ex[0].label == 1);
-    CHECK(ex[1].text_a == "Yucaipa owned Dominick's.");
-    CHECK(ex[1].text_b == std::string("Yucaipa bought Dominick's."));
-    std::string t = write("MRPC/test.tsv", "index\t#1 ID\t#2 ID\t#1 String\t#2 String\n0\t1\t2\tA a.\tB b.\n");
-    auto te = load_glue_tsv(glue_task("mrpc"), t, Split::test);
-    CHECK(te[0].text_b == std::string("B b."));
-    CHECK_FALSE(te[0].labeled());
-  }
-  SECTION("qqp: rows with missing fields are dropped, their idx skipped") {
-    std::string p = write("QQP/train.tsv",
-                          "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
-                          "0\t1\t2\tHow?\tWhy?\t0\n"
-                          "1\t3\t4\tbroken row\n"
-                          "2\t5\t6\tWhat?\tWhat is it?\t1\n"
-                          "3\t7\t8\tEmpty label\tx\t\n");
-    auto ex = load_glue_tsv(glue_task("qqp"), p, Split::train);
-    REQUIRE(ex.size() == 2);
-    CHECK(ex[1].idx == 2);
-    CHECK(ex[1].label == 1);
-    CHECK(ex[1].text_b == std::string("What is it?"));
-    std::string t = write("QQP/test.tsv", "id\tquestion1\tquestion2\n0\tA?\tB?\n");
-    CHECK(load_glue_tsv(glue_task("qqp"), t, Split::test)[0].text_a == "A?");
-  }
-  SECTION("stsb: float scores") {
-    std::string p = write("STS-B/dev.tsv",
-                          "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
-                          "0\tmain-captions\tMSRvid\t2012test\t0000\tnone\tnone\tA man with a hard hat.\tA man wearing a hat.\t5.000\n"
-                          "1\tmain-captions\tMSRvid\t2012test\t0002\tnone\tnone\tA kid.\tA boy.\t4.750\n");
-    auto ex = load_glue_tsv(glue_task("stsb"), p, Split::validation);
-    REQUIRE(ex.size() == 2);
-    CHECK(ex[0].value == 5.0f);
-    CHECK(ex[1].value == 4.75f);
-    CHECK(ex[1].label == -1);
-    CHECK(ex[1].text_b == std::string("A boy."));
-    std::string t = write("STS-B/test.tsv",
-                          "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\n"
-                          "0\tg\tf\ty\t0\tn\tn\tA.\tB.\n");
-    auto te = load_glue_tsv(glue_task("stsb"), t, Split::test);
-    CHECK(std::isnan(te[0].value));
-    CHECK_FALSE(te[0].labeled());
-  }
-  SECTION("mnli: 12-column train, 16-column dev (gold_label last), 10-column test") {
-    std::string train = write("MNLI/train.tsv",
-                              "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t"
-                              "sentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label\n"
-                              "0\t31193\t31193n\tgovernment\t( a )\t( b )\t(ROOT a)\t(ROOT b)\tConceptually cream.\t"
-                              "Product and geography.\tneutral\tneutral\n");
-    auto ex = load_glue_tsv(glue_task("mnli"), train, Split::train);
-    REQUIRE(ex.size() == 1);
-    CHECK(ex[0].label == 1);
-    CHECK(ex[0].text_a == "Conceptually cream.");
-    CHECK(ex[0].text_b == std::string("Product and geography."));
-    std::string dev = write("MNLI/dev_matched.tsv",
+TEST_CASE("glue TSV layout of cola: no header in train/dev, header in test", "[train][glue]") {
+  std::string p = write("CoLA/train.tsv", "gj04\t1\t\tOur friends won't buy this analysis.\n"
+                                          "gj04\t0\t*\tThey drank the pub.\r\n\ngj04\t1\t\tOne \"more\" pint.\n");
+  auto ex = load_glue_tsv(glue_task("cola"), p, Split::train);
+  REQUIRE(ex.size() == 3);
+  CHECK(ex[0].text_a == "Our friends won't buy this analysis.");
+  CHECK(ex[1].label == 0);
+  CHECK(ex[2].text_a == "One \"more\" pint.");
+  CHECK(ex[2].idx == 2);
+  CHECK_FALSE(ex[0].text_b.has_value());
+  std::string t = write("CoLA/test.tsv", "index\tsentence\n0\tBill whistled past the house.\n");
+  auto te = load_glue_tsv(glue_task("cola"), t, Split::test);
+  REQUIRE(te.size() == 1);
+  CHECK(te[0].text_a == "Bill whistled past the house.");
+  CHECK(te[0].label == -1);
+}
+
+TEST_CASE("glue TSV layout of sst2", "[train][glue]") {
+  std::string p = write("SST-2/dev.tsv", "sentence\tlabel\nit 's a charming journey . \t1\nbad\t0\n");
+  auto ex = load_glue_tsv(glue_task("sst2"), p, Split::validation);
+  REQUIRE(ex.size() == 2);
+  CHECK(ex[0].text_a == "it 's a charming journey . ");
+  CHECK(ex[0].label == 1);
+}
+
+TEST_CASE("glue TSV layout of mrpc: BOM and the MS header", "[train][glue]") {
+  std::string p = write("MRPC/train.tsv",
+                        "\xEF\xBB\xBFQuality\t#1 ID\t#2 ID\t#1 String\t#2 String\n"
+                        "1\t702876\t702977\tAmrozi accused his brother.\tReferring to him as the witness.\n"
+                        "0\t2108705\t2108831\tYucaipa owned Dominick's.\tYucaipa bought Dominick's.\n");
+  auto ex = load_glue_tsv(glue_task("mrpc"), p, Split::train);
+  REQUIRE(ex.size() == 2);
+  CHECK(ex[0].label == 1);
+  CHECK(ex[1].text_a == "Yucaipa owned Dominick's.");
+  CHECK(ex[1].text_b == std::string("Yucaipa bought Dominick's."));
+  std::string t = write("MRPC/test.tsv", "index\t#1 ID\t#2 ID\t#1 String\t#2 String\n0\t1\t2\tA a.\tB b.\n");
+  auto te = load_glue_tsv(glue_task("mrpc"), t, Split::test);
+  CHECK(te[0].text_b == std::string("B b."));
+  CHECK_FALSE(te[0].labeled());
+}
+
+TEST_CASE("glue TSV layout of qqp: rows with missing fields are dropped, their idx skipped",
+          "[train][glue]") {
+  std::string p = write("QQP/train.tsv",
+                        "id\tqid1\tqid2\tquestion1\tquestion2\tis_duplicate\n"
+                        "0\t1\t2\tHow?\tWhy?\t0\n"
+                        "1\t3\t4\tbroken row\n"
+                        "2\t5\t6\tWhat?\tWhat is it?\t1\n"
+                        "3\t7\t8\tEmpty label\tx\t\n");
+  auto ex = load_glue_tsv(glue_task("qqp"), p, Split::train);
+  REQUIRE(ex.size() == 2);
+  CHECK(ex[1].idx == 2);
+  CHECK(ex[1].label == 1);
+  CHECK(ex[1].text_b == std::string("What is it?"));
+  std::string t = write("QQP/test.tsv", "id\tquestion1\tquestion2\n0\tA?\tB?\n");
+  CHECK(load_glue_tsv(glue_task("qqp"), t, Split::test)[0].text_a == "A?");
+}
+
+TEST_CASE("glue TSV layout of stsb: float scores", "[train][glue]") {
+  std::string p = write("STS-B/dev.tsv",
+                        "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\tscore\n"
+                        "0\tmain-captions\tMSRvid\t2012test\t0000\tnone\tnone\tA man with a hard hat.\tA man wearing a hat.\t5.000\n"
+                        "1\tmain-captions\tMSRvid\t2012test\t0002\tnone\tnone\tA kid.\tA boy.\t4.750\n");
+  auto ex = load_glue_tsv(glue_task("stsb"), p, Split::validation);
+  REQUIRE(ex.size() == 2);
+  CHECK(ex[0].value == 5.0f);
+  CHECK(ex[1].value == 4.75f);
+  CHECK(ex[1].label == -1);
+  CHECK(ex[1].text_b == std::string("A boy."));
+  std::string t = write("STS-B/test.tsv",
+                        "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\tsentence2\n"
+                        "0\tg\tf\ty\t0\tn\tn\tA.\tB.\n");
+  auto te = load_glue_tsv(glue_task("stsb"), t, Split::test);
+  CHECK(std::isnan(te[0].value));
+  CHECK_FALSE(te[0].labeled());
+}
+
+TEST_CASE("glue TSV layout of mnli: 12-column train, 16-column dev (gold_label last), 10-column test",
+          "[train][glue]") {
+  std::string train = write("MNLI/train.tsv",
                             "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t"
-                            "sentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tlabel2\tlabel3\tlabel4\t"
-                            "label5\tgold_label\n"
-                            "0\t1\t1n\tfiction\tp\tp\tp\tp\tThe new rights.\tEveryone loves.\tneutral\tentailment\t"
-                            "neutral\tneutral\tneutral\tcontradiction\n");
-    std::string dev_mm = write("MNLI/dev_mismatched.tsv",
-                               "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t"
-                               "sentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tlabel2\tlabel3\t"
-                               "label4\tlabel5\tgold_label\n"
-                               "0\t1\t1n\tletters\tp\tp\tp\tp\tA.\tB.\tentailment\t\t\t\t\tentailment\n");
-    auto sets = load_glue_split(glue_task("mnli"), (temp_dir() / "MNLI").string(), Split::validation);
-    REQUIRE(sets.size() == 2);
-    CHECK(sets[0][0].label == 2);
-    CHECK(sets[1][0].label == 0);
-    std::string test = write("MNLI/test_matched.tsv",
+                            "sentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tgold_label\n"
+                            "0\t31193\t31193n\tgovernment\t( a )\t( b )\t(ROOT a)\t(ROOT b)\tConceptually cream.\t"
+                            "Product and geography.\tneutral\tneutral\n");
+  auto ex = load_glue_tsv(glue_task("mnli"), train, Split::train);
+  REQUIRE(ex.size() == 1);
+  CHECK(ex[0].label == 1);
+  CHECK(ex[0].text_a == "Conceptually cream.");
+  CHECK(ex[0].text_b == std::string("Product and geography."));
+  std::string dev = write("MNLI/dev_matched.tsv",
+                          "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t"
+                          "sentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tlabel2\tlabel3\tlabel4\t"
+                          "label5\tgold_label\n"
+                          "0\t1\t1n\tfiction\tp\tp\tp\tp\tThe new rights.\tEveryone loves.\tneutral\tentailment\t"
+                          "neutral\tneutral\tneutral\tcontradiction\n");
+  std::string dev_mm = write("MNLI/dev_mismatched.tsv",
                              "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t"
-                             "sentence1_parse\tsentence2_parse\tsentence1\tsentence2\n"
-                             "0\t1\t1n\tg\tp\tp\tp\tp\tHello.\tWorld.\n");
-    auto te = load_glue_tsv(glue_task("mnli"), test, Split::test);
-    CHECK(te[0].text_b == std::string("World."));
-    CHECK_FALSE(te[0].labeled());
-  }
-  SECTION("qnli and wnli") {
-    std::string q = write("QNLI/dev.tsv", "index\tquestion\tsentence\tlabel\n0\tWhat?\tThis.\tnot_entailment\n");
-    auto qe = load_glue_tsv(glue_task("qnli"), q, Split::validation);
-    CHECK(qe[0].text_a == "What?");
-    CHECK(qe[0].label == 1);
-    std::string w = write("WNLI/train.tsv", "index\tsentence1\tsentence2\tlabel\n0\tI stuck a pin.\tThe pin.\t1\n"
-                                            "1\tA.\tB.\t0\n");
-    auto we = load_glue_tsv(glue_task("wnli"), w, Split::train);
-    CHECK(we[0].label == 1);  // 1 = entailment in WNLI's ClassLabel order
-    CHECK(we[1].label == 0);
-  }
+                             "sentence1_parse\tsentence2_parse\tsentence1\tsentence2\tlabel1\tlabel2\tlabel3\t"
+                             "label4\tlabel5\tgold_label\n"
+                             "0\t1\t1n\tletters\tp\tp\tp\tp\tA.\tB.\tentailment\t\t\t\t\tentailment\n");
+  auto sets = load_glue_split(glue_task("mnli"), (temp_dir() / "MNLI").string(), Split::validation);
+  REQUIRE(sets.size() == 2);
+  CHECK(sets[0][0].label == 2);
+  CHECK(sets[1][0].label == 0);
+  std::string test = write("MNLI/test_matched.tsv",
+                           "index\tpromptID\tpairID\tgenre\tsentence1_binary_parse\tsentence2_binary_parse\t"
+                           "sentence1_parse\tsentence2_parse\tsentence1\tsentence2\n"
+                           "0\t1\t1n\tg\tp\tp\tp\tp\tHello.\tWorld.\n");
+  auto te = load_glue_tsv(glue_task("mnli"), test, Split::test);
+  CHECK(te[0].text_b == std::string("World."));
+  CHECK_FALSE(te[0].labeled());
+}
+
+TEST_CASE("glue TSV layout of qnli and wnli", "[train][glue]") {
+  std::string q = write("QNLI/dev.tsv", "index\tquestion\tsentence\tlabel\n0\tWhat?\tThis.\tnot_entailment\n");
+  auto qe = load_glue_tsv(glue_task("qnli"), q, Split::validation);
+  CHECK(qe[0].text_a == "What?");
+  CHECK(qe[0].label == 1);
+  std::string w = write("WNLI/train.tsv", "index\tsentence1\tsentence2\tlabel\n0\tI stuck a pin.\tThe pin.\t1\n"
+                                          "1\tA.\tB.\t0\n");
+  auto we = load_glue_tsv(glue_task("wnli"), w, Split::train);
+  CHECK(we[0].label == 1);  // 1 = entailment in WNLI's ClassLabel order
+  CHECK(we[1].label == 0);
 }
 
 TEST_CASE("glue TSV: malformed input names file, line and expectation", "[train][glue]") {
