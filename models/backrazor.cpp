@@ -102,13 +102,10 @@ void BackRazorPolicy::apply_overrides(std::string_view spec) {
       next.mode = SaveMode::sparse;
       for (size_t i = 1; i < parts.size(); ++i) {
         std::string_view p = parts[i];
-        char* end = nullptr;
-        std::string text(p);
-        double r = std::strtod(text.c_str(), &end);
-        if (!text.empty() && end == text.c_str() + text.size()) {
-          BR_CHECK(r >= 0.0 && r < 1.0,
-                   "Back Razor site override '{}': prune ratio {} not in [0, 1)", item, r);
-          next.prune_ratio = r;
+        if (std::optional<double> r = to_double(p)) {
+          BR_CHECK(*r >= 0.0 && *r < 1.0,
+                   "Back Razor site override '{}': prune ratio {} not in [0, 1)", item, *r);
+          next.prune_ratio = *r;
         } else {
           next.value_dtype = value_dtype_from_name(item, p, true);
         }

@@ -1,5 +1,5 @@
-// core/text.h as the flag, data-file and checkpoint readers of train/ use it (Python's int() and
-// float() rules, str.strip(), whole-file reads). Here because train/ is its main user.
+// core/text.h: Python's int() and float() rules, str.strip(), whole-file reads, as the flag,
+// data-file, config and checkpoint readers use them.
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
