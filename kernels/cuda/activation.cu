@@ -3,7 +3,7 @@
 #include <algorithm>
 
 #include "core/cuda_check.h"
-#include "kernels/cuda/activation.h"
+#include "kernels/cuda/cuda_ops.h"
 
 namespace br::cuda {
 

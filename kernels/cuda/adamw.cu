@@ -1,7 +1,7 @@
 #include <vector>
 
 #include "core/cuda_check.h"
-#include "kernels/cuda/adamw.h"
+#include "kernels/cuda/cuda_ops.h"
 
 namespace br::cuda {
 

@@ -4,7 +4,7 @@
 #include <type_traits>
 
 #include "core/cuda_check.h"
-#include "kernels/cuda/attention.h"
+#include "kernels/cuda/cuda_ops.h"
 
 namespace br::cuda {
 

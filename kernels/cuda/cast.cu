@@ -2,7 +2,7 @@
 #include <cuda_fp16.h>
 
 #include "core/cuda_check.h"
-#include "kernels/cuda/cast.h"
+#include "kernels/cuda/cuda_ops.h"
 
 namespace br::cuda {
 

@@ -1,7 +1,7 @@
 #include <cuda_bf16.h>
 
 #include "core/cuda_check.h"
-#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/cuda_ops.h"
 
 namespace br::cuda {
 

@@ -6,7 +6,7 @@
 #include <cub/device/device_scan.cuh>
 
 #include "kernels/cuda/device_math.cuh"
-#include "kernels/cuda/embedding.h"
+#include "kernels/cuda/cuda_ops.h"
 
 namespace br::cuda {
 

@@ -1,5 +1,5 @@
 #include "kernels/cuda/device_math.cuh"
-#include "kernels/cuda/gelu.h"
+#include "kernels/cuda/cuda_ops.h"
 
 namespace br::cuda {
 

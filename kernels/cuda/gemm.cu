@@ -1,7 +1,7 @@
 #include <algorithm>
 
 #include "core/cuda_check.h"
-#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/cuda_ops.h"
 
 namespace br::cuda {
 

@@ -4,7 +4,7 @@
 #include <vector>
 
 #include "core/cuda_check.h"
-#include "kernels/cuda/grad_norm.h"
+#include "kernels/cuda/cuda_ops.h"
 
 namespace br::cuda {
 

@@ -2,7 +2,7 @@
 #include <type_traits>
 
 #include "kernels/cuda/device_math.cuh"
-#include "kernels/cuda/layernorm.h"
+#include "kernels/cuda/cuda_ops.h"
 
 namespace br::cuda {
 

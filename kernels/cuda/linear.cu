@@ -1,7 +1,7 @@
 #include <cstdint>
 
 #include "core/cuda_check.h"
-#include "kernels/cuda/linear.h"
+#include "kernels/cuda/cuda_ops.h"
 
 namespace br::cuda {
 

@@ -1,7 +1,7 @@
 #include <vector>
 
 #include "kernels/cuda/device_math.cuh"
-#include "kernels/cuda/loss.h"
+#include "kernels/cuda/cuda_ops.h"
 
 namespace br::cuda {
 

@@ -1,7 +1,7 @@
 #include <cstdint>
 
 #include "kernels/cuda/device_math.cuh"
-#include "kernels/cuda/padding.h"
+#include "kernels/cuda/cuda_ops.h"
 
 namespace br::cuda {
 

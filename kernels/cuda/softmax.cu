@@ -1,7 +1,7 @@
 #include <cmath>
 
 #include "kernels/cuda/device_math.cuh"
-#include "kernels/cuda/softmax.h"
+#include "kernels/cuda/cuda_ops.h"
 
 namespace br::cuda {
 

@@ -24,7 +24,7 @@
 #include <cub/device/device_scan.cuh>
 
 #include "core/cuda_check.h"
-#include "kernels/cuda/sparse_pack.h"
+#include "kernels/cuda/cuda_ops.h"
 
 namespace br::cuda {
 
