@@ -7,7 +7,7 @@ install(TARGETS bertrazor bertrazor_cli EXPORT bertrazorTargets
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 foreach(layer core kernels models train)
   install(DIRECTORY ${layer}/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/bertrazor/${layer}
-    FILES_MATCHING PATTERN "*.h" PATTERN "*.cuh")
+    FILES_MATCHING PATTERN "*.h" PATTERN "*.cuh" PATTERN "*.inc")
 endforeach()
 install(EXPORT bertrazorTargets NAMESPACE bertrazor::
   DESTINATION ${CMAKE_INSTALL_LIBDIR}/cmake/bertrazor)

@@ -55,4 +55,36 @@ BR_HD float dropout_uniform(const DropoutKey& key, uint32_t example, uint32_t el
   return philox_uniform(r.v[element & 3u]);
 }
 
+// The CPU backends draw dropout words for kDropoutLanes consecutive counters at once:
+// u[4l + w] = word w of philox4x32_10({g0 + l, example, site, step}, seed), so u[t] is the word
+// dropout_uniform reads for element 4·g0 + t. The rounds of philox4x32_10 in structure-of-arrays
+// form, which the compiler vectorizes across the counters (integer math: bit-identical words).
+constexpr int kDropoutLanes = 16;
+constexpr int kDropoutBlock = 4 * kDropoutLanes;
+
+inline void dropout_words(uint32_t (&u)[kDropoutBlock], uint32_t g0, uint32_t example,
+                          const DropoutKey& key) {
+  const uint32_t k0 = uint32_t(key.seed), k1 = uint32_t(key.seed >> 32);
+  uint32_t words[4][kDropoutLanes];
+#if defined(_OPENMP)
+#pragma omp simd
+#endif
+  for (int l = 0; l < kDropoutLanes; ++l) {
+    uint32_t c0 = g0 + uint32_t(l), c1 = example, c2 = key.site, c3 = key.step, a = k0, b = k1;
+    for (int r = 0; r < 10; ++r) {
+      const uint64_t m0 = uint64_t(0xD2511F53u) * c0, m1 = uint64_t(0xCD9E8D57u) * c2;
+      const uint32_t n0 = uint32_t(m1 >> 32) ^ c1 ^ a, n2 = uint32_t(m0 >> 32) ^ c3 ^ b;
+      c1 = uint32_t(m1);
+      c3 = uint32_t(m0);
+      c0 = n0;
+      c2 = n2;
+      a += 0x9E3779B9u;
+      b += 0xBB67AE85u;
+    }
+    words[0][l] = c0, words[1][l] = c1, words[2][l] = c2, words[3][l] = c3;
+  }
+  for (int l = 0; l < kDropoutLanes; ++l)
+    for (int w = 0; w < 4; ++w) u[4 * l + w] = words[w][l];
+}
+
 }  // namespace br

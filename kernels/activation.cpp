@@ -1,8 +1,8 @@
 #include "kernels/activation.h"
 
-#include "kernels/cpu/activation.h"
+#include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
-#include "kernels/cuda/activation.h"
+#include "kernels/cuda/cuda_ops.h"
 #endif
 
 namespace br {

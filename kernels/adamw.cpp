@@ -6,9 +6,9 @@
 #include <cstdlib>
 
 #include "kernels/adamw_scalars.h"
-#include "kernels/cpu/adamw.h"
+#include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
-#include "kernels/cuda/adamw.h"
+#include "kernels/cuda/cuda_ops.h"
 #endif
 
 namespace br {

@@ -1,8 +1,8 @@
 #include "kernels/attention.h"
 
-#include "kernels/cpu/attention.h"
+#include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
-#include "kernels/cuda/attention.h"
+#include "kernels/cuda/cuda_ops.h"
 #endif
 
 namespace br {

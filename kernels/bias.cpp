@@ -1,8 +1,8 @@
 #include "kernels/bias.h"
 
-#include "kernels/cpu/bias.h"
+#include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
-#include "kernels/cuda/bias.h"
+#include "kernels/cuda/cuda_ops.h"
 #endif
 
 namespace br {

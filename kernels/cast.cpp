@@ -1,8 +1,8 @@
 #include "kernels/cast.h"
 
-#include "kernels/cpu/cast.h"
+#include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
-#include "kernels/cuda/cast.h"
+#include "kernels/cuda/cuda_ops.h"
 #endif
 
 namespace br {

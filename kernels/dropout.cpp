@@ -2,9 +2,9 @@
 
 #include <cstdint>
 
-#include "kernels/cpu/dropout.h"
+#include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
-#include "kernels/cuda/dropout.h"
+#include "kernels/cuda/cuda_ops.h"
 #endif
 
 namespace br {

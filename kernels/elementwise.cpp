@@ -1,8 +1,8 @@
 #include "kernels/elementwise.h"
 
-#include "kernels/cpu/elementwise.h"
+#include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
-#include "kernels/cuda/elementwise.h"
+#include "kernels/cuda/cuda_ops.h"
 #endif
 
 namespace br {

@@ -1,8 +1,8 @@
 #include "kernels/embedding.h"
 
-#include "kernels/cpu/embedding.h"
+#include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
-#include "kernels/cuda/embedding.h"
+#include "kernels/cuda/cuda_ops.h"
 #endif
 
 namespace br {

@@ -1,8 +1,8 @@
 #include "kernels/gelu.h"
 
-#include "kernels/cpu/gelu.h"
+#include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
-#include "kernels/cuda/gelu.h"
+#include "kernels/cuda/cuda_ops.h"
 #endif
 
 namespace br {

@@ -3,9 +3,9 @@
 #include <atomic>
 #include <climits>
 
-#include "kernels/cpu/gemm.h"
+#include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
-#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/cuda_ops.h"
 #endif
 
 namespace br {

@@ -2,9 +2,9 @@
 
 #include <cmath>
 
-#include "kernels/cpu/grad_norm.h"
+#include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
-#include "kernels/cuda/grad_norm.h"
+#include "kernels/cuda/cuda_ops.h"
 #endif
 
 namespace br {

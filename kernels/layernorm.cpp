@@ -1,8 +1,8 @@
 #include "kernels/layernorm.h"
 
-#include "kernels/cpu/layernorm.h"
+#include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
-#include "kernels/cuda/layernorm.h"
+#include "kernels/cuda/cuda_ops.h"
 #endif
 
 namespace br {

@@ -3,7 +3,7 @@
 #include "kernels/bias.h"
 #include "kernels/gemm.h"
 #if BERTRAZOR_WITH_CUDA
-#include "kernels/cuda/linear.h"
+#include "kernels/cuda/cuda_ops.h"
 #endif
 
 namespace br {

@@ -1,8 +1,8 @@
 #include "kernels/loss.h"
 
-#include "kernels/cpu/loss.h"
+#include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
-#include "kernels/cuda/loss.h"
+#include "kernels/cuda/cuda_ops.h"
 #endif
 
 namespace br {

@@ -1,8 +1,8 @@
 #include "kernels/padding.h"
 
-#include "kernels/cpu/padding.h"
+#include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
-#include "kernels/cuda/padding.h"
+#include "kernels/cuda/cuda_ops.h"
 #endif
 
 namespace br {

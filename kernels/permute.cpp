@@ -1,8 +1,8 @@
 #include "kernels/permute.h"
 
-#include "kernels/cpu/permute.h"
+#include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
-#include "kernels/cuda/permute.h"
+#include "kernels/cuda/cuda_ops.h"
 #endif
 
 namespace br {

@@ -2,9 +2,9 @@
 
 #include <cmath>
 
-#include "kernels/cpu/softmax.h"
+#include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
-#include "kernels/cuda/softmax.h"
+#include "kernels/cuda/cuda_ops.h"
 #endif
 
 namespace br {

@@ -3,9 +3,9 @@
 #include <algorithm>
 #include <cmath>
 
-#include "kernels/cpu/sparse_pack.h"
+#include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
-#include "kernels/cuda/sparse_pack.h"
+#include "kernels/cuda/cuda_ops.h"
 #endif
 
 namespace br {

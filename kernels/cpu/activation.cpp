@@ -1,4 +1,4 @@
-#include "kernels/cpu/activation.h"
+#include "kernels/cpu/cpu_ops.h"
 
 #include <cmath>
 

@@ -1,4 +1,4 @@
-#include "kernels/cpu/adamw.h"
+#include "kernels/cpu/cpu_ops.h"
 
 #include <cmath>
 

@@ -1,4 +1,4 @@
-#include "kernels/cpu/attention.h"
+#include "kernels/cpu/cpu_ops.h"
 
 // GCC 12 reports false maybe-uninitialized warnings inside Eigen's AVX-512 GEMM kernels.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -43,37 +43,19 @@ Problem problem(const Tensor& q, const Tensor& mask, float p, const DropoutKey& 
 }
 
 // z[t] = keep(e0 + t)/(1−p) for t < len, keep(e) = dropout_uniform(key, example, e) >= p (0 when
-// dropped). Philox runs on kLanes groups of four elements at a time in structure-of-arrays form so
-// the compiler vectorizes the ten rounds; the words equal core/philox.h's bit for bit.
+// dropped), from the words of kDropoutLanes counters at a time (core/philox.h's dropout_words).
 template <typename T>
 void dropout_scales(T* z, int64_t len, uint32_t e0, float p, const DropoutKey& key,
                     uint32_t example) {
-  constexpr int kLanes = 16;
   const T zscale = p < 1.0f ? T(1) / (T(1) - T(p)) : T(0);
-  const uint32_t k0 = uint32_t(key.seed), k1 = uint32_t(key.seed >> 32);
   const uint32_t g_begin = e0 >> 2, g_end = uint32_t((uint64_t(e0) + uint64_t(len) + 3) >> 2);
-  for (uint32_t gb = g_begin; gb < g_end; gb += kLanes) {
-    uint32_t words[4][kLanes];
-#pragma omp simd
-    for (int l = 0; l < kLanes; ++l) {
-      uint32_t c0 = gb + uint32_t(l), c1 = example, c2 = key.site, c3 = key.step, a = k0, b = k1;
-      for (int r = 0; r < 10; ++r) {
-        const uint64_t m0 = uint64_t(0xD2511F53u) * c0, m1 = uint64_t(0xCD9E8D57u) * c2;
-        const uint32_t n0 = uint32_t(m1 >> 32) ^ c1 ^ a, n2 = uint32_t(m0 >> 32) ^ c3 ^ b;
-        c1 = uint32_t(m1);
-        c3 = uint32_t(m0);
-        c0 = n0;
-        c2 = n2;
-        a += 0x9E3779B9u;
-        b += 0xBB67AE85u;
-      }
-      words[0][l] = c0, words[1][l] = c1, words[2][l] = c2, words[3][l] = c3;
+  for (uint32_t gb = g_begin; gb < g_end; gb += kDropoutLanes) {
+    uint32_t u[kDropoutBlock];
+    dropout_words(u, gb, example, key);
+    for (int j = 0; j < kDropoutBlock; ++j) {
+      const int64_t t = int64_t(uint64_t(gb) * 4 + uint64_t(j)) - int64_t(e0);
+      if (t >= 0 && t < len) z[t] = philox_uniform(u[j]) >= p ? zscale : T(0);
     }
-    for (int l = 0; l < kLanes; ++l)
-      for (int w = 0; w < 4; ++w) {
-        const int64_t t = int64_t((uint64_t(gb) + uint64_t(l)) * 4 + uint64_t(w)) - int64_t(e0);
-        if (t >= 0 && t < len) z[t] = philox_uniform(words[w][l]) >= p ? zscale : T(0);
-      }
   }
 }
 

@@ -1,4 +1,4 @@
-#include "kernels/cpu/embedding.h"
+#include "kernels/cpu/cpu_ops.h"
 
 namespace br::cpu {
 

@@ -1,4 +1,4 @@
-#include "kernels/cpu/gelu.h"
+#include "kernels/cpu/cpu_ops.h"
 
 #include <bit>
 #include <cmath>

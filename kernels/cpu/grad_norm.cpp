@@ -1,4 +1,4 @@
-#include "kernels/cpu/grad_norm.h"
+#include "kernels/cpu/cpu_ops.h"
 
 namespace br::cpu {
 

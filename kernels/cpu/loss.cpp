@@ -1,4 +1,4 @@
-#include "kernels/cpu/loss.h"
+#include "kernels/cpu/cpu_ops.h"
 
 #include <algorithm>
 #include <cmath>

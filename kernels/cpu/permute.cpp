@@ -1,4 +1,4 @@
-#include "kernels/cpu/permute.h"
+#include "kernels/cpu/cpu_ops.h"
 
 #include <cstring>
 

@@ -1,4 +1,4 @@
-#include "kernels/cpu/softmax.h"
+#include "kernels/cpu/cpu_ops.h"
 
 #include <cmath>
 #include <limits>

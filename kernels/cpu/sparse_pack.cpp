@@ -1,4 +1,4 @@
-#include "kernels/cpu/sparse_pack.h"
+#include "kernels/cpu/cpu_ops.h"
 
 #include <algorithm>
 #include <atomic>

@@ -1,7 +1,7 @@
 #include <vector>
 
-#include "core/cuda_check.h"
-#include "kernels/cuda/adamw.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/device_math.cuh"
 
 namespace br::cuda {
 
@@ -27,13 +27,8 @@ __device__ __forceinline__ float lerp(float self, float end, float w) {
 // Block b finds its tensor by binary search over first_block, then updates one chunk of it.
 __global__ void __launch_bounds__(kThreads)
     adamw_kernel(const AdamWTensor* tensors, int count, AdamWScalars s) {
-  int lo = 0, hi = count - 1;
   const int64_t block = blockIdx.x;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) / 2;
-    if (tensors[mid].first_block <= block) lo = mid; else hi = mid - 1;
-  }
-  const AdamWTensor t = tensors[lo];
+  const AdamWTensor t = tensors[owning_entry(tensors, count, block)];
   const int64_t begin = (block - t.first_block) * kChunk;
   const int64_t end = min(begin + kChunk, t.n);
   for (int64_t i = begin + threadIdx.x; i < end; i += kThreads) {
@@ -71,9 +66,7 @@ void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& gr
   }
   if (table.empty()) return;
   BR_CHECK(blocks <= int64_t(INT32_MAX), "adamw_step: {} blocks exceed the grid limit", blocks);
-  const size_t bytes = table.size() * sizeof(AdamWTensor);
-  Tensor dev = Tensor::empty({int64_t(bytes)}, DType::u8, Device::cuda, MemCategory::workspace);
-  dev.copy_from_host(table.data(), bytes);
+  const Tensor dev = device_table(table);
   adamw_kernel<<<unsigned(blocks), kThreads, 0, stream()>>>(
       static_cast<const AdamWTensor*>(dev.raw()), int(table.size()), s);
   BR_KERNEL_CHECK("adamw_step");

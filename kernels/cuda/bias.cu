@@ -1,26 +1,11 @@
-#include <cuda_bf16.h>
-
 #include <algorithm>
 
-#include "core/cuda_check.h"
-#include "kernels/cuda/bias.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/device_math.cuh"
 
 namespace br::cuda {
 
 namespace {
-
-__device__ __forceinline__ float to_f(float x) { return x; }
-__device__ __forceinline__ float to_f(__nv_bfloat16 x) { return __bfloat162float(x); }
-template <typename T>
-__device__ __forceinline__ T from_f(float x);
-template <>
-__device__ __forceinline__ float from_f<float>(float x) {
-  return x;
-}
-template <>
-__device__ __forceinline__ __nv_bfloat16 from_f<__nv_bfloat16>(float x) {
-  return __float2bfloat16_rn(x);
-}
 
 template <typename T>
 __global__ void bias_add_forward_kernel(T* out, const T* inp, const T* bias, int64_t total,
@@ -78,28 +63,18 @@ void column_sum(G* dbias, const T* dout, int64_t M, int64_t N) {
   BR_KERNEL_CHECK("bias_add_backward (finish)");
 }
 
-using bf16 = __nv_bfloat16;
-
 }  // namespace
 
 void bias_add_forward(const Tensor& out, const Tensor& inp, const Tensor& bias, int64_t M,
                       int64_t N) {
   const int64_t total = M * N;
   if (total == 0) return;
-  const unsigned grid = std::min(grid_1d(total), 65535u * 8);
-  switch (out.dtype()) {
-    case DType::f32:
-      bias_add_forward_kernel<<<grid, 256, 0, stream()>>>(out.data<float>(), inp.data<float>(),
-                                                          bias.data<float>(), total, N);
-      break;
-    case DType::bf16:
-      bias_add_forward_kernel<<<grid, 256, 0, stream()>>>(
-          static_cast<bf16*>(out.raw()), static_cast<const bf16*>(inp.raw()),
-          static_cast<const bf16*>(bias.raw()), total, N);
-      break;
-    default:
-      fail("bias_add_forward: CUDA supports f32 and bf16, got {}", out.str());
-  }
+  dispatch_f32_bf16("bias_add_forward", out, [&](auto tag) {
+    using T = decltype(tag);
+    bias_add_forward_kernel<T><<<grid_stride_blocks(total), 256, 0, stream()>>>(
+        static_cast<T*>(out.raw()), static_cast<const T*>(inp.raw()),
+        static_cast<const T*>(bias.raw()), total, N);
+  });
   BR_KERNEL_CHECK("bias_add_forward");
 }
 

@@ -1,8 +1,5 @@
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
-#include "core/cuda_check.h"
-#include "kernels/cuda/cast.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/device_math.cuh"
 
 namespace br::cuda {
 
@@ -12,8 +9,8 @@ __device__ __forceinline__ double load(const void* p, DType t, int64_t i) {
   switch (t) {
     case DType::f32: return static_cast<const float*>(p)[i];
     case DType::f64: return static_cast<const double*>(p)[i];
-    case DType::f16: return __half2float(static_cast<const __half*>(p)[i]);
-    case DType::bf16: return __bfloat162float(static_cast<const __nv_bfloat16*>(p)[i]);
+    case DType::f16: return to_f(static_cast<const f16*>(p)[i]);
+    case DType::bf16: return to_f(static_cast<const bf16*>(p)[i]);
     case DType::i32: return static_cast<const int32_t*>(p)[i];
     case DType::i64: return double(static_cast<const int64_t*>(p)[i]);
     case DType::u8: return static_cast<const uint8_t*>(p)[i];
@@ -25,8 +22,8 @@ __device__ __forceinline__ void store(void* p, DType t, int64_t i, double v) {
   switch (t) {
     case DType::f32: static_cast<float*>(p)[i] = float(v); break;
     case DType::f64: static_cast<double*>(p)[i] = v; break;
-    case DType::f16: static_cast<__half*>(p)[i] = __float2half_rn(float(v)); break;
-    case DType::bf16: static_cast<__nv_bfloat16*>(p)[i] = __float2bfloat16_rn(float(v)); break;
+    case DType::f16: static_cast<f16*>(p)[i] = from_f<f16>(float(v)); break;
+    case DType::bf16: static_cast<bf16*>(p)[i] = from_f<bf16>(float(v)); break;
     default: break;
   }
 }
@@ -43,24 +40,19 @@ __global__ void fill_kernel(void* out, DType to, double value, int64_t n) {
     store(out, to, i, value);
 }
 
-unsigned grid_for(int64_t n) {
-  unsigned g = grid_1d(n);
-  return g > 65535u * 16 ? 65535u * 16 : g;
-}
-
 }  // namespace
 
 void cast(const Tensor& out, const Tensor& in) {
   if (in.numel() == 0) return;
-  cast_kernel<<<grid_for(in.numel()), 256, 0, stream()>>>(out.raw(), out.dtype(), in.raw(),
-                                                          in.dtype(), in.numel());
+  cast_kernel<<<grid_stride_blocks(in.numel()), 256, 0, stream()>>>(
+      out.raw(), out.dtype(), in.raw(), in.dtype(), in.numel());
   BR_KERNEL_CHECK("cast");
 }
 
 void fill(const Tensor& out, double value) {
   if (out.numel() == 0) return;
-  fill_kernel<<<grid_for(out.numel()), 256, 0, stream()>>>(out.raw(), out.dtype(), value,
-                                                           out.numel());
+  fill_kernel<<<grid_stride_blocks(out.numel()), 256, 0, stream()>>>(out.raw(), out.dtype(),
+                                                                     value, out.numel());
   BR_KERNEL_CHECK("fill");
 }
 

@@ -1,5 +1,5 @@
+#include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/device_math.cuh"
-#include "kernels/cuda/dropout.h"
 
 namespace br::cuda {
 
@@ -34,7 +34,7 @@ void dropout_apply(const Tensor& out, const Tensor& inp, float p, const DropoutK
                    const Tensor& example_ids, int64_t rows, int64_t n) {
   const float scale = p < 1.0f ? 1.0f / (1.0f - p) : 0.0f;
   const int64_t total = rows * ((n + 3) / 4);
-  dispatch_f32_bf16("dropout", inp.dtype(), [&](auto tag) {
+  dispatch_f32_bf16("dropout", inp, [&](auto tag) {
     using T = decltype(tag);
     dropout_kernel<T><<<grid_stride_blocks(total), 256, 0, stream()>>>(
         static_cast<T*>(out.raw()), static_cast<const T*>(inp.raw()), p, scale, key,

@@ -5,20 +5,12 @@
 #include <cub/device/device_run_length_encode.cuh>
 #include <cub/device/device_scan.cuh>
 
+#include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/device_math.cuh"
-#include "kernels/cuda/embedding.h"
 
 namespace br::cuda {
 
 namespace {
-
-// err = {flag, id, position}: the first bad id seen (by whichever thread wins the CAS).
-__device__ __forceinline__ void report_bad_id(int32_t* err, int32_t id, int64_t m) {
-  if (atomicCAS(err, 0, 1) == 0) {
-    err[1] = id;
-    err[2] = int32_t(m);
-  }
-}
 
 // One block per row m: out[m, :] (=|+=) table[ids[m], :]; a bad id raises the flag and skips the row.
 template <typename T, typename E>
@@ -27,7 +19,7 @@ __global__ void embedding_forward_kernel(T* out, const int32_t* ids, const E* ta
   const int64_t m = blockIdx.x;
   const int32_t id = ids[m];
   if (id < 0 || id >= V) {
-    if (threadIdx.x == 0) report_bad_id(err, id, m);
+    if (threadIdx.x == 0) report_bad_input(err, id, m);
     return;
   }
   const E* src = table + int64_t(id) * H;
@@ -39,7 +31,7 @@ __global__ void embedding_forward_kernel(T* out, const int32_t* ids, const E* ta
 __global__ void check_ids_kernel(const int32_t* ids, int64_t M, int64_t V, int32_t* err) {
   for (int64_t m = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; m < M;
        m += int64_t(gridDim.x) * blockDim.x)
-    if (ids[m] < 0 || ids[m] >= V) report_bad_id(err, ids[m], m);
+    if (ids[m] < 0 || ids[m] >= V) report_bad_input(err, ids[m], m);
 }
 
 __global__ void iota_kernel(int32_t* v, int64_t M) {
@@ -85,9 +77,9 @@ void embedding_forward(const Tensor& out, const Tensor& ids, const Tensor& table
   BR_CHECK(M < (int64_t(1) << 31) && H < (int64_t(1) << 31),
            "embedding_forward: {} ids or H={} too large", M, H);
   Tensor err = Tensor::zeros({3}, DType::i32, Device::cuda, MemCategory::workspace);
-  dispatch_f32_bf16("embedding_forward", out.dtype(), [&](auto otag) {
+  dispatch_f32_bf16("embedding_forward", out, [&](auto otag) {
     using T = decltype(otag);
-    dispatch_f32_bf16("embedding_forward", table.dtype(), [&](auto etag) {
+    dispatch_f32_bf16("embedding_forward", table, [&](auto etag) {
       using E = decltype(etag);
       embedding_forward_kernel<T, E><<<unsigned(M), 128, 0, stream()>>>(
           static_cast<T*>(out.raw()), ids.data<int32_t>(), static_cast<const E*>(table.raw()),
@@ -142,7 +134,7 @@ void embedding_backward(const Tensor& dtable, const Tensor& dout, const Tensor& 
   b = b_tmp;
   BR_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(tmp.raw(), b, counts.data<int32_t>(),
                                               offsets.data<int32_t>(), n, stream()));
-  dispatch_f32_bf16(op, dout.dtype(), [&](auto tag) {
+  dispatch_f32_bf16(op, dout, [&](auto tag) {
     using T = decltype(tag);
     embedding_backward_kernel<T><<<unsigned(M), 256, 0, stream()>>>(
         dtable.data<float>(), static_cast<const T*>(dout.raw()), u_out, offsets.data<int32_t>(),

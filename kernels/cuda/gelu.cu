@@ -1,5 +1,5 @@
+#include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/device_math.cuh"
-#include "kernels/cuda/gelu.h"
 
 namespace br::cuda {
 
@@ -32,7 +32,7 @@ __global__ void gelu_backward_kernel(T* dinp, const T* dout, const T* inp, int64
 void gelu_forward(const Tensor& out, const Tensor& inp) {
   const int64_t n = inp.numel();
   if (n == 0) return;
-  dispatch_f32_bf16("gelu_forward", inp.dtype(), [&](auto tag) {
+  dispatch_f32_bf16("gelu_forward", inp, [&](auto tag) {
     using T = decltype(tag);
     gelu_forward_kernel<T><<<grid_stride_blocks(n), 256, 0, stream()>>>(
         static_cast<T*>(out.raw()), static_cast<const T*>(inp.raw()), n);
@@ -43,7 +43,7 @@ void gelu_forward(const Tensor& out, const Tensor& inp) {
 void gelu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
   const int64_t n = inp.numel();
   if (n == 0) return;
-  dispatch_f32_bf16("gelu_backward", inp.dtype(), [&](auto tag) {
+  dispatch_f32_bf16("gelu_backward", inp, [&](auto tag) {
     using T = decltype(tag);
     gelu_backward_kernel<T><<<grid_stride_blocks(n), 256, 0, stream()>>>(
         static_cast<T*>(dinp.raw()), static_cast<const T*>(dout.raw()),

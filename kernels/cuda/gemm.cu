@@ -1,24 +1,9 @@
 #include <algorithm>
 
-#include "core/cuda_check.h"
-#include "kernels/cuda/gemm.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/device_math.cuh"
 
 namespace br::cuda {
-
-namespace {
-
-cudaDataType_t cuda_type(const Tensor& t) {
-  switch (t.dtype()) {
-    case DType::f32:
-      return CUDA_R_32F;
-    case DType::bf16:
-      return CUDA_R_16BF;
-    default:
-      fail("matmul: no cuBLAS type for {}", t.str());
-  }
-}
-
-}  // namespace
 
 // cuBLAS is column-major, and a row-major [R,C] buffer is the column-major [C,R] matrix, its
 // transpose. So row-major C = op(A)·op(B) is column-major Cᵀ = op(B)ᵀ·op(A)ᵀ: call cuBLAS with the
@@ -31,19 +16,20 @@ void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool
   const int ldc = int(std::max<int64_t>(1, N));
   const cublasOperation_t opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
   const cublasOperation_t opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
-  const cublasComputeType_t compute =
-      (tf32 && A.dtype() == DType::f32) ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  const cublasComputeType_t compute = cublas_compute(A, tf32);
+  const cudaDataType_t typeA = cublas_type("matmul", A), typeB = cublas_type("matmul", B),
+                       typeC = cublas_type("matmul", C);
   // alpha/beta are host floats: CUBLAS_COMPUTE_32F takes float scalars for every A/B/C type here.
   BR_CUBLAS_CHECK(cublasSetPointerMode(cublas(), CUBLAS_POINTER_MODE_HOST));
   if (batch == 1) {
     BR_CUBLAS_CHECK(cublasGemmEx(cublas(), opB, opA, int(N), int(M), int(K), &alpha, B.raw(),
-                                 cuda_type(B), ldb, A.raw(), cuda_type(A), lda, &beta, C.raw(),
-                                 cuda_type(C), ldc, compute, CUBLAS_GEMM_DEFAULT));
+                                 typeB, ldb, A.raw(), typeA, lda, &beta, C.raw(), typeC, ldc,
+                                 compute, CUBLAS_GEMM_DEFAULT));
   } else {
     BR_CUBLAS_CHECK(cublasGemmStridedBatchedEx(
-        cublas(), opB, opA, int(N), int(M), int(K), &alpha, B.raw(), cuda_type(B), ldb,
-        (long long)(K * N), A.raw(), cuda_type(A), lda, (long long)(M * K), &beta, C.raw(),
-        cuda_type(C), ldc, (long long)(M * N), int(batch), compute, CUBLAS_GEMM_DEFAULT));
+        cublas(), opB, opA, int(N), int(M), int(K), &alpha, B.raw(), typeB, ldb,
+        (long long)(K * N), A.raw(), typeA, lda, (long long)(M * K), &beta, C.raw(), typeC, ldc,
+        (long long)(M * N), int(batch), compute, CUBLAS_GEMM_DEFAULT));
   }
 }
 

@@ -1,10 +1,7 @@
-#include <cuda_bf16.h>
-
-#include <type_traits>
 #include <vector>
 
-#include "core/cuda_check.h"
-#include "kernels/cuda/grad_norm.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/device_math.cuh"
 
 namespace br::cuda {
 
@@ -20,8 +17,7 @@ struct NormTensor {
 constexpr int kThreads = 256, kPerThread = 16, kChunk = kThreads * kPerThread;
 
 __device__ __forceinline__ float element(const NormTensor& t, int64_t i) {
-  return t.bf16 ? __bfloat162float(static_cast<const __nv_bfloat16*>(t.x)[i])
-                : static_cast<const float*>(t.x)[i];
+  return t.bf16 ? to_f(static_cast<const bf16*>(t.x)[i]) : static_cast<const float*>(t.x)[i];
 }
 
 // Tree sum over the block in double, fixed order; thread 0 gets the total.
@@ -39,13 +35,8 @@ __device__ double block_sum(double x) {
 // Stage 1: block b sums the squares of one chunk (fp32 per thread, double across the block).
 __global__ void __launch_bounds__(kThreads)
     partial_squares_kernel(double* partial, const NormTensor* tensors, int count) {
-  int lo = 0, hi = count - 1;
   const int64_t block = blockIdx.x;
-  while (lo < hi) {
-    const int mid = (lo + hi + 1) / 2;
-    if (tensors[mid].first_block <= block) lo = mid; else hi = mid - 1;
-  }
-  const NormTensor t = tensors[lo];
+  const NormTensor t = tensors[owning_entry(tensors, count, block)];
   const int64_t begin = (block - t.first_block) * kChunk;
   const int64_t end = min(begin + kChunk, t.n);
   float acc = 0.0f;
@@ -69,10 +60,8 @@ __global__ void __launch_bounds__(kThreads) sum_partials_kernel(double* out, con
 template <typename T>
 __global__ void scale_kernel(T* x, float f, int64_t n) {
   for (int64_t i = blockIdx.x * int64_t(blockDim.x) + threadIdx.x; i < n;
-       i += int64_t(gridDim.x) * blockDim.x) {
-    if constexpr (std::is_same_v<T, float>) x[i] *= f;
-    else x[i] = __float2bfloat16_rn(__bfloat162float(x[i]) * f);
-  }
+       i += int64_t(gridDim.x) * blockDim.x)
+    x[i] = from_f<T>(to_f(x[i]) * f);
 }
 
 }  // namespace
@@ -87,9 +76,7 @@ double sum_squares(const std::vector<Tensor>& grads) {
   }
   if (table.empty()) return 0.0;
   BR_CHECK(blocks <= int64_t(INT32_MAX), "global_grad_norm: {} blocks exceed the grid limit", blocks);
-  const size_t bytes = table.size() * sizeof(NormTensor);
-  Tensor dev = Tensor::empty({int64_t(bytes)}, DType::u8, Device::cuda, MemCategory::workspace);
-  dev.copy_from_host(table.data(), bytes);
+  const Tensor dev = device_table(table);
   Tensor partial = Tensor::empty({blocks + 1}, DType::f64, Device::cuda, MemCategory::workspace);
   double* p = partial.data<double>();
   partial_squares_kernel<<<unsigned(blocks), kThreads, 0, stream()>>>(
@@ -105,14 +92,11 @@ double sum_squares(const std::vector<Tensor>& grads) {
 
 void scale_(const Tensor& t, float factor) {
   const int64_t n = t.numel();
-  unsigned grid = grid_1d(n);
-  if (grid > 65535u * 8) grid = 65535u * 8;
-  if (t.dtype() == DType::f32)
-    scale_kernel<<<grid, 256, 0, stream()>>>(t.data<float>(), factor, n);
-  else if (t.dtype() == DType::bf16)
-    scale_kernel<<<grid, 256, 0, stream()>>>(static_cast<__nv_bfloat16*>(t.raw()), factor, n);
-  else
-    fail("scale_: CUDA supports f32 and bf16, got {}", t.str());
+  dispatch_f32_bf16("scale_", t, [&](auto tag) {
+    using T = decltype(tag);
+    scale_kernel<T><<<grid_stride_blocks(n), 256, 0, stream()>>>(static_cast<T*>(t.raw()), factor,
+                                                                 n);
+  });
   BR_KERNEL_CHECK("scale_");
 }
 

@@ -1,14 +1,12 @@
 #include <algorithm>
 #include <type_traits>
 
+#include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/device_math.cuh"
-#include "kernels/cuda/layernorm.h"
 
 namespace br::cuda {
 
 namespace {
-
-constexpr int kRowsPerBlock = 8;  // one warp per row, 256 threads
 
 // One warp per row m of C: x = inp + res (stored to xsum when given); two-pass mean and biased
 // variance in fp32; out = (x − mean)·rstd·w + b.
@@ -127,11 +125,6 @@ void dispatch_weight(const char* op, DType w, F&& f) {
   fail("{}: CUDA weight dtype {} unsupported", op, dtype_name(w));
 }
 
-template <typename T>
-T* ptr_or_null(const Tensor& t) { return t.defined() ? static_cast<T*>(t.raw()) : nullptr; }
-
-unsigned row_blocks(int64_t M) { return unsigned((M + kRowsPerBlock - 1) / kRowsPerBlock); }
-
 }  // namespace
 
 void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& inp,
@@ -139,7 +132,7 @@ void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd
                        const Tensor& xsum, int64_t M, int64_t C) {
   const char* op = "layernorm_forward";
   BR_CHECK(C <= (1 << 30), "{}: C={} too large", op, C);
-  dispatch_f32_bf16(op, inp.dtype(), [&](auto tag) {
+  dispatch_f32_bf16(op, inp, [&](auto tag) {
     using T = decltype(tag);
     dispatch_weight<T>(op, weight.dtype(), [&](auto wtag) {
       using W = decltype(wtag);
@@ -158,7 +151,7 @@ void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor&
                         const Tensor& weight, int64_t M, int64_t C) {
   const char* op = "layernorm_backward";
   BR_CHECK(C <= (1 << 30), "{}: C={} too large", op, C);
-  dispatch_f32_bf16(op, x.dtype(), [&](auto tag) {
+  dispatch_f32_bf16(op, x, [&](auto tag) {
     using T = decltype(tag);
     dispatch_weight<T>(op, weight.dtype(), [&](auto wtag) {
       using W = decltype(wtag);

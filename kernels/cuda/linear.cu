@@ -1,7 +1,7 @@
 #include <cstdint>
 
-#include "core/cuda_check.h"
-#include "kernels/cuda/linear.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/device_math.cuh"
 
 namespace br::cuda {
 
@@ -37,10 +37,8 @@ struct Descriptors {
 // So D[N,M] = weightᵀ(op T)·inp(op N), and the BIAS epilogue adds bias[row of D] = bias[n].
 bool linear_forward_bias_epilogue(const Tensor& out, const Tensor& inp, const Tensor& weight,
                                   const Tensor& bias, int64_t M, int64_t N, int64_t K, bool tf32) {
-  const bool bf16 = inp.dtype() == DType::bf16;
-  const cudaDataType_t type = bf16 ? CUDA_R_16BF : CUDA_R_32F;
-  const cublasComputeType_t compute =
-      (!bf16 && tf32) ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F;
+  const cudaDataType_t type = cublas_type("linear_forward", inp);
+  const cublasComputeType_t compute = cublas_compute(inp, tf32);
   Descriptors ds;
   BR_CUBLAS_CHECK(cublasLtMatmulDescCreate(&ds.op, compute, CUDA_R_32F));
   const cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;

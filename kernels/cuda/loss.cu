@@ -1,20 +1,13 @@
 #include <vector>
 
+#include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/device_math.cuh"
-#include "kernels/cuda/loss.h"
 
 namespace br::cuda {
 
 namespace {
 
 constexpr int kWarps = 8;  // 256-thread blocks
-
-__device__ __forceinline__ void report_bad_label(int32_t* err, int32_t label, int64_t row) {
-  if (atomicCAS(err, 0, 1) == 0) {
-    err[1] = label;
-    err[2] = int32_t(row);
-  }
-}
 
 // logsumexp of row z[0..C) by one warp (every lane gets the result)
 template <typename T>
@@ -40,7 +33,7 @@ __global__ void cross_entropy_forward_kernel(float* loss, const T* logits, const
     const float lse = warp_logsumexp(z, C, lane);
     const int32_t y = labels[b];
     if (y < 0 || y >= C) {
-      if (lane == 0) report_bad_label(err, y, b);
+      if (lane == 0) report_bad_input(err, y, b);
       continue;
     }
     acc += double(lse) - double(to_f(z[y]));
@@ -65,7 +58,7 @@ __global__ void cross_entropy_backward_kernel(T* dlogits, const T* logits, const
   const T* z = logits + b * C;
   const int32_t y = labels[b];
   if (y < 0 || y >= C) {
-    if (lane == 0) report_bad_label(err, y, b);
+    if (lane == 0) report_bad_input(err, y, b);
     for (int c = lane; c < C; c += 32) dlogits[b * C + c] = from_f<T>(NAN);  // not stale values
     return;
   }
@@ -109,7 +102,7 @@ void throw_if_bad(const char* op, const Tensor& err, int64_t C) {
 // Calls f(T{}, U{}) for preds dtype T and targets dtype U (f32, or the preds dtype).
 template <typename F>
 void dispatch_regression(const char* op, const Tensor& preds, const Tensor& targets, F&& f) {
-  dispatch_f32_bf16(op, preds.dtype(), [&](auto tag) {
+  dispatch_f32_bf16(op, preds, [&](auto tag) {
     using T = decltype(tag);
     if (targets.dtype() == DType::f32) return f(T{}, float{});
     if (targets.dtype() == preds.dtype()) return f(T{}, T{});
@@ -124,7 +117,7 @@ void cross_entropy_forward(const Tensor& loss, const Tensor& logits, const Tenso
   BR_CHECK(C < (int64_t(1) << 31) && B < (int64_t(1) << 31), "cross_entropy_forward: {} too large",
            logits.str());
   Tensor err = Tensor::zeros({3}, DType::i32, Device::cuda, MemCategory::workspace);
-  dispatch_f32_bf16("cross_entropy_forward", logits.dtype(), [&](auto tag) {
+  dispatch_f32_bf16("cross_entropy_forward", logits, [&](auto tag) {
     using T = decltype(tag);
     cross_entropy_forward_kernel<T><<<1, 32 * kWarps, 0, stream()>>>(
         loss.data<float>(), static_cast<const T*>(logits.raw()), labels.data<int32_t>(), B, int(C),
@@ -140,7 +133,7 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
   BR_CHECK(C < (int64_t(1) << 31) && B < (int64_t(1) << 31), "cross_entropy_backward: {} too large",
            logits.str());
   Tensor err = Tensor::zeros({3}, DType::i32, Device::cuda, MemCategory::workspace);
-  dispatch_f32_bf16("cross_entropy_backward", logits.dtype(), [&](auto tag) {
+  dispatch_f32_bf16("cross_entropy_backward", logits, [&](auto tag) {
     using T = decltype(tag);
     cross_entropy_backward_kernel<T><<<unsigned((B + kWarps - 1) / kWarps), 32 * kWarps, 0,
                                        stream()>>>(

@@ -1,7 +1,7 @@
 #include <cstdint>
 
+#include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/device_math.cuh"
-#include "kernels/cuda/permute.h"
 
 namespace br::cuda {
 

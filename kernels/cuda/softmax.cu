@@ -1,13 +1,11 @@
 #include <cmath>
 
+#include "kernels/cuda/cuda_ops.h"
 #include "kernels/cuda/device_math.cuh"
-#include "kernels/cuda/softmax.h"
 
 namespace br::cuda {
 
 namespace {
-
-constexpr int kRowsPerBlock = 8;  // one warp per row, 256 threads
 
 // Running (max, Σ exp(z − max)) pair merged with another; −inf max means "empty".
 __device__ __forceinline__ void merge_max_sum(float& m, float& s, float m2, float s2) {
@@ -33,8 +31,8 @@ __global__ void softmax_forward_kernel(T* probs, const T* scores, const float* m
     merge_max_sum(m, sum, z, 1.0f);
   }
   for (int o = 16; o > 0; o >>= 1) {
-    const float m2 = __shfl_xor_sync(0xffffffffu, m, o);
-    const float s2 = __shfl_xor_sync(0xffffffffu, sum, o);
+    const float m2 = __shfl_xor_sync(kFullMask, m, o);
+    const float s2 = __shfl_xor_sync(kFullMask, sum, o);
     merge_max_sum(m, sum, m2, s2);
   }
   T* p = probs + r * Sk;
@@ -61,19 +59,17 @@ __global__ void softmax_backward_kernel(T* dscores, const T* dprobs, const T* pr
   for (int k = lane; k < Sk; k += 32) ds[k] = from_f<T>(scale * to_f(p[k]) * (to_f(dp[k]) - dot));
 }
 
-unsigned row_blocks(int64_t rows) { return unsigned((rows + kRowsPerBlock - 1) / kRowsPerBlock); }
-
 }  // namespace
 
 void softmax_forward(const Tensor& probs, const Tensor& scores, const Tensor& mask, float scale,
                      int64_t rows_per_batch, int64_t Sk) {
   BR_CHECK(Sk <= (1 << 30), "softmax_forward: Sk={} too large", Sk);
   const int64_t rows = scores.numel() / Sk;
-  dispatch_f32_bf16("softmax_forward", scores.dtype(), [&](auto tag) {
+  dispatch_f32_bf16("softmax_forward", scores, [&](auto tag) {
     using T = decltype(tag);
     softmax_forward_kernel<T><<<row_blocks(rows), 32 * kRowsPerBlock, 0, stream()>>>(
         static_cast<T*>(probs.raw()), static_cast<const T*>(scores.raw()),
-        mask.defined() ? mask.data<float>() : nullptr, scale, rows, rows_per_batch, int(Sk));
+        ptr_or_null<const float>(mask), scale, rows, rows_per_batch, int(Sk));
   });
   BR_KERNEL_CHECK("softmax_forward");
 }
@@ -82,7 +78,7 @@ void softmax_backward(const Tensor& dscores, const Tensor& dprobs, const Tensor&
                       int64_t Sk) {
   BR_CHECK(Sk <= (1 << 30), "softmax_backward: Sk={} too large", Sk);
   const int64_t rows = probs.numel() / Sk;
-  dispatch_f32_bf16("softmax_backward", probs.dtype(), [&](auto tag) {
+  dispatch_f32_bf16("softmax_backward", probs, [&](auto tag) {
     using T = decltype(tag);
     softmax_backward_kernel<T><<<row_blocks(rows), 32 * kRowsPerBlock, 0, stream()>>>(
         static_cast<T*>(dscores.raw()), static_cast<const T*>(dprobs.raw()),

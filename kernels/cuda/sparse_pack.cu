@@ -14,17 +14,14 @@
 // unpack: popc per chunk of mask words; a check that every row holds exactly k bits and no padding
 // bits (a bad mask throws, as on the CPU); a device-wide exclusive scan gives each chunk's offset
 // into the concatenated values; then each warp expands one mask word.
-#include <cuda_bf16.h>
-#include <cuda_fp16.h>
-
 #include <algorithm>
 #include <vector>
 #include <cub/block/block_reduce.cuh>
 #include <cub/block/block_scan.cuh>
 #include <cub/device/device_scan.cuh>
 
-#include "core/cuda_check.h"
-#include "kernels/cuda/sparse_pack.h"
+#include "kernels/cuda/cuda_ops.h"
+#include "kernels/cuda/device_math.cuh"
 
 namespace br::cuda {
 
@@ -36,45 +33,16 @@ constexpr int64_t kChunk = 4096;              // elements per block in steps 2-4
 constexpr int64_t kChunkWords = kChunk / 32;  // mask words per chunk
 static_assert(kChunk % kThreads == 0 && kThreads % 32 == 0, "chunks hold whole tiles and words");
 
-// Per dtype: raw storage, magnitude key as on the CPU (sign cleared; NaN above +inf), conversions
-// through float that round to nearest even.
-struct F32 {
-  using Raw = float;
-  static constexpr DType kDType = DType::f32;
-  static constexpr int kKeyBits = 32;
-  static __device__ __forceinline__ uint32_t key(Raw v) { return __float_as_uint(v) & 0x7fffffffu; }
-  static __device__ __forceinline__ float to_float(Raw v) { return v; }
-  static __device__ __forceinline__ Raw from_float(float f) { return f; }
-};
-struct F16 {
-  using Raw = unsigned short;
-  static constexpr DType kDType = DType::f16;
-  static constexpr int kKeyBits = 16;
-  static __device__ __forceinline__ uint32_t key(Raw v) { return v & 0x7fffu; }
-  static __device__ __forceinline__ float to_float(Raw v) { return __half2float(__ushort_as_half(v)); }
-  static __device__ __forceinline__ Raw from_float(float f) { return __half_as_ushort(__float2half_rn(f)); }
-};
-struct BF16 {
-  using Raw = unsigned short;
-  static constexpr DType kDType = DType::bf16;
-  static constexpr int kKeyBits = 16;
-  static __device__ __forceinline__ uint32_t key(Raw v) { return v & 0x7fffu; }
-  static __device__ __forceinline__ float to_float(Raw v) {
-    return __bfloat162float(__ushort_as_bfloat16(v));
-  }
-  static __device__ __forceinline__ Raw from_float(float f) {
-    return __bfloat16_as_ushort(__float2bfloat16_rn(f));
-  }
-};
-
-template <class In, class Out>
-__device__ __forceinline__ typename Out::Raw convert(typename In::Raw v) {
-  if constexpr (In::kDType == Out::kDType) {
-    return v;
-  } else {
-    return Out::from_float(In::to_float(v));
-  }
+// Magnitude keys as on the CPU: the bits with the sign cleared (NaN above +inf), kKeyBits wide.
+__device__ __forceinline__ uint32_t magnitude_key(float v) {
+  return __float_as_uint(v) & 0x7fffffffu;
 }
+__device__ __forceinline__ uint32_t magnitude_key(f16 v) { return __half_as_ushort(v) & 0x7fffu; }
+__device__ __forceinline__ uint32_t magnitude_key(bf16 v) {
+  return __bfloat16_as_ushort(v) & 0x7fffu;
+}
+template <typename T>
+constexpr int kKeyBits = int(sizeof(T)) * 8;
 
 // Radix-select state of one sample: keys matching `prefix` under `pmask` are the candidates, and
 // the threshold is the rank-th largest of them; count_gt counts the keys already known to be larger.
@@ -91,25 +59,25 @@ __global__ void init_state_kernel(SelectState* st, int B, uint32_t k) {
 // grid (blocks per sample, B). Lanes of a warp holding the same digit add once (__match_any_sync),
 // so zero-heavy rows (padded attention probabilities) do not serialise on one shared counter; the
 // loop runs warp-uniformly so the full-mask match is safe.
-template <class In>
-__global__ void histogram_kernel(const typename In::Raw* x, int64_t n, const SelectState* st,
-                                 uint32_t* hist, int shift) {
+template <typename In>
+__global__ void histogram_kernel(const In* x, int64_t n, const SelectState* st, uint32_t* hist,
+                                 int shift) {
   __shared__ uint32_t h[256];
   for (int i = threadIdx.x; i < 256; i += blockDim.x) h[i] = 0;
   __syncthreads();
   const int b = blockIdx.y;
   const int lane = threadIdx.x & 31;
   const SelectState s = st[b];
-  const typename In::Raw* xb = x + int64_t(b) * n;
+  const In* xb = x + int64_t(b) * n;
   for (int64_t base = int64_t(blockIdx.x) * blockDim.x + (threadIdx.x & ~31u); base < n;
        base += int64_t(gridDim.x) * blockDim.x) {
     const int64_t i = base + lane;
     uint32_t bin = 256u;  // none: past the end or not matching the prefix
     if (i < n) {
-      const uint32_t key = In::key(xb[i]);
+      const uint32_t key = magnitude_key(xb[i]);
       if ((key & s.pmask) == s.prefix) bin = (key >> shift) & 255u;
     }
-    const uint32_t peers = __match_any_sync(0xffffffffu, bin);
+    const uint32_t peers = __match_any_sync(kFullMask, bin);
     if (bin < 256u && lane == __ffs(peers) - 1) atomicAdd(&h[bin], uint32_t(__popc(peers)));
   }
   __syncthreads();
@@ -139,25 +107,25 @@ __global__ void select_digit_kernel(SelectState* st, uint32_t* hist, int shift) 
 
 // Sum of v over the block, added into *out (shared).
 __device__ __forceinline__ void block_add(uint32_t v, uint32_t* out) {
-  v = __reduce_add_sync(0xffffffffu, v);
+  v = __reduce_add_sync(kFullMask, v);
   if ((threadIdx.x & 31) == 0 && v) atomicAdd(out, v);
 }
 
 // Per chunk: counts of keys > t and == t. grid (chunks, B).
-template <class In>
-__global__ void count_kernel(const typename In::Raw* x, int64_t n, const SelectState* st,
-                             uint32_t* gt_count, uint32_t* eq_count, int64_t chunks) {
+template <typename In>
+__global__ void count_kernel(const In* x, int64_t n, const SelectState* st, uint32_t* gt_count,
+                             uint32_t* eq_count, int64_t chunks) {
   __shared__ uint32_t s_gt, s_eq;
   if (threadIdx.x == 0) s_gt = s_eq = 0;
   __syncthreads();
   const int b = blockIdx.y;
   const uint32_t t = st[b].prefix;
-  const typename In::Raw* xb = x + int64_t(b) * n;
+  const In* xb = x + int64_t(b) * n;
   const int64_t begin = int64_t(blockIdx.x) * kChunk;
   const int64_t end = min(n, begin + kChunk);
   uint32_t gt = 0, eq = 0;
   for (int64_t i = begin + threadIdx.x; i < end; i += blockDim.x) {
-    uint32_t key = In::key(xb[i]);
+    uint32_t key = magnitude_key(xb[i]);
     gt += key > t;
     eq += key == t;
   }
@@ -217,11 +185,10 @@ __device__ __forceinline__ void warp_prefix(const uint32_t* s, int warp, uint32_
 
 // Per chunk, in tiles of 256 elements (8 warps x one 32-bit mask word): mask words and compacted
 // values. Chunks start at multiples of kChunk, so every warp's 32 elements are one whole word.
-template <class In, class Out>
-__global__ void write_kernel(const typename In::Raw* x, int64_t n, int64_t k, const SelectState* st,
+template <typename In, typename Out>
+__global__ void write_kernel(const In* x, int64_t n, int64_t k, const SelectState* st,
                              const uint32_t* eq_before, const uint32_t* kept_before,
-                             uint32_t* mask, int64_t words, typename Out::Raw* values,
-                             int64_t chunks) {
+                             uint32_t* mask, int64_t words, Out* values, int64_t chunks) {
   __shared__ uint32_t s_eq[kWarps], s_keep[kWarps];
   const int b = blockIdx.y;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
@@ -229,24 +196,24 @@ __global__ void write_kernel(const typename In::Raw* x, int64_t n, int64_t k, co
   const uint32_t t = st[b].prefix, ties = st[b].rank;
   uint32_t eq_base = eq_before[int64_t(b) * chunks + blockIdx.x];
   uint32_t kept_base = kept_before[int64_t(b) * chunks + blockIdx.x];
-  const typename In::Raw* xb = x + int64_t(b) * n;
+  const In* xb = x + int64_t(b) * n;
   uint32_t* mb = mask + int64_t(b) * words;
-  typename Out::Raw* vb = values + int64_t(b) * k;
+  Out* vb = values + int64_t(b) * k;
   const int64_t begin = int64_t(blockIdx.x) * kChunk;
   const int64_t end = min(n, begin + kChunk);
   for (int64_t tile = begin; tile < end; tile += kThreads) {
     const int64_t i = tile + threadIdx.x;
     const bool valid = i < end;
-    const typename In::Raw v = valid ? xb[i] : typename In::Raw(0);
-    const uint32_t key = valid ? In::key(v) : 0u;
+    const In v = valid ? xb[i] : In{};
+    const uint32_t key = valid ? magnitude_key(v) : 0u;
     const bool gt = valid && key > t, eq = valid && key == t;
-    const uint32_t eq_ballot = __ballot_sync(0xffffffffu, eq);
+    const uint32_t eq_ballot = __ballot_sync(kFullMask, eq);
     if (lane == 0) s_eq[warp] = __popc(eq_ballot);
     __syncthreads();
     uint32_t eq_warp = 0, eq_tile = 0;
     warp_prefix(s_eq, warp, eq_warp, eq_tile);
     const bool keep = gt || (eq && eq_base + eq_warp + __popc(eq_ballot & lt) < ties);
-    const uint32_t keep_ballot = __ballot_sync(0xffffffffu, keep);
+    const uint32_t keep_ballot = __ballot_sync(kFullMask, keep);
     if (lane == 0) {
       s_keep[warp] = __popc(keep_ballot);
       if (tile + warp * 32 < end) mb[(tile >> 5) + warp] = keep_ballot;
@@ -254,7 +221,7 @@ __global__ void write_kernel(const typename In::Raw* x, int64_t n, int64_t k, co
     __syncthreads();
     uint32_t keep_warp = 0, keep_tile = 0;
     warp_prefix(s_keep, warp, keep_warp, keep_tile);
-    if (keep) vb[kept_base + keep_warp + __popc(keep_ballot & lt)] = convert<In, Out>(v);
+    if (keep) vb[kept_base + keep_warp + __popc(keep_ballot & lt)] = convert<Out>(v);
     eq_base += eq_tile;
     kept_base += keep_tile;
     __syncthreads();
@@ -300,20 +267,20 @@ __global__ void check_mask_kernel(const uint32_t* mask, int64_t words, int64_t n
 
 // Per chunk: each warp expands one mask word per tile; the value index is the chunk's offset
 // (exclusive scan of counts over all chunks of all samples) plus popc prefixes.
-template <class V, class Out>
-__global__ void unpack_kernel(const uint32_t* mask, int64_t words, const typename V::Raw* values,
+template <typename V, typename Out>
+__global__ void unpack_kernel(const uint32_t* mask, int64_t words, const V* values,
                               const unsigned long long* offsets, int64_t n, int64_t chunks,
-                              typename Out::Raw* out) {
+                              Out* out) {
   __shared__ uint32_t s_cnt[kWarps];
   const int b = blockIdx.y;
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const uint32_t lt = (1u << lane) - 1u;
   const uint32_t* mb = mask + int64_t(b) * words;
-  typename Out::Raw* ob = out + int64_t(b) * n;
+  Out* ob = out + int64_t(b) * n;
   unsigned long long base = offsets[int64_t(b) * chunks + blockIdx.x];
   const int64_t begin = int64_t(blockIdx.x) * kChunk;
   const int64_t end = min(n, begin + kChunk);
-  const typename Out::Raw zero = Out::from_float(0.0f);
+  const Out zero = from_f<Out>(0.0f);
   for (int64_t tile = begin; tile < end; tile += kThreads) {
     const int64_t w = (tile >> 5) + warp;
     const uint32_t word = w < words ? mb[w] : 0u;
@@ -323,20 +290,9 @@ __global__ void unpack_kernel(const uint32_t* mask, int64_t words, const typenam
     warp_prefix(s_cnt, warp, before, total);
     const int64_t i = tile + threadIdx.x;
     if (i < end)
-      ob[i] = (word >> lane) & 1u ? convert<V, Out>(values[base + before + __popc(word & lt)]) : zero;
+      ob[i] = (word >> lane) & 1u ? convert<Out>(values[base + before + __popc(word & lt)]) : zero;
     base += total;
     __syncthreads();
-  }
-}
-
-// Calls f(F32{}), f(F16{}) or f(BF16{}).
-template <class F>
-void dispatch(DType d, const char* op, const char* what, F&& f) {
-  switch (d) {
-    case DType::f32: return f(F32{});
-    case DType::f16: return f(F16{});
-    case DType::bf16: return f(BF16{});
-    default: fail("{}: CUDA supports f32, f16 and bf16 {}, got {}", op, what, dtype_name(d));
   }
 }
 
@@ -364,10 +320,10 @@ void pack_topk(const SparsePack& p, const Tensor& x) {
   const unsigned hist_blocks =
       unsigned(std::clamp<int64_t>((n + kThreads * 16 - 1) / (kThreads * 16), 1, 1024));
   const dim3 chunk_grid{unsigned(chunks), unsigned(B)};
-  dispatch(x.dtype(), "pack_topk", "inputs", [&](auto in) {
+  dispatch_f32_f16_bf16("pack_topk (inputs)", x, [&](auto in) {
     using In = decltype(in);
-    const auto* xs = static_cast<const typename In::Raw*>(x.raw());
-    for (int shift = In::kKeyBits - 8; shift >= 0; shift -= 8) {
+    const auto* xs = static_cast<const In*>(x.raw());
+    for (int shift = kKeyBits<In> - 8; shift >= 0; shift -= 8) {
       histogram_kernel<In><<<dim3(hist_blocks, unsigned(B)), kThreads, 0, s>>>(xs, n, st, u32(hist),
                                                                               shift);
       BR_KERNEL_CHECK("pack_topk histogram");
@@ -379,11 +335,11 @@ void pack_topk(const SparsePack& p, const Tensor& x) {
     chunk_scan_kernel<<<unsigned(B), kThreads, 0, s>>>(u32(gt_count), u32(eq_count), st,
                                                        u32(eq_before), u32(kept_before), chunks);
     BR_KERNEL_CHECK("pack_topk chunk scan");
-    dispatch(p.values.dtype(), "pack_topk", "values", [&](auto out) {
+    dispatch_f32_f16_bf16("pack_topk (values)", p.values, [&](auto out) {
       using Out = decltype(out);
       write_kernel<In, Out><<<chunk_grid, kThreads, 0, s>>>(
           xs, n, k, st, u32(eq_before), u32(kept_before), u32(p.mask), words,
-          static_cast<typename Out::Raw*>(p.values.raw()), chunks);
+          static_cast<Out*>(p.values.raw()), chunks);
       BR_KERNEL_CHECK("pack_topk write");
     });
   });
@@ -416,13 +372,13 @@ void unpack(const Tensor& out, const SparsePack& p) {
   Tensor temp = Tensor::empty({int64_t(std::max<size_t>(temp_bytes, 1))}, DType::u8, Device::cuda,
                               MemCategory::workspace);
   BR_CUDA_CHECK(cub::DeviceScan::ExclusiveSum(temp.raw(), temp_bytes, cnt, off, num, s));
-  dispatch(p.values.dtype(), "unpack", "values", [&](auto v) {
+  dispatch_f32_f16_bf16("unpack (values)", p.values, [&](auto v) {
     using V = decltype(v);
-    dispatch(out.dtype(), "unpack", "outputs", [&](auto o) {
+    dispatch_f32_f16_bf16("unpack (outputs)", out, [&](auto o) {
       using Out = decltype(o);
       unpack_kernel<V, Out><<<chunk_grid, kThreads, 0, s>>>(
-          u32(p.mask), words, static_cast<const typename V::Raw*>(p.values.raw()), off, n, chunks,
-          static_cast<typename Out::Raw*>(out.raw()));
+          u32(p.mask), words, static_cast<const V*>(p.values.raw()), off, n, chunks,
+          static_cast<Out*>(out.raw()));
       BR_KERNEL_CHECK("unpack");
     });
   });

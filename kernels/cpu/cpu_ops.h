@@ -1,0 +1,22 @@
+// The CPU reference backend, namespace br::cpu: the entry points of kernels/backend_ops.inc (the
+// list both backends implement) plus the CPU form of matmul. Each family's group is implemented in
+// kernels/cpu/<family>.cpp, templated on float and double. Included by the dispatchers and the
+// kernels/cpu sources only.
+#pragma once
+#include <cstdint>
+#include <vector>
+
+#include "core/philox.h"
+#include "core/tensor.h"
+#include "kernels/adamw_scalars.h"
+#include "kernels/sparse_pack.h"
+
+namespace br::cpu {
+
+#include "kernels/backend_ops.inc"
+
+// gemm.h: one row-major product per batch entry, C[g] = alpha·op(A[g])·op(B[g]) + beta·C[g].
+void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool transB,
+            int64_t batch, int64_t M, int64_t N, int64_t K, float alpha, float beta);
+
+}  // namespace br::cpu

@@ -1,9 +1,0 @@
-#pragma once
-#include <cstdint>
-
-#include "core/tensor.h"
-
-namespace br::cpu {
-// out[b,p,q,:] = in[b,q,p,:] with out [B,P,Q,D] and in [B,Q,P,D], any element size.
-void swap_middle(const Tensor& out, const Tensor& in, int64_t B, int64_t P, int64_t Q, int64_t D);
-}  // namespace br::cpu
