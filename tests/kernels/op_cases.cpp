@@ -3,6 +3,7 @@
 // perturb every element; `device_sizes` add the shapes BERT runs, which take the CUDA kernels'
 // multi-block and vectorised paths.
 #include <cmath>
+#include <utility>
 
 #include "inputs.h"
 #include "kernels/activation.h"
@@ -177,14 +178,23 @@ OpCase bias_case() {
 
 // ---- activation.h, gelu.h, elementwise.h, cast.h ----
 
-OpCase tanh_case() {
+// An elementwise op over any shape: awkward shapes, and on CUDA one more that spans many blocks.
+OpCase elementwise_case(std::string name, std::vector<std::string> covers, std::vector<Dims> sizes,
+                        Dims large) {
   OpCase c;
-  c.name = "tanh";
-  c.covers = {"tanh_forward", "tanh_backward"};
+  c.name = std::move(name);
+  c.covers = std::move(covers);
   c.dims = "shape";
-  c.sizes = {{7, 33}, {1}, {2, 1, 127}};
-  c.device_sizes = {{7, 33}, {1}, {2, 1, 127}, {32, 768}};
+  c.sizes = std::move(sizes);
+  c.device_sizes = c.sizes;
+  c.device_sizes.push_back(std::move(large));
   c.precisions = {kF32, kBF16};
+  return c;
+}
+
+OpCase tanh_case() {
+  OpCase c = elementwise_case("tanh", {"tanh_forward", "tanh_backward"},
+                              {{7, 33}, {1}, {2, 1, 127}}, {32, 768});
   c.run = [](OpRun& e, const Dims& s) {
     Tensor x = e.in("inp", s, Role::act, {-3, 3}), y = e.out("out", s);
     tanh_forward(y, x);
@@ -195,13 +205,9 @@ OpCase tanh_case() {
 }
 
 OpCase gelu_case() {
-  OpCase c;
-  c.name = "gelu";
-  c.covers = {"gelu_forward", "gelu_backward"};
-  c.dims = "shape";
-  c.sizes = {{7, 33}, {1}, {3, 1, 5}};
-  c.device_sizes = {{7, 33}, {1}, {3, 1, 5}, {33, 129}, {8, 128, 3072}};
-  c.precisions = {kF32, kBF16};
+  OpCase c = elementwise_case("gelu", {"gelu_forward", "gelu_backward"}, {{7, 33}, {1}, {3, 1, 5}},
+                              {8, 128, 3072});
+  c.device_sizes.push_back({33, 129});
   c.fd_tol = 1e-5;
   c.run = [](OpRun& e, const Dims& s) {
     // Float erf is accurate to ~1e-7·|x| absolutely: at x ≪ 0, GELU(x) is tiny and its relative
@@ -215,13 +221,7 @@ OpCase gelu_case() {
 }
 
 OpCase add_case() {
-  OpCase c;
-  c.name = "add";
-  c.covers = {"add"};
-  c.dims = "shape";
-  c.sizes = {{7, 33}, {1}, {2, 1, 127}};
-  c.device_sizes = {{7, 33}, {1}, {2, 1, 127}, {1000, 77}};
-  c.precisions = {kF32, kBF16};
+  OpCase c = elementwise_case("add", {"add"}, {{7, 33}, {1}, {2, 1, 127}}, {1000, 77});
   c.fd_step = 1e-2;  // linear
   c.run = [](OpRun& e, const Dims& s) {
     Tensor a = e.in("a", s), b = e.in("b", s), y = e.out("out", s);
@@ -235,13 +235,7 @@ OpCase add_case() {
 }
 
 OpCase axpy_case() {
-  OpCase c;
-  c.name = "axpy";
-  c.covers = {"axpy"};
-  c.dims = "shape";
-  c.sizes = {{7, 33}, {1}, {2, 1, 127}};
-  c.device_sizes = {{7, 33}, {1}, {2, 1, 127}, {1000, 77}};
-  c.precisions = {kF32, kBF16};
+  OpCase c = elementwise_case("axpy", {"axpy"}, {{7, 33}, {1}, {2, 1, 127}}, {1000, 77});
   c.fd_step = 1e-2;  // linear
   c.run = [](OpRun& e, const Dims& s) {
     Tensor x = e.in("x", s), y = e.out_init("out", e.in("out before", s));
@@ -255,12 +249,7 @@ OpCase axpy_case() {
 }
 
 OpCase cast_case() {
-  OpCase c;
-  c.name = "cast";
-  c.covers = {"cast", "fill"};
-  c.dims = "shape";
-  c.sizes = {{7, 33}, {1}, {3, 1, 129}};
-  c.device_sizes = {{7, 33}, {1}, {3, 1, 129}, {1000, 77}};
+  OpCase c = elementwise_case("cast", {"cast", "fill"}, {{7, 33}, {1}, {3, 1, 129}}, {1000, 77});
   // act = in, param = out; rounding to nearest even on both backends.
   c.precisions = {exact(f32, bf16), exact(bf16, f32), exact(f32, f16), exact(f16, f32),
                   exact(f64, bf16), exact(f64, f16),  exact(f32, f64)};
@@ -524,7 +513,7 @@ OpCase mse_case() {
   c.covers = {"mse_forward", "mse_backward"};
   c.dims = "B column";  // preds [B, 1] or [B]
   c.sizes = {{7, 0}, {5, 1}, {1, 0}};
-  c.device_sizes = {{7, 0}, {5, 1}, {1, 1}, {1000, 1}};
+  c.device_sizes = {{7, 0}, {5, 1}, {1, 1}, {7, 1}, {1000, 1}};
   c.precisions = {kF32, Precision{bf16, f32, f32}, kBF16};  // act = preds, param = targets
   c.run = [](OpRun& e, const Dims& d) {
     const Shape s = d[1] ? Shape{d[0], 1} : Shape{d[0]};
@@ -544,35 +533,37 @@ OpCase sparse_pack_case() {
   OpCase c;
   c.name = "sparse_pack";
   c.covers = {"pack_topk", "unpack", "sparse_pack_bytes", "sparse_mask_row_bytes"};
-  c.dims = "B n prune% ties";  // ties: 0 none, 1 every value 0, 2 values on a 0.25 grid
-  c.sizes = cross({{1, 7, 80}, {3, 33, 50}, {2, 127, 99}, {4, 65, 0}}, {{0, 1, 2}});
-  c.device_sizes = cross({{1, 7, 80},
-                          {3, 33, 50},
-                          {2, 127, 99},
-                          {4, 65, 0},
-                          {3, 4097, 80},
-                          {2, 12 * 64 * 64, 80},
-                          {2, 9001, 80},
-                          {3, 1000, 30},
-                          {5, 300, 100},
-                          {1, 100000, 90}},
+  // x [B, n] ([B, G, n / G] when G > 0); ties: 0 none, 1 every value 0, 2 values on a 0.25 grid.
+  c.dims = "B n G prune% ties";
+  c.sizes = cross({{1, 7, 0, 80}, {3, 33, 0, 50}, {2, 127, 0, 99}, {4, 65, 5, 0}}, {{0, 1, 2}});
+  c.device_sizes = cross({{1, 7, 0, 80},
+                          {3, 33, 0, 50},
+                          {2, 127, 0, 99},
+                          {4, 65, 5, 0},
+                          {3, 4097, 0, 80},
+                          {2, 12 * 64 * 64, 0, 80},
+                          {2, 9001, 0, 80},
+                          {3, 1000, 0, 30},
+                          {5, 300, 0, 100},
+                          {1, 100000, 0, 90}},
                          {{0, 1, 2}});
   // act = x, param = the kept values' dtype; bit-identical on both backends.
   c.precisions = {exact(f32, f16), exact(f32, f32),  exact(f32, bf16),
                   exact(f16, f16), exact(bf16, f32), exact(f16, bf16)};
   c.has_backward = false;
   c.run = [](OpRun& e, const Dims& d) {
-    const int64_t B = d[0], n = d[1];
-    const double ratio = double(d[2]) / 100.0;
-    const Init init = d[3] == 1 ? Init{0, 0} : d[3] == 2 ? Init{-1, 1, 0.25} : Init{-3, 3};
-    Tensor x = e.in("x", {B, n}, Role::act, init);
+    const int64_t B = d[0], n = d[1], G = d[2];
+    const Shape s = G ? Shape{B, G, n / G} : Shape{B, n};
+    const double ratio = double(d[3]) / 100.0;
+    const Init init = d[4] == 1 ? Init{0, 0} : d[4] == 2 ? Init{-1, 1, 0.25} : Init{-3, 3};
+    Tensor x = e.in("x", s, Role::act, init);
     const DType vd = e.dtype(Role::param);
     SparsePack p = pack_topk(x, ratio, vd);
     e.check(p.bytes() == sparse_pack_bytes(B, n, ratio, vd), "pack_topk holds sparse_pack_bytes");
     e.check(p.mask.size(1) == sparse_mask_row_bytes(n), "mask rows of sparse_mask_row_bytes");
     e.exact("mask", p.mask);
     e.exact("values", p.values);
-    unpack(e.out("unpack(out, p)", {B, n}), p);
+    unpack(e.out("unpack(out, p)", s), p);
     e.exact("unpack(p)", unpack(p));
   };
   return c;
