@@ -40,9 +40,10 @@ void reference_step(State& s, const std::vector<double>& g, double lr, double b1
   }
 }
 
-// Relative L2 error, with the reference norm floored at `floor` per element: a one-element m can
-// cancel to ~0 over a few steps, where fp32 rounding of its terms is all that is left.
-double rel_vec(const std::vector<double>& a, const std::vector<double>& b, double floor = 1e-3) {
+// Relative L2 error, with the reference norm floored at `floor` per element: a one-element p or m
+// can sit near 0 after a few steps, where only the fp32 rounding of terms of the size of one update
+// (lr = 1e-2) is left. (A floor of 1e-3 failed about one run in a hundred, at 2e-6 to 4e-6.)
+double rel_vec(const std::vector<double>& a, const std::vector<double>& b, double floor = 1e-2) {
   double num = 0, den = 0;
   for (size_t i = 0; i < a.size(); ++i) {
     if (!std::isfinite(a[i])) return INFINITY;
