@@ -311,11 +311,8 @@ OpCase softmax_case() {
     const Shape s{d[0], d[1], d[2], d[3]};
     const float scale = 0.37f;
     Tensor x = e.in("scores", s, Role::act, {-4, 4});
-    Tensor mask = d[4] ? e.data("mask",
-                                [&](std::mt19937_64& rng) {
-                                  return random_key_mask(d[0], d[3], rng, -10000.0f);
-                                })
-                       : Tensor();
+    auto make_mask = [&](std::mt19937_64& rng) { return random_key_mask(d[0], d[3], rng, -1e4f); };
+    Tensor mask = d[4] ? e.data("mask", make_mask) : Tensor();
     Tensor p = e.out("probs", s);
     softmax_forward(p, x, mask, scale);
     if (mask.defined() && e.compared()) e.exact("probs of masked keys", at_masked_keys(p, mask));
