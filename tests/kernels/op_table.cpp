@@ -379,19 +379,20 @@ std::vector<std::string> compare_case(const OpCase& c, const Dims& d, const Prec
 std::map<std::string, std::string> declared_functions(const std::string& kernels_dir) {
   // An unindented declaration or inline definition: return type, name, '('.
   const std::regex decl(R"(^(?:inline\s+)?[A-Za-z_][\w:<>]*[\s&*]+([a-z_][a-z0-9_]*)\s*\()");
-  const std::regex ns(R"(^namespace\s+([\w:]+)\s*\{)");
+  const std::regex ns(R"(^namespace\s*([\w:]*)\s*\{)");
   std::map<std::string, std::string> found;
   for (const auto& entry : std::filesystem::directory_iterator(kernels_dir)) {
     if (entry.path().extension() != ".h") continue;
     std::ifstream in(entry.path());
-    std::string line, space;
+    std::string line;
+    std::vector<std::string> open;  // the namespaces around the line, outermost first
     std::smatch m;
     while (std::getline(in, line)) {
       if (std::regex_search(line, m, ns))
-        space = m[1];
-      else if (line.rfind("}  // namespace", 0) == 0)
-        space.clear();
-      else if (space == "br" && std::regex_search(line, m, decl))
+        open.push_back(m[1]);
+      else if (line.rfind("}  // namespace", 0) == 0 && !open.empty())
+        open.pop_back();
+      else if (open == std::vector<std::string>{"br"} && std::regex_search(line, m, decl))
         found.emplace(m[1], entry.path().filename().string());
     }
   }

@@ -158,7 +158,8 @@ std::vector<Dims> cross(const std::vector<Dims>& base,
 std::vector<std::string> check_case_gradients(const OpCase& c, const Dims& d, uint64_t seed);
 std::vector<std::string> compare_case(const OpCase& c, const Dims& d, const Precision& p,
                                       Device device, uint64_t seed);
-// Function names declared in namespace br (not br::cpu, br::cuda) by the headers kernels_dir/*.h.
+// Function names declared in namespace br itself (not br::cpu, br::cuda or nested ones) by the
+// headers kernels_dir/*.h, each with its header.
 std::map<std::string, std::string> declared_functions(const std::string& kernels_dir);
 
 }  // namespace br::test

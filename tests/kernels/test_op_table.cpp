@@ -137,13 +137,19 @@ TEST_CASE("the coverage scan finds a new op and ignores backend namespaces", "[k
                                      "void new_op_forward(const Tensor& out, const Tensor& inp);\n"
                                      "inline int64_t new_op_bytes(int64_t n) { return n; }\n"
                                      "struct NewOp {\n  int64_t bytes() const;\n};\n"
+                                     "namespace cuda {\nvoid new_op_cuda(int n);\n"
+                                     "}  // namespace cuda\n"
+                                     "namespace {\nvoid new_op_helper();\n}  // namespace\n"
+                                     "Tensor new_op(const Tensor& inp);\n"
                                      "}  // namespace br\n"
-                                     "namespace br::cpu {\nvoid new_op_forward_cpu(int n);\n}\n";
+                                     "namespace br::cpu {\nvoid new_op_forward_cpu(int n);\n"
+                                     "}  // namespace br::cpu\n";
   std::ofstream(dir / "notes.txt") << "namespace br {\nvoid not_a_header();\n}\n";
   const std::map<std::string, std::string> found = declared_functions(dir.string());
   std::filesystem::remove_all(dir);
   CHECK(found == std::map<std::string, std::string>{{"new_op_forward", "new_op.h"},
-                                                    {"new_op_bytes", "new_op.h"}});
+                                                    {"new_op_bytes", "new_op.h"},
+                                                    {"new_op", "new_op.h"}});
 }
 
 namespace {
