@@ -4,7 +4,8 @@
 // three walks (test_op_table.cpp):
 //   - central differences in double on awkward sizes, for every entry with a backward;
 //   - a device run against the CPU reference in double (or bit for bit, for exact precisions):
-//     CUDA in each listed precision, and the CPU in precisions[0] where there is no GPU;
+//     CUDA in each listed precision, and the CPU in those it has (exact, f32, f64), so that every
+//     entry runs, and the comparison is known to work, without a GPU;
 //   - coverage: every function declared in namespace br by kernels/*.h is named by an entry.
 // An op's bad-input messages, formulas and special values stay in its own tests/kernels/test_*.cpp.
 #pragma once
@@ -53,7 +54,7 @@ struct OpCase {
   std::string dims;                   // names of the Dims entries, "B N S D p%", or "shape"
   std::vector<Dims> sizes;            // finite differences and the CPU run: small and awkward
   std::vector<Dims> device_sizes;     // the CUDA run (empty: `sizes`)
-  std::vector<Precision> precisions;  // CUDA runs; precisions[0] is also the CPU run
+  std::vector<Precision> precisions;  // CUDA runs; [0] must be one the CPU has too
   std::function<void(OpRun&, const Dims&)> run;
   bool has_backward = true;  // walked by the finite-difference check
   double fd_step = 1e-5, fd_tol = 1e-6;
