@@ -4,6 +4,7 @@
 #include <catch2/catch.hpp>
 #include <cmath>
 #include <cstdio>
+#include <cstdlib>
 #include <functional>
 #include <random>
 #include <string>
@@ -15,8 +16,10 @@
 
 namespace br::test {
 
-// A fresh seed per test case, printed by Catch on failure through INFO.
+// A fresh seed per test case, printed by Catch on failure through INFO. BERTRAZOR_TEST_SEED=<n>
+// replays one: every call then returns n.
 inline uint64_t fresh_seed() {
+  if (const char* s = std::getenv("BERTRAZOR_TEST_SEED")) return std::stoull(s);
   static std::random_device rd;
   return (uint64_t(rd()) << 32) | rd();
 }
@@ -102,43 +105,64 @@ inline double tolerance(DType t) {
   }
 }
 
-// Central-difference gradient check in double. `loss` recomputes the scalar loss from the current
-// contents of `inputs` (f64 CPU tensors); `grads[i]` is the analytic gradient of loss w.r.t.
-// inputs[i]. Every element is perturbed by +-h; the worst relative error must stay under `tol`.
-// Errors are relative to max(|numeric|, 1e-3 * largest |gradient| of that input, abs_floor), so an
-// exactly-zero gradient (a key bias) is compared against the rounding noise of the difference.
-inline void check_gradients(const std::string& what, const std::vector<Tensor>& inputs,
-                            const std::vector<Tensor>& grads, const std::function<double()>& loss,
-                            double h = 1e-6, double tol = 1e-6, double abs_floor = 1e-6) {
+// The worst disagreement between an analytic gradient and central differences (gradient_error).
+struct GradientError {
+  double worst = 0;        // largest relative error seen (infinity for NaN)
+  size_t input = 0;        // where it is
+  int64_t element = -1;
+  double analytic = 0, numeric = 0;
+  bool failed = false;     // some element exceeded the tolerance: the scan stopped there
+};
+
+// Central differences in double. `loss` recomputes the scalar loss from the current contents of
+// `inputs` (f64 CPU tensors); `grads[i]` is the analytic gradient of loss w.r.t. inputs[i]. Every
+// element is perturbed by +-h; the scan stops at the first relative error over `tol` (a NaN
+// gradient counts as over). Errors are relative to max(|numeric|, 1e-3 * largest |gradient| of
+// that input, abs_floor), so an exactly-zero gradient (a key bias) is compared against the
+// rounding noise of the difference.
+inline GradientError gradient_error(const std::vector<Tensor>& inputs,
+                                    const std::vector<Tensor>& grads,
+                                    const std::function<double()>& loss, double h, double tol,
+                                    double abs_floor = 1e-6) {
   REQUIRE(inputs.size() == grads.size());
+  GradientError e;
   for (size_t k = 0; k < inputs.size(); ++k) {
     const Tensor& x = inputs[k];
     REQUIRE(x.dtype() == DType::f64);
     REQUIRE(grads[k].shape() == x.shape());
     std::vector<double> g = to_doubles(grads[k]);
     double* p = x.data<double>();
-    double worst = 0, scale = 0;
+    double scale = 0;
     for (double v : g) scale = std::max(scale, std::fabs(v));
     for (int64_t i = 0; i < x.numel(); ++i) {
-      double old = p[i];
+      const double old = p[i];
       p[i] = old + h;
-      double lp = loss();
+      const double lp = loss();
       p[i] = old - h;
-      double lm = loss();
+      const double lm = loss();
       p[i] = old;
-      double num = (lp - lm) / (2 * h);
-      double err = std::fabs(num - g[size_t(i)]) / std::max({std::fabs(num), scale * 1e-3, abs_floor});
-      if (err > worst) worst = err;
-      if (err > tol) {
-        INFO(what << ": input " << k << " element " << i << ": analytic " << g[size_t(i)]
-                  << " numeric " << num);
-        CHECK(err <= tol);
-        return;
+      const double num = (lp - lm) / (2 * h);
+      const double den = std::max({std::fabs(num), scale * 1e-3, abs_floor});
+      double err = std::fabs(num - g[size_t(i)]) / den;
+      if (std::isnan(err)) err = INFINITY;
+      if (err > e.worst || e.element < 0) e = GradientError{err, k, i, g[size_t(i)], num, false};
+      if (!(err <= tol)) {
+        e.failed = true;
+        return e;
       }
     }
-    INFO(what << ": input " << k << " worst relative error " << worst);
-    CHECK(worst <= tol);
   }
+  return e;
+}
+
+// gradient_error as a Catch check, naming `what`, the input and the element on failure.
+inline void check_gradients(const std::string& what, const std::vector<Tensor>& inputs,
+                            const std::vector<Tensor>& grads, const std::function<double()>& loss,
+                            double h = 1e-6, double tol = 1e-6, double abs_floor = 1e-6) {
+  const GradientError e = gradient_error(inputs, grads, loss, h, tol, abs_floor);
+  INFO(what << ": input " << e.input << " element " << e.element << ": analytic " << e.analytic
+            << " numeric " << e.numeric << ", relative error " << e.worst);
+  CHECK(!e.failed);
 }
 
 // sum(g * y) in double, the scalar whose gradient w.r.t. y is g.

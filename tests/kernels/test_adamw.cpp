@@ -1,6 +1,7 @@
 // AdamW (torch and HF variants) against a double reference written from the two optimizers' source,
 // over several steps with weight decay and a no-decay group; global gradient norm and clipping
-// against a double reference on odd sizes; CUDA against CPU; bad input.
+// against a double reference on odd sizes; bad input. CUDA against the CPU: the "adamw" and
+// "grad_norm" op table entries.
 #include <cmath>
 #include <string>
 #include <vector>
@@ -39,9 +40,10 @@ void reference_step(State& s, const std::vector<double>& g, double lr, double b1
   }
 }
 
-// Relative L2 error, with the reference norm floored at `floor` per element: a one-element m can
-// cancel to ~0 over a few steps, where fp32 rounding of its terms is all that is left.
-double rel_vec(const std::vector<double>& a, const std::vector<double>& b, double floor = 1e-3) {
+// Relative L2 error, with the reference norm floored at `floor` per element: a one-element p or m
+// can sit near 0 after a few steps, where only the fp32 rounding of terms of the size of one update
+// (lr = 1e-2) is left. (A floor of 1e-3 failed about one run in a hundred, at 2e-6 to 4e-6.)
+double rel_vec(const std::vector<double>& a, const std::vector<double>& b, double floor = 1e-2) {
   double num = 0, den = 0;
   for (size_t i = 0; i < a.size(); ++i) {
     if (!std::isfinite(a[i])) return INFINITY;
@@ -152,58 +154,6 @@ TEST_CASE("global_grad_norm and clip_grad_norm match a double reference", "[grad
       }
     }
     CHECK(std::fabs(global_grad_norm(grads) - max_norm) < 1e-5 * max_norm);
-  }
-}
-
-TEST_CASE("adamw and grad norm on CUDA match the CPU", "[adamw][grad_norm][cuda]") {
-  if (test::skip_without_cuda()) return;
-  const uint64_t seed = test::fresh_seed();
-  INFO("seed " << seed);
-  std::mt19937_64 rng(seed);
-  const std::vector<int64_t> sizes = {1, 7, 2047, 2048, 2049, 100003, 768 * 768};
-  for (bool hf : {false, true}) {
-    const AdamWConfig cfg{2e-3f, 0.9f, 0.98f, 1e-6f, 0.01f, hf};
-    std::vector<Tensor> P, G, M, V, Pc, Gc, Mc, Vc;
-    std::vector<bool> decay;
-    for (size_t i = 0; i < sizes.size(); ++i) {
-      P.push_back(random_tensor({sizes[i]}, DType::f32, rng));
-      M.push_back(Tensor::zeros({sizes[i]}, DType::f32));
-      V.push_back(Tensor::zeros({sizes[i]}, DType::f32));
-      G.push_back(Tensor::empty({sizes[i]}, DType::f32));
-      Pc.push_back(P[i].to(Device::cuda));
-      Mc.push_back(M[i].to(Device::cuda));
-      Vc.push_back(V[i].to(Device::cuda));
-      Gc.push_back(Tensor::empty({sizes[i]}, DType::f32, Device::cuda));
-      decay.push_back(i % 3 != 1);
-    }
-    for (int64_t t = 1; t <= 4; ++t) {
-      for (size_t i = 0; i < sizes.size(); ++i) {
-        G[i].copy_from(random_tensor({sizes[i]}, DType::f32, rng));
-        Gc[i].copy_from(G[i]);
-      }
-      adamw_step(P, G, M, V, decay, cfg, t);
-      adamw_step(Pc, Gc, Mc, Vc, decay, cfg, t);
-    }
-    for (size_t i = 0; i < sizes.size(); ++i) {
-      INFO("hf=" << hf << " tensor " << i);
-      CHECK(rel_l2(Pc[i], P[i]) < 1e-6);
-      CHECK(rel_l2(Mc[i], M[i]) < 1e-6);
-      CHECK(rel_l2(Vc[i], V[i]) < 1e-6);
-    }
-  }
-  for (DType dt : {DType::f32, DType::bf16}) {
-    std::vector<Tensor> cpu, gpu;
-    for (int64_t n : sizes) {
-      Tensor x = random_tensor({n}, dt, rng);
-      gpu.push_back(x.to(Device::cuda));
-      cpu.push_back(test::to_dtype_device(x, DType::f64, Device::cpu));
-    }
-    const double ref = global_grad_norm(cpu), a = global_grad_norm(gpu), b = global_grad_norm(gpu);
-    INFO(dtype_name(dt) << " ref " << ref << " cuda " << a);
-    CHECK(a == b);
-    CHECK(std::fabs(a - ref) < 1e-6 * ref);
-    clip_grad_norm(gpu, ref / 2);
-    CHECK(std::fabs(global_grad_norm(gpu) - ref / 2) < (dt == DType::bf16 ? 1e-2 : 1e-5) * ref);
   }
 }
 

@@ -1,18 +1,16 @@
-// bias_add: forward against the definition, gradients by central differences, accumulation of
-// dbias, CUDA against the CPU reference, bad input.
+// bias_add: forward against the definition, accumulation of dbias over calls, in place, bad input.
+// Gradients and CUDA against the CPU (f32 or bf16 dbias): the "bias_add" op table entry.
 #include <vector>
 
 #include "harness.h"
 #include "kernels/bias.h"
 
 using namespace br;
-using test::dot;
 using test::random_tensor;
 using test::rel_l2;
 using test::to_doubles;
-using test::to_f64_cpu;
 
-TEST_CASE("bias_add forward and gradients and accumulation", "[bias]") {
+TEST_CASE("bias_add forward matches the definition and backward accumulates", "[bias]") {
   const uint64_t seed = test::fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
@@ -20,7 +18,6 @@ TEST_CASE("bias_add forward and gradients and accumulation", "[bias]") {
     INFO("shape " << shape_str(s));
     const int64_t N = s.back(), M = shape_numel(s) / N;
     Tensor x = random_tensor(s, DType::f64, rng), b = random_tensor({N}, DType::f64, rng);
-    Tensor G = random_tensor(s, DType::f64, rng);
     Tensor y = Tensor::empty(s, DType::f64);
     test::poison(y);
     bias_add_forward(y, x, b);
@@ -29,24 +26,12 @@ TEST_CASE("bias_add forward and gradients and accumulation", "[bias]") {
       for (int64_t n = 0; n < N; ++n)
         REQUIRE(yv[size_t(m * N + n)] == xv[size_t(m * N + n)] + bv[size_t(n)]);
 
-    Tensor R = random_tensor({N}, DType::f64, rng);
-    Tensor db = R.clone();
-    bias_add_backward(db, G);
-    Tensor gb = Tensor::from_host(to_doubles(db), {N});
-    for (int64_t n = 0; n < N; ++n) gb.data<double>()[n] -= R.data<double>()[n];
-    auto loss = [&] {
-      bias_add_forward(y, x, b);
-      return dot(G, y);
-    };
-    // The loss is linear in each single element, so central differences are exact up to
-    // rounding: a large step keeps that rounding far below the tolerance.
-    test::check_gradients("bias_add", {x, b}, {G, gb}, loss, 1e-2);
-
     // A second call adds the same sum again.
     Tensor db1 = Tensor::zeros({N}, DType::f64);
-    bias_add_backward(db1, G);
-    bias_add_backward(db1, G);
-    std::vector<double> twice = to_doubles(db1), once = to_doubles(gb);
+    bias_add_backward(db1, x);
+    std::vector<double> once = to_doubles(db1);
+    bias_add_backward(db1, x);
+    std::vector<double> twice = to_doubles(db1);
     for (int64_t n = 0; n < N; ++n)
       CHECK(twice[size_t(n)] == Approx(2 * once[size_t(n)]).epsilon(1e-12));
   }
@@ -85,37 +70,4 @@ TEST_CASE("bias_add rejects tensors on different devices", "[bias][cuda]") {
   Tensor x = Tensor::zeros({7, 5}, DType::f32);
   CHECK_THROWS_WITH(bias_add_forward(x, x.to(Device::cuda), Tensor::zeros({5}, DType::f32)),
                     Catch::Contains("bias_add_forward: tensors on different devices"));
-}
-
-TEST_CASE("bias_add on CUDA matches the CPU reference in f32 and bf16 with bf16 or f32 dbias",
-          "[bias][cuda]") {
-  if (test::skip_without_cuda()) return;
-  const uint64_t seed = test::fresh_seed();
-  INFO("seed " << seed);
-  std::mt19937_64 rng(seed);
-  for (const Shape& s :
-       {Shape{7, 5}, Shape{2, 3, 33}, Shape{1, 1}, Shape{1000, 77}, Shape{2048, 768}}) {
-    for (DType dt : {DType::f32, DType::bf16}) {
-      for (DType gdt : {dt, DType::f32}) {
-        INFO("shape " << shape_str(s) << " " << dtype_name(dt) << " dbias " << dtype_name(gdt));
-        const int64_t N = s.back();
-        Tensor x = random_tensor(s, dt, rng, Device::cuda),
-               b = random_tensor({N}, dt, rng, Device::cuda);
-        Tensor y = Tensor::empty(s, dt, Device::cuda);
-        test::poison(y);
-        bias_add_forward(y, x, b);
-        Tensor Y = Tensor::empty(s, DType::f64);
-        bias_add_forward(Y, to_f64_cpu(x), to_f64_cpu(b));
-        CHECK(rel_l2(y, Y) <= test::tolerance(dt));
-
-        Tensor db0 = random_tensor({N}, gdt, rng, Device::cuda);
-        Tensor db = db0.clone();
-        bias_add_backward(db, x);
-        Tensor DB = to_f64_cpu(db0);
-        bias_add_backward(DB, to_f64_cpu(x));
-        CHECK(rel_l2(db, DB) <=
-              test::tolerance(gdt == DType::f32 && dt == DType::f32 ? DType::f32 : DType::bf16));
-      }
-    }
-  }
 }

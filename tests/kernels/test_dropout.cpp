@@ -1,11 +1,11 @@
 // Philox dropout: the mask is exactly dropout_uniform(key, example_ids[r], e) >= p, it depends on
-// the example id (not the row), backward regenerates it, keep rate ≈ 1 − p, bad inputs, and CUDA
-// masks bit-identical to the CPU.
+// the example id (not the row), backward regenerates it, keep rate ≈ 1 − p, bad inputs. Gradients
+// and CUDA masks bit-identical to the CPU: the "dropout" op table entry.
 #include <cmath>
 #include <numeric>
 
 #include "kernels/dropout.h"
-#include "pointwise_util.h"
+#include "inputs.h"
 
 using namespace br;
 using namespace br::test;
@@ -64,24 +64,19 @@ TEST_CASE("dropout keeps element e of row r when dropout_uniform of its example 
   }
 }
 
-TEST_CASE("dropout backward regenerates the forward mask and passes the f64 gradient check", "[kernels][dropout]") {
+TEST_CASE("dropout backward regenerates the forward mask", "[kernels][dropout]") {
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
   const DropoutKey key{seed, 3, 9};
   const Shape s{7, 33};
   Tensor ids = iota_ids(7, 40);
-  Tensor x = rand64(s, rng), g = rand64(s, rng), y = Tensor::empty(s, DType::f64);
-  Tensor dx = poisoned(s, DType::f64);
+  Tensor g = rand64(s, rng), dx = poisoned(s, DType::f64);
   dropout_backward(dx, g, 0.25f, key, ids);
   Tensor one = ones(s, DType::f64), keep = poisoned(s, DType::f64);
   dropout_forward(keep, one, 0.25f, key, ids);
   auto kv = to_doubles(keep), gv = to_doubles(g), dv = to_doubles(dx);
   for (size_t i = 0; i < kv.size(); ++i) REQUIRE(dv[i] == kv[i] * gv[i]);
-  check_gradients("dropout", {x}, {dx}, [&] {
-    dropout_forward(y, x, 0.25f, key, ids);
-    return dot(g, y);
-  }, 1e-5, 1e-6);
 }
 
 TEST_CASE("dropout keeps about 1-p of 1e5 elements", "[kernels][dropout]") {
@@ -160,33 +155,4 @@ TEST_CASE("dropout rejects bad p or ids or shapes with messages naming them", "[
                       Catch::Contains("dropout_backward: output has shape [4, 9], expected [4, 8]"));
   REQUIRE_THROWS_WITH(dropout_forward(y, x, 0.1f, k, Tensor()),
                       Catch::Contains("dropout_forward: example_ids is undefined"));
-}
-
-TEST_CASE("dropout on CUDA gives masks bit-identical to the CPU in f32 and bf16", "[kernels][dropout][cuda]") {
-  if (skip_without_cuda()) return;
-  std::mt19937_64 rng(fresh_seed());
-  const DropoutKey key{0xfeedbeefcafef00dull, 1234, 56};
-  for (DType dt : {DType::f32, DType::bf16}) {
-    for (const Shape& s : {Shape{7, 33}, Shape{8, 512, 768}, Shape{5}}) {
-      INFO(dtype_name(dt) << " " << shape_str(s));
-      std::vector<int32_t> idv(static_cast<size_t>(s[0]));
-      for (auto& v : idv) v = int32_t(rng() % 1000000);
-      Tensor ids = Tensor::from_host(idv, {s[0]});
-      Tensor x = round_through(random_tensor(s, DType::f32, rng, Device::cpu, 0.5, 1.5), dt);
-      Tensor y = Tensor::empty(s, DType::f32), dx = Tensor::empty(s, DType::f32);
-      dropout_forward(y, x, 0.1f, key, ids);
-      dropout_backward(dx, x, 0.1f, key, ids);
-      Tensor yc = poisoned(s, dt, Device::cuda), dxc = poisoned(s, dt, Device::cuda);
-      Tensor xc = to_dtype_device(x, dt, Device::cuda), idc = ids.to(Device::cuda);
-      dropout_forward(yc, xc, 0.1f, key, idc);
-      dropout_backward(dxc, xc, 0.1f, key, idc);
-      auto a = to_doubles(y), b = to_doubles(yc), c = to_doubles(dxc);
-      size_t mism = 0;
-      for (size_t i = 0; i < a.size(); ++i) mism += (a[i] == 0.0) != (b[i] == 0.0) || (b[i] == 0.0) != (c[i] == 0.0);
-      CHECK(mism == 0);
-      if (dt == DType::f32) CHECK(max_abs_diff(yc, y) == 0);
-      CHECK(rel_l2(yc, y) < tolerance(dt));
-      CHECK(rel_l2(dxc, dx) < tolerance(dt));
-    }
-  }
 }

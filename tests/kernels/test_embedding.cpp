@@ -1,21 +1,10 @@
-// Embedding lookup/scatter: exact gather, accumulate, f64 gradient check with repeated ids,
-// out-of-range ids, bad shapes, CUDA against the CPU (deterministic backward with hot rows).
+// Embedding lookup/scatter: exact gather, accumulate, out-of-range ids (CPU and CUDA), bad shapes.
+// Gradients, CUDA against the CPU and the deterministic backward: the "embedding" op table entry.
 #include "kernels/embedding.h"
-#include "pointwise_util.h"
+#include "inputs.h"
 
 using namespace br;
 using namespace br::test;
-
-namespace {
-
-std::vector<int32_t> random_ids(int64_t M, int64_t V, std::mt19937_64& rng, double pad_fraction = 0.0) {
-  std::vector<int32_t> v(static_cast<size_t>(M));
-  std::uniform_real_distribution<double> u(0, 1);
-  for (auto& x : v) x = u(rng) < pad_fraction ? 0 : int32_t(rng() % uint64_t(V));
-  return v;
-}
-
-}  // namespace
 
 TEST_CASE("embedding_forward gathers rows exactly and accumulates", "[kernels][embedding]") {
   std::mt19937_64 rng(fresh_seed());
@@ -31,21 +20,6 @@ TEST_CASE("embedding_forward gathers rows exactly and accumulates", "[kernels][e
   embedding_forward(out, ids, table, true);
   auto o2 = out.to_vector<float>();
   for (size_t i = 0; i < o.size(); ++i) REQUIRE(o2[i] == 2 * o[i]);
-}
-
-TEST_CASE("embedding gradient matches central differences in f64 with repeated ids", "[kernels][embedding]") {
-  const uint64_t seed = fresh_seed();
-  INFO("seed " << seed);
-  std::mt19937_64 rng(seed);
-  const int64_t V = 5, H = 7, M = 13;
-  Tensor table = rand64({V, H}, rng), g = rand64({M, H}, rng);
-  Tensor ids = ids_tensor(random_ids(M, V, rng, 0.4), {M});
-  Tensor out = Tensor::empty({M, H}, DType::f64), dtable = Tensor::zeros({V, H}, DType::f64);
-  embedding_backward(dtable, g, ids);
-  check_gradients("embedding", {table}, {dtable}, [&] {
-    embedding_forward(out, ids, table, false);
-    return dot(g, out);
-  }, 1e-5, 1e-6);
 }
 
 TEST_CASE("embedding rejects out-of-range ids before writing and names the id and V",
@@ -76,49 +50,20 @@ TEST_CASE("embedding rejects bad shapes and dtypes", "[kernels][embedding]") {
                       Catch::Contains("embedding_backward: dtable f32[12]@cpu must be [V,H]"));
 }
 
-TEST_CASE("embedding on CUDA matches the CPU and its backward is deterministic with hot rows",
+TEST_CASE("embedding on CUDA rejects an out-of-range id and leaves dtable unchanged",
           "[kernels][embedding][cuda]") {
   if (skip_without_cuda()) return;
   std::mt19937_64 rng(fresh_seed());
   const int64_t V = 30522, H = 768, M = 4096;
-  Tensor table = random_tensor({V, H}, DType::f32, rng);
-  std::vector<int32_t> idv = random_ids(M, V, rng, 0.6);  // [PAD]-heavy, like padded GLUE batches
-  idv[5] = int32_t(V - 1);
-  Tensor ids = ids_tensor(idv, {8, 512});
-  Tensor out = Tensor::empty({8, 512, H}, DType::f32);
-  embedding_forward(out, ids, table, false);
-  Tensor idc = ids.to(Device::cuda);
-  for (DType ot : {DType::f32, DType::bf16}) {
-    for (DType tt : {DType::f32, DType::bf16}) {
-      INFO("out " << dtype_name(ot) << " table " << dtype_name(tt));
-      Tensor tr = round_through(table, tt);
-      Tensor ref = Tensor::empty({8, 512, H}, DType::f32);
-      embedding_forward(ref, ids, tr, false);
-      Tensor oc = poisoned({8, 512, H}, ot, Device::cuda);
-      embedding_forward(oc, idc, to_dtype_device(tr, tt, Device::cuda), false);
-      CHECK(rel_l2(oc, ref) < tolerance(ot));
-    }
-  }
-  Tensor g = random_tensor({M, H}, DType::f32, rng);
-  Tensor dref = random_tensor({V, H}, DType::f32, rng);
-  Tensor d1 = dref.to(Device::cuda), d2 = dref.to(Device::cuda);
-  embedding_backward(dref, g, ids);
-  Tensor gc = g.to(Device::cuda);
-  embedding_backward(d1, gc, idc);
-  embedding_backward(d2, gc, idc);
-  CHECK(rel_l2(d1, dref) < 1e-5);
-  CHECK(max_abs_diff(d1, d2) == 0);
-  Tensor d3 = Tensor::zeros({V, H}, DType::f32, Device::cuda), dz = Tensor::zeros({V, H}, DType::f32);
-  embedding_backward(d3, to_dtype_device(g, DType::bf16, Device::cuda), idc);
-  embedding_backward(dz, round_through(g, DType::bf16), ids);
-  CHECK(rel_l2(d3, dz) < 1e-5);
-  std::vector<int32_t> bad = idv;
+  std::vector<int32_t> bad = random_ids(M, V, rng, 0.6);
   bad[77] = int32_t(V);
-  REQUIRE_THROWS_WITH(embedding_forward(Tensor::empty({M, H}, DType::f32, Device::cuda), ids_tensor(bad, {M}, Device::cuda),
-                                        table.to(Device::cuda), false),
+  Tensor idc = ids_tensor(bad, {M}, Device::cuda);
+  Tensor table = random_tensor({V, H}, DType::f32, rng, Device::cuda);
+  REQUIRE_THROWS_WITH(embedding_forward(Tensor::empty({M, H}, DType::f32, Device::cuda), idc, table, false),
                       Catch::Contains("embedding_forward: id 30522 at position 77 is outside [0, V=30522)"));
-  Tensor before = d1.to(Device::cpu);
-  REQUIRE_THROWS_WITH(embedding_backward(d1, gc, ids_tensor(bad, {M}, Device::cuda)),
+  Tensor dtable = random_tensor({V, H}, DType::f32, rng, Device::cuda);
+  Tensor before = dtable.to(Device::cpu);
+  REQUIRE_THROWS_WITH(embedding_backward(dtable, random_tensor({M, H}, DType::f32, rng, Device::cuda), idc),
                       Catch::Contains("embedding_backward: id 30522 at position 77"));
-  CHECK(max_abs_diff(d1, before) == 0);
+  CHECK(max_abs_diff(dtable, before) == 0);
 }

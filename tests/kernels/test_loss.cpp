@@ -1,20 +1,15 @@
-// Cross-entropy and MSE: values against the definitions (stable for large logits), f64 gradient
-// checks, bad labels and shapes, CUDA against the CPU reference.
+// Cross-entropy and MSE: values against the definitions (stable for large logits), bad labels (CPU
+// and CUDA) and shapes. Gradients and CUDA against the CPU: the "cross_entropy" and "mse" op table
+// entries.
 #include <cmath>
 
 #include "kernels/loss.h"
-#include "pointwise_util.h"
+#include "inputs.h"
 
 using namespace br;
 using namespace br::test;
 
 namespace {
-
-Tensor random_labels(int64_t B, int64_t C, std::mt19937_64& rng) {
-  std::vector<int32_t> v(static_cast<size_t>(B));
-  for (auto& x : v) x = int32_t(rng() % uint64_t(C));
-  return Tensor::from_host(v, {B});
-}
 
 double reference_ce(const std::vector<double>& z, const std::vector<int32_t>& y, int64_t C) {
   const int64_t B = int64_t(y.size());
@@ -43,40 +38,19 @@ TEST_CASE("cross_entropy_forward matches the definition and is stable for large 
   CHECK(loss.to_vector<float>()[0] == Approx(1000.0f).epsilon(1e-6));  // row 0: 0, row 1: 2000
 }
 
-TEST_CASE("cross-entropy gradient matches central differences (f64)", "[kernels][loss]") {
-  const uint64_t seed = fresh_seed();
-  INFO("seed " << seed);
-  std::mt19937_64 rng(seed);
-  for (auto [B, C] : {std::pair<int64_t, int64_t>{7, 3}, {1, 2}, {5, 33}, {3, 1}}) {
-    Tensor z = rand64({B, C}, rng, -2, 2), y = random_labels(B, C, rng);
-    Tensor dz = poisoned({B, C}, DType::f64), loss = Tensor::empty({1}, DType::f64);
-    const float dloss = 0.7f;
-    cross_entropy_backward(dz, z, y, dloss);
-    check_gradients("cross_entropy B=" + std::to_string(B) + " C=" + std::to_string(C), {z}, {dz}, [&] {
-      cross_entropy_forward(loss, z, y);
-      return double(dloss) * loss.to_vector<double>()[0];
-    }, 1e-5, 1e-6);
-  }
-}
-
-TEST_CASE("mse value and gradient in f64 with preds of shape B and B x 1", "[kernels][loss]") {
+TEST_CASE("mse value in f64 with preds of shape B and B x 1", "[kernels][loss]") {
   const uint64_t seed = fresh_seed();
   INFO("seed " << seed);
   std::mt19937_64 rng(seed);
   for (const Shape& s : {Shape{7}, Shape{5, 1}, Shape{1}}) {
     const int64_t B = s[0];
     Tensor p = rand64(s, rng, -2, 2), t = rand64({B}, rng, 0, 5);
-    Tensor loss = poisoned({1}, DType::f64), dp = poisoned(s, DType::f64);
+    Tensor loss = poisoned({1}, DType::f64);
     mse_forward(loss, p, t);
     auto pv = to_doubles(p), tv = to_doubles(t);
     double want = 0;
     for (int64_t b = 0; b < B; ++b) want += (pv[size_t(b)] - tv[size_t(b)]) * (pv[size_t(b)] - tv[size_t(b)]) / double(B);
     CHECK(loss.to_vector<double>()[0] == Approx(want).epsilon(1e-13));
-    mse_backward(dp, p, t, 1.5f);
-    check_gradients("mse " + shape_str(s), {p}, {dp}, [&] {
-      mse_forward(loss, p, t);
-      return 1.5 * loss.to_vector<double>()[0];
-    }, 1e-5, 1e-6);
   }
 }
 
@@ -105,37 +79,9 @@ TEST_CASE("losses reject bad labels or shapes or dtypes with messages naming the
                       Catch::Contains("mse_backward: targets f64[4]@cpu must have the dtype of preds"));
 }
 
-TEST_CASE("losses on CUDA match the CPU reference in f32 and bf16", "[kernels][loss][cuda]") {
+TEST_CASE("losses on CUDA reject a bad label and leave NaN, not a partial result",
+          "[kernels][loss][cuda]") {
   if (skip_without_cuda()) return;
-  std::mt19937_64 rng(fresh_seed());
-  for (DType dt : {DType::f32, DType::bf16}) {
-    for (auto [B, C] : {std::pair<int64_t, int64_t>{32, 2}, {7, 3}, {1, 1}, {300, 77}}) {
-      INFO(dtype_name(dt) << " B=" << B << " C=" << C);
-      Tensor z = round_through(random_tensor({B, C}, DType::f32, rng, Device::cpu, -3, 3), dt);
-      Tensor y = random_labels(B, C, rng);
-      Tensor loss = Tensor::empty({1}, DType::f32), dz = Tensor::empty({B, C}, DType::f32);
-      cross_entropy_forward(loss, z, y);
-      cross_entropy_backward(dz, z, y, 0.5f);
-      Tensor zc = to_dtype_device(z, dt, Device::cuda), yc = y.to(Device::cuda);
-      Tensor lc = poisoned({1}, DType::f32, Device::cuda), dzc = poisoned({B, C}, dt, Device::cuda);
-      cross_entropy_forward(lc, zc, yc);
-      cross_entropy_backward(dzc, zc, yc, 0.5f);
-      CHECK(rel_l2(lc, loss) < 1e-5);
-      CHECK(rel_l2(dzc, dz) < tolerance(dt));
-    }
-    for (int64_t B : {1, 7, 1000}) {
-      Tensor p = round_through(random_tensor({B, 1}, DType::f32, rng), dt), t = random_tensor({B}, DType::f32, rng);
-      Tensor loss = Tensor::empty({1}, DType::f32), dp = Tensor::empty({B, 1}, DType::f32);
-      mse_forward(loss, p, t);
-      mse_backward(dp, p, t, 2.0f);
-      Tensor pc = to_dtype_device(p, dt, Device::cuda), tc = t.to(Device::cuda);
-      Tensor lc = poisoned({1}, DType::f32, Device::cuda), dpc = poisoned({B, 1}, dt, Device::cuda);
-      mse_forward(lc, pc, tc);
-      mse_backward(dpc, pc, tc, 2.0f);
-      CHECK(rel_l2(lc, loss) < 1e-5);
-      CHECK(rel_l2(dpc, dp) < tolerance(dt));
-    }
-  }
   Tensor zc = Tensor::zeros({3, 2}, DType::f32, Device::cuda);
   Tensor bad_labels = Tensor::from_host(std::vector<int32_t>{0, 5, 1}, {3}, Device::cuda);
   Tensor lc = Tensor::zeros({1}, DType::f32, Device::cuda);

@@ -1,24 +1,15 @@
 // zero_padding_rows: against a direct loop over [B, G, S, R], every dtype, masks with no, some and
-// all positions padded; bad arguments; CUDA bit-identical to the CPU on awkward sizes.
+// all positions padded; bad arguments. CUDA bit-identical to the CPU: the "zero_padding_rows" op
+// table entry.
 #include <catch2/catch.hpp>
 #include <cstring>
 
-#include "harness.h"
+#include "inputs.h"
 #include "kernels/padding.h"
 
 using namespace br;
 
 namespace {
-
-Tensor random_mask(int64_t B, int64_t S, std::mt19937_64& rng) {
-  std::vector<int32_t> m(size_t(B * S));
-  for (int64_t b = 0; b < B; ++b) {
-    const int64_t len = int64_t(rng() % uint64_t(S + 1));  // 0..S real tokens, padded on the right
-    for (int64_t s = 0; s < S; ++s) m[size_t(b * S + s)] = s < len ? 1 : 0;
-  }
-  if (B * S > 2) m[1] = 1 - m[1];  // and one hole that is not a suffix
-  return Tensor::from_host(m, {B, S});
-}
 
 // What zero_padding_rows must give, element by element through doubles.
 std::vector<double> expected(const Tensor& x, const Tensor& mask) {
@@ -43,7 +34,7 @@ TEST_CASE("zero_padding_rows zeroes exactly the padded rows of every group",
       INFO(shape_str(shape) << " " << dtype_name(dt));
       const int64_t B = shape[0], S = shape[shape.size() - 2];
       Tensor x = test::random_tensor(shape, dt, rng, Device::cpu, 0.5, 1.0);  // no zeros in x
-      Tensor mask = random_mask(B, S, rng);
+      Tensor mask = test::random_token_mask(B, S, rng);
       std::vector<double> want = expected(x, mask);
       zero_padding_rows(x, mask);
       CHECK(test::to_doubles(x) == want);
@@ -68,23 +59,4 @@ TEST_CASE("zero_padding_rows rejects bad arguments naming them", "[kernels][padd
   CHECK_THROWS_WITH(zero_padding_rows(x, Tensor::zeros({2, 3}, DType::f32)),
                     Catch::Contains("token_mask"));
   CHECK_THROWS_WITH(zero_padding_rows(x, Tensor()), Catch::Contains("token_mask"));
-}
-
-TEST_CASE("zero_padding_rows on CUDA is bit-identical to the CPU", "[kernels][padding][cuda]") {
-  if (test::skip_without_cuda()) return;
-  uint64_t seed = test::fresh_seed();
-  INFO("seed " << seed);
-  std::mt19937_64 rng(seed);
-  for (const Shape& shape :
-       std::vector<Shape>{{1, 1, 1}, {3, 77, 33}, {2, 12, 129, 64}, {5, 4, 131, 131}})
-    for (DType dt : {DType::f32, DType::f64, DType::f16, DType::bf16}) {
-      INFO(shape_str(shape) << " " << dtype_name(dt));
-      Tensor x = test::random_tensor(shape, dt, rng);
-      Tensor mask = random_mask(shape[0], shape[shape.size() - 2], rng);
-      Tensor xc = x.to(Device::cuda);
-      zero_padding_rows(x, mask);
-      zero_padding_rows(xc, mask.to(Device::cuda));
-      Tensor back = xc.to(Device::cpu);
-      REQUIRE(std::memcmp(back.raw(), x.raw(), x.nbytes()) == 0);
-    }
 }

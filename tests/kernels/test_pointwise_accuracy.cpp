@@ -7,7 +7,7 @@
 
 #include "kernels/dropout.h"
 #include "kernels/gelu.h"
-#include "pointwise_util.h"
+#include "inputs.h"
 
 using namespace br;
 using namespace br::test;

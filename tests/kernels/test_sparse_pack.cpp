@@ -1,5 +1,6 @@
 // Back Razor pack/unpack against a brute-force reference: sort each sample by (|x| desc, index asc),
-// keep the first k; check the documented mask layout bit by bit and the kept values exactly.
+// keep the first k; check the documented mask layout bit by bit and the kept values exactly. CUDA
+// bit-identical to the CPU (ties included): the "sparse_pack" op table entry.
 #include <algorithm>
 #include <bit>
 #include <cmath>
@@ -23,15 +24,6 @@ uint64_t magnitude_key(const Tensor& x, int64_t i) {
     case DType::bf16: return static_cast<const uint16_t*>(x.raw())[i] & 0x7fffu;
     default: FAIL("magnitude_key: unexpected dtype"); return 0;
   }
-}
-
-// Element i of x converted to `to` as raw bits (what a value buffer must hold).
-uint64_t converted_bits(const Tensor& x, int64_t i, DType to) {
-  Tensor one = x.flat().rows(i, i + 1).clone();
-  Tensor c = cast(one, to);
-  uint64_t bits = 0;
-  std::memcpy(&bits, c.raw(), dtype_size(to));
-  return bits;
 }
 
 uint64_t value_bits(const Tensor& v, int64_t i) {
@@ -65,6 +57,8 @@ std::vector<std::vector<int64_t>> reference_keep(const Tensor& x, int64_t k) {
 }
 
 // Checks p against the reference: k, mask bits (with zero padding), values bit-exact in order.
+// Mismatches are counted and the first one named: one Catch assertion per element would make
+// this the slowest test of the suite.
 void check_against_reference(const Tensor& x, double ratio, const SparsePack& p) {
   const int64_t B = x.size(0), n = x.numel() / B;
   const int64_t k = backrazor_keep_count(n, ratio);
@@ -74,23 +68,30 @@ void check_against_reference(const Tensor& x, double ratio, const SparsePack& p)
   REQUIRE(p.shape == x.shape());
   REQUIRE(p.dtype == x.dtype());
   auto keep = reference_keep(x, k);
+  const Tensor converted = cast(x, p.values.dtype());  // what a value buffer must hold
   const int64_t row_bits = sparse_mask_row_bytes(n) * 8;
+  std::string first;
+  int64_t bad = 0;
   for (int64_t b = 0; b < B; ++b) {
     std::vector<char> want(size_t(row_bits), 0);
     for (int64_t j : keep[size_t(b)]) want[size_t(j)] = 1;
     int64_t bits = 0;
     for (int64_t j = 0; j < row_bits; ++j) {
-      INFO("sample " << b << " element " << j << " of n=" << n);
-      REQUIRE(mask_bit(p, b, j) == bool(want[size_t(j)]));
       bits += mask_bit(p, b, j);
+      if (mask_bit(p, b, j) != bool(want[size_t(j)]) && bad++ == 0)
+        first = "mask bit of sample " + std::to_string(b) + " element " + std::to_string(j);
     }
-    REQUIRE(bits == k);
+    if (bits != k && bad++ == 0)
+      first = "sample " + std::to_string(b) + " keeps " + std::to_string(bits);
     for (int64_t q = 0; q < k; ++q) {
-      int64_t i = b * n + keep[size_t(b)][size_t(q)];
-      INFO("sample " << b << " kept value " << q << " (element " << i << ")");
-      REQUIRE(value_bits(p.values, b * k + q) == converted_bits(x, i, p.values.dtype()));
+      const int64_t i = b * n + keep[size_t(b)][size_t(q)];
+      if (value_bits(p.values, b * k + q) != value_bits(converted, i) && bad++ == 0)
+        first = "sample " + std::to_string(b) + " kept value " + std::to_string(q) + " (element " +
+                std::to_string(i) + ")";
     }
   }
+  INFO(bad << " mismatches against the reference of n=" << n << " k=" << k << ", first: " << first);
+  REQUIRE(bad == 0);
 }
 
 // unpack(pack(x)): kept positions hold the value rounded to the value dtype and back, others 0.
@@ -99,20 +100,18 @@ void check_round_trip(const Tensor& x, const SparsePack& p) {
   test::poison(out);
   unpack(out, p);
   const int64_t B = p.batch, n = p.n;
-  Tensor zero = Tensor::zeros({1}, x.dtype());
+  const Tensor rounded = cast(cast(x, p.values.dtype()), x.dtype());
+  const uint64_t zero = value_bits(Tensor::zeros({1}, x.dtype()), 0);
+  int64_t bad = 0, first = -1;
   for (int64_t b = 0; b < B; ++b)
     for (int64_t j = 0; j < n; ++j) {
-      int64_t i = b * n + j;
-      uint64_t want = 0;
-      if (mask_bit(p, b, j)) {
-        Tensor v = cast(x.flat().rows(i, i + 1).clone(), p.values.dtype());
-        want = converted_bits(v, 0, x.dtype());
-      } else {
-        want = converted_bits(zero, 0, x.dtype());
-      }
-      INFO("element " << i << " of " << x.str() << " via " << p.values.str());
-      REQUIRE(value_bits(out, i) == want);
+      const int64_t i = b * n + j;
+      const uint64_t want = mask_bit(p, b, j) ? value_bits(rounded, i) : zero;
+      if (value_bits(out, i) != want && bad++ == 0) first = i;
     }
+  INFO(bad << " elements of " << x.str() << " via " << p.values.str() << " differ, first "
+            << first);
+  REQUIRE(bad == 0);
 }
 
 Tensor make(const std::vector<float>& v, const Shape& shape, DType dtype) {
@@ -300,46 +299,6 @@ TEST_CASE("pack_topk and unpack reject bad inputs", "[kernels][sparse]") {
   bad.mask = p.mask.clone();
   bad.mask.data<uint8_t>()[3] |= 0x80;  // padding bit 31 of a 10-element row
   CHECK_THROWS_WITH(unpack(bad), Catch::Contains("padding set"));
-}
-
-TEST_CASE("pack_topk and unpack on CUDA are bit-identical to the CPU", "[kernels][sparse][cuda]") {
-  if (test::skip_without_cuda()) return;
-  uint64_t seed = test::fresh_seed();
-  INFO("seed " << seed);
-  std::mt19937_64 rng(seed);
-  struct Case { DType in, values; Shape shape; double ratio; };
-  std::vector<Case> cases = {
-      {DType::f32, DType::f16, {1, 7}, 0.8},       {DType::f32, DType::f32, {3, 33}, 0.5},
-      {DType::f32, DType::bf16, {2, 127}, 0.99},   {DType::f32, DType::f16, {4, 5, 13}, 0.0},
-      {DType::f32, DType::f16, {3, 4097}, 0.8},    {DType::f32, DType::f32, {2, 12 * 64 * 64}, 0.8},
-      {DType::f16, DType::f16, {2, 9001}, 0.8},    {DType::bf16, DType::f32, {3, 1000}, 0.3},
-      {DType::f16, DType::bf16, {5, 300}, 1.0},    {DType::f32, DType::f16, {1, 100000}, 0.9},
-  };
-  for (int tie_mode = 0; tie_mode < 3; ++tie_mode)
-    for (const Case& c : cases) {
-      INFO(dtype_name(c.in) << shape_str(c.shape) << " -> " << dtype_name(c.values) << " ratio "
-                            << c.ratio << " ties " << tie_mode);
-      Tensor x = test::random_tensor(c.shape, DType::f32, rng);
-      if (tie_mode == 1) x.zero_();
-      if (tie_mode == 2) {
-        float* d = x.data<float>();
-        for (int64_t i = 0; i < x.numel(); ++i) d[i] = 0.25f * float(int(d[i] * 4.0f));
-      }
-      x = cast(x, c.in);
-      SparsePack cpu = pack_topk(x, c.ratio, c.values);
-      SparsePack gpu = pack_topk(x.to(Device::cuda), c.ratio, c.values);
-      REQUIRE(gpu.k == cpu.k);
-      Tensor gm = gpu.mask.to(Device::cpu), gv = gpu.values.to(Device::cpu);
-      REQUIRE(std::memcmp(gm.raw(), cpu.mask.raw(), cpu.mask.nbytes()) == 0);
-      REQUIRE(std::memcmp(gv.raw(), cpu.values.raw(), cpu.values.nbytes()) == 0);
-      Tensor want = Tensor::empty(x.shape(), x.dtype());
-      unpack(want, cpu);
-      Tensor got = Tensor::empty(x.shape(), x.dtype(), Device::cuda);
-      test::poison(got);
-      unpack(got, gpu);
-      Tensor got_host = got.to(Device::cpu);
-      REQUIRE(std::memcmp(got_host.raw(), want.raw(), want.nbytes()) == 0);
-    }
 }
 
 TEST_CASE("unpack on CUDA rejects a bad mask before writing", "[kernels][sparse][cuda]") {
