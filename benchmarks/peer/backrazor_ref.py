@@ -12,7 +12,6 @@ autograd: the dense baseline the overhead is measured against.
   python3 backrazor_ref.py --config bert-base-uncased.json --shapes 128x32,512x8 \
       --backrazor none,seed --dtypes fp32,bf16 [--device cpu]
 """
-import gc
 import math
 import sys
 
@@ -266,38 +265,18 @@ def main():
                        "prune_ratio": args.prune_ratio, "torch": torch.__version__}
                 try:
                     if args.find_max_batch:
-                        def try_batch(b):
+                        def build_step():
                             model, opt = build(mode)
-                            try:
-                                step = make_step(model, opt, dtype, [])
-                                bt = common.synthetic_batch(cfg.vocab_size, cfg.type_vocab_size,
-                                                            cfg.num_labels, b, seq, device, 0)
-                                step(bt)
-                                step(bt)
-                                common.sync(device)
-                            finally:
-                                del model, opt
-                                gc.collect()
-                        mb, trials = common.find_max_batch(try_batch, device, args.cap_bytes,
-                                                           args.max_batch)
-                        rec.update(mode="find_max_batch", cap_bytes=args.cap_bytes, max_batch=mb,
-                                   trials=trials)
+                            return make_step(model, opt, dtype, [])
+                        rec.update(common.max_batch_fields(build_step, cfg, seq, device, args))
                     else:
                         model, opt = build(mode)
                         params = non_embedding_params(model)
                         peaks = []
                         step = make_step(model, opt, dtype, peaks)
-                        batches = [common.synthetic_batch(cfg.vocab_size, cfg.type_vocab_size,
-                                                          cfg.num_labels, batch, seq, device, i)
-                                   for i in range(4)]
-                        times, peak, reserved = common.time_steps(step, batches, device,
-                                                                  args.warmup, args.steps)
-                        flops = common.model_flops(cfg.num_hidden_layers, cfg.hidden_size, params,
-                                                   batch, seq)
-                        rec.update(batch=batch, non_embedding_params=params, steps=args.steps,
-                                   warmup=args.warmup, sparse_stored_bytes=max(peaks))
-                        rec.update(common.timing_record(times, peak, reserved, flops, batch * seq))
-                        del model, opt, step, batches
+                        rec.update(common.timed_fields(step, cfg, params, batch, seq, device, args))
+                        rec.update(sparse_stored_bytes=max(peaks))
+                        del model, opt, step
                 except Exception as e:  # noqa: BLE001 -- one failed configuration is recorded
                     common.record_failure(rec, e)
                 common.release(device)

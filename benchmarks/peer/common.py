@@ -123,6 +123,38 @@ def timing_record(times, peak, reserved, flops, tokens):
             "peak_reserved_bytes": reserved}
 
 
+def timed_fields(step, cfg, params, batch, seq, device, args):
+    """Times step over four synthetic batches (args.warmup, then args.steps): the batch, the
+    timing_record and what was run, as fields of a record."""
+    batches = [synthetic_batch(cfg.vocab_size, cfg.type_vocab_size, cfg.num_labels, batch, seq,
+                               device, i) for i in range(4)]
+    times, peak, reserved = time_steps(step, batches, device, args.warmup, args.steps)
+    flops = model_flops(cfg.num_hidden_layers, cfg.hidden_size, params, batch, seq)
+    r = {"batch": batch, "non_embedding_params": params, "steps": args.steps,
+         "warmup": args.warmup}
+    r.update(timing_record(times, peak, reserved, flops, batch * seq))
+    return r
+
+
+def max_batch_fields(build_step, cfg, seq, device, args):
+    """find_max_batch where each trial builds a fresh model and step (build_step() returns the
+    step; the model lives only as long as the step does) and runs two steps of batch B."""
+    def try_batch(b):
+        step = build_step()
+        try:
+            bt = synthetic_batch(cfg.vocab_size, cfg.type_vocab_size, cfg.num_labels, b, seq,
+                                 device, 0)
+            step(bt)
+            step(bt)
+            sync(device)
+        finally:
+            del step
+            gc.collect()
+    mb, trials = find_max_batch(try_batch, device, args.cap_bytes, args.max_batch)
+    return {"mode": "find_max_batch", "cap_bytes": args.cap_bytes, "max_batch": mb,
+            "trials": trials}
+
+
 def is_oom(e):
     if isinstance(e, torch.OutOfMemoryError):
         return True

@@ -8,7 +8,6 @@ eager, optionally torch.compile. One JSON line per configuration.
       --dtypes bf16,fp32 --attn sdpa,eager [--compile] [--device cpu]
   python3 hf_step.py --config ... --shapes 512x1 --find_max_batch --cap_bytes $((16<<30))
 """
-import gc
 import sys
 
 import torch
@@ -69,37 +68,16 @@ def main():
                        "torch": torch.__version__}
                 try:
                     if args.find_max_batch:
-                        def try_batch(b):
+                        def build_step():
                             model, opt = build(cfg, attn, device, args.seed)
-                            step = make_step(model, opt, dtype, device, args.compile)
-                            try:
-                                bt = common.synthetic_batch(cfg.vocab_size, cfg.type_vocab_size,
-                                                            cfg.num_labels, b, seq, device, 0)
-                                step(bt)
-                                step(bt)
-                                common.sync(device)
-                            finally:
-                                del model, opt, step
-                                gc.collect()
-                        mb, trials = common.find_max_batch(try_batch, device, args.cap_bytes,
-                                                           args.max_batch)
-                        rec.update(mode="find_max_batch", cap_bytes=args.cap_bytes, max_batch=mb,
-                                   trials=trials)
+                            return make_step(model, opt, dtype, device, args.compile)
+                        rec.update(common.max_batch_fields(build_step, cfg, seq, device, args))
                     else:
                         model, opt = build(cfg, attn, device, args.seed)
                         params = common.non_embedding_params(model)
                         step = make_step(model, opt, dtype, device, args.compile)
-                        batches = [common.synthetic_batch(cfg.vocab_size, cfg.type_vocab_size,
-                                                          cfg.num_labels, batch, seq, device, i)
-                                   for i in range(4)]
-                        times, peak, reserved = common.time_steps(step, batches, device,
-                                                                  args.warmup, args.steps)
-                        flops = common.model_flops(cfg.num_hidden_layers, cfg.hidden_size, params,
-                                                   batch, seq)
-                        rec.update(batch=batch, non_embedding_params=params, steps=args.steps,
-                                   warmup=args.warmup)
-                        rec.update(common.timing_record(times, peak, reserved, flops, batch * seq))
-                        del model, opt, step, batches
+                        rec.update(common.timed_fields(step, cfg, params, batch, seq, device, args))
+                        del model, opt, step
                 except Exception as e:  # noqa: BLE001 -- one failed configuration is recorded
                     common.record_failure(rec, e)
                 common.release(device)
