@@ -10,7 +10,7 @@ PY="$(tools/setup_python.sh | tail -1)"
 MODEL="$(tools/get_model.sh all-MiniLM-L6-v2 | tail -1)"
 OUT="$(mktemp -d)/roundtrip"
 OMP_WAIT_POLICY=PASSIVE "$BUILD/bertrazor" train --model_name_or_path "$MODEL" --task_name rte \
-  --data_dir "${DATA_DIR:-../shared/data/glue/RTE}" --output_dir "$OUT" --max_seq_length 64 \
+  --data_dir "${DATA_DIR:-../shared/data/glue/RTE}" --output_dir "$OUT" --do_train --max_seq_length 64 \
   --per_device_train_batch_size 8 --max_steps 3 --device cpu --disable_tqdm True >/dev/null
 BERTRAZOR_ROUNDTRIP_DIR="$OUT" "$BUILD/tests/test_models" "[hf_roundtrip]" >/dev/null
 "$PY" tools/check_hf_model.py "$OUT" --logits "$OUT/our_logits.safetensors"

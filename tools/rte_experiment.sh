@@ -24,7 +24,7 @@ for seed in "${SEEDS[@]}"; do
     br=()
     [ "$policy" != dense ] && br=(--backRazor True --backrazor_preset "$policy")
     "$BIN" train --model_name_or_path "$MODEL" --task_name rte --data_dir "$DATA" \
-      --output_dir "$dir" --overwrite_output_dir --do_eval --max_seq_length "$MAX_SEQ" \
+      --output_dir "$dir" --overwrite_output_dir --do_train --do_eval --max_seq_length "$MAX_SEQ" \
       --pad_to_max_length False --per_device_train_batch_size "$BATCH" --learning_rate "$LR" \
       --num_train_epochs "$EPOCHS" --evaluation_strategy epoch --save_strategy no \
       --logging_steps 50 --seed "$seed" --device cpu --disable_tqdm True "${br[@]}" \

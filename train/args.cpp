@@ -42,7 +42,7 @@ std::optional<Command> command_from_name(std::string_view name) {
 
 std::string_view command_summary(Command c) {
   switch (c) {
-    case Command::train: return "fine-tune on a GLUE task; run_glue.py / TrainingArguments flags (implies --do_train)";
+    case Command::train: return "run_glue.py: --do_train, --do_eval, --do_predict as given; its flags";
     case Command::eval: return "evaluate a model (implies --do_eval); the train flags";
     case Command::predict: return "write predictions for the test split (implies --do_predict); the train flags";
     case Command::memory: return "saved-activation bytes per site and peak memory of the step train would run";
@@ -877,7 +877,11 @@ CommandArgs parse_command_args(Command command, const std::vector<std::string>& 
                                const std::optional<std::string>& env_local_rank) {
   CommandArgs a = parse(command, argv, env_local_rank);
   if (!a.help) {
-    if (command == Command::train) a.do_train = true;
+    // train is run_glue.py: it does what the do_* flags say (an evaluation strategy other than
+    // "no" sets do_eval, as TrainingArguments does); eval and predict are shorthands.
+    if (command == Command::train && !a.do_train && !a.do_eval && !a.do_predict)
+      fail("bertrazor train: nothing to do: give one or more of --do_train, --do_eval, --do_predict "
+           "(as run_glue.py takes them)");
     if (command == Command::eval) a.do_eval = true;
     if (command == Command::predict) a.do_predict = true;
   }

@@ -327,7 +327,10 @@ TEST_CASE("every command parses its own flags and answers --help", "[train][args
   CHECK_THROWS_WITH(parse_command_args(Command::init, {"--config_name", "c.json"}),
                     Contains("required: --output_dir"));
   CHECK(parse_command_args(Command::train, {"--model_name_or_path", "m", "--output_dir", "o", "--task_name",
-                                            "rte"}, std::nullopt).do_train);
+                                            "rte", "--do_train"}, std::nullopt).do_train);
+  CHECK_THROWS_WITH(parse_command_args(Command::train, {"--model_name_or_path", "m", "--output_dir",
+                                                        "o", "--task_name", "rte"}, std::nullopt),
+                    Contains("nothing to do"));
   CHECK(parse_command_args(Command::predict, {"--model_name_or_path", "m", "--output_dir", "o",
                                               "--task_name", "rte"}, std::nullopt).do_predict);
   CHECK_THROWS_WITH(parse_command_args(Command::info, {"--seed", "1"}), Contains("unrecognized argument --seed"));

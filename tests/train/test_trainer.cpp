@@ -1,6 +1,7 @@
 // bertrazor train end to end on a tiny random model and synthetic RTE-layout data: outputs,
 // resume bit-identical to an uninterrupted run, gradient accumulation, and failures that are
 // clear and never lose a checkpoint.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <fmt/ranges.h>
 #include <filesystem>
@@ -276,7 +277,8 @@ TEST_CASE("memory reports the saved bytes train uses for the same flags", "[trai
   shared.insert(shared.end(), extra.begin(), extra.end());
   INFO("flags: " << fmt::format("{}", fmt::join(extra, " ")));
   std::vector<std::string> train_flags = shared;
-  for (const char* f : {"--task_name", "rte", "--max_steps", "1", "--disable_tqdm", "True"}) train_flags.push_back(f);
+  for (const char* f : {"--do_train", "--task_name", "rte", "--max_steps", "1", "--disable_tqdm", "True"})
+    train_flags.push_back(f);
   for (const std::string& f : {std::string("--data_dir"), data.string(), std::string("--output_dir"),
                                (t.path / "out").string()})
     train_flags.push_back(f);
@@ -400,5 +402,43 @@ TEST_CASE("data-parallel runs equal one process with the global batch", "[.dist_
       CHECK(test::rel_l2(Tensor::from_host(w[i], {int64_t(w[i].size())}),
                          Tensor::from_host(wref[i], {int64_t(wref[i].size())})) < tol);
     }
+  }
+}
+
+TEST_CASE("train does what the do_* flags say, as run_glue.py", "[train][trainer][do]") {
+  TempDir t("do_flags");
+  fs::path model = make_model(t.path), data = make_data(t.path);
+  std::vector<std::string> base = base_args(model, data, t.path / "x");
+  base.erase(std::find(base.begin(), base.end(), "--do_train"));
+  CHECK_THROWS_WITH(parse_command_args(Command::train, base),
+                    Catch::Contains("nothing to do: give one or more of --do_train, --do_eval, "
+                                    "--do_predict"));
+  // An evaluation strategy sets do_eval (TrainingArguments.__post_init__), so that is enough.
+  std::vector<std::string> strat = base;
+  strat.insert(strat.end(), {"--evaluation_strategy", "epoch"});
+  CHECK(parse_command_args(Command::train, strat).do_eval);
+  CHECK(parse_command_args(Command::eval, base).do_eval);
+  CHECK(parse_command_args(Command::predict, base).do_predict);
+  for (int mask = 1; mask < 8; ++mask) {
+    const bool tr = mask & 1, ev = mask & 2, pr = mask & 4;
+    INFO("do_train " << tr << " do_eval " << ev << " do_predict " << pr);
+    const fs::path out = t.path / ("run" + std::to_string(mask));
+    std::vector<std::string> a = base_args(model, data, out);
+    a.erase(std::find(a.begin(), a.end(), "--do_train"));
+    a.insert(a.end(), {"--max_steps", "2"});
+    if (tr) a.push_back("--do_train");
+    if (ev) a.push_back("--do_eval");
+    if (pr) a.push_back("--do_predict");
+    CommandArgs parsed = parse_command_args(Command::train, a);
+    CHECK(parsed.do_train == tr);
+    CHECK(parsed.do_eval == ev);
+    CHECK(parsed.do_predict == pr);
+    run_glue(parsed);
+    // run_glue.py: training writes the model and train_results.json; evaluation eval_results.json;
+    // prediction predict_results_<task>.txt; nothing else runs.
+    CHECK(fs::exists(out / "train_results.json") == tr);
+    CHECK(fs::exists(out / "model.safetensors") == tr);
+    CHECK(fs::exists(out / "eval_results.json") == ev);
+    CHECK(fs::exists(out / "predict_results_rte.txt") == pr);
   }
 }
