@@ -411,8 +411,11 @@ const std::vector<Field>& fields() {
     t.push_back(field("ddp_bucket_cap_mb", &A::ddp_bucket_cap_mb,
                       "gradient all-reduce bucket size in MiB (default 25, as DDP)"));
     t.push_back(field("report_to", &A::report_to,
-                      "accepted for compatibility; metrics go to trainer_state.json"));
-    t.back().ignored_note = "metrics go to trainer_state.json and the console";
+                      "integrations that get the logs besides trainer_state.json: tensorboard, "
+                      "all (= tensorboard here) or none; others are ignored with a note"));
+    t.back().default_text = "tensorboard";
+    t.push_back(field("logging_dir", &A::logging_dir, "TensorBoard log dir"));
+    t.back().default_text = "output_dir/runs/<%b%d_%H-%M-%S>_<hostname>";
     // ours: Back Razor and the device, shared with memory
     t.push_back(field("backRazor", &A::backRazor, "save activations pruned (Back Razor)").also(kMemory));
     t.push_back(string_choice("backrazor_preset", &A::backrazor_preset, {"seed", "all", "balanced", "none"},
@@ -444,7 +447,6 @@ const std::vector<Field>& fields() {
                         "the tokenizer always follows the fast tokenizer's rules"));
     t.push_back(ignored("model_revision", false, false, "models load from a local folder"));
     t.push_back(ignored("use_auth_token", true, false, "models load from a local folder"));
-    t.push_back(ignored("logging_dir", false, false, "there is no TensorBoard writer"));
     t.push_back(ignored("remove_unused_columns", true, true, "only model inputs are ever batched"));
     t.push_back(ignored("fp16_opt_level", false, false, "apex is not used"));
     t.push_back(ignored("run_name", false, false, "there is no experiment tracker"));
@@ -749,6 +751,9 @@ void check_run_glue(TrainingArgs& a, const std::optional<std::string>& env_local
   check_ranges(a);
   check_backrazor(a);
   check_strategies(a);
+  for (const std::string& r : a.report_to)
+    if (r != "none" && r != "all" && r != "tensorboard")
+      a.ignored_notes.push_back("--report_to " + r + ": ignored, only tensorboard is built in");
   if (a.fp16 && a.bf16) fail("--fp16 and --bf16 cannot both be set");
   if (a.fp16 && a.device == Device::cpu)
     fail("--fp16: fp16 mixed precision needs --device cuda (got --device cpu)");
@@ -857,6 +862,13 @@ std::string backrazor_label(const TrainingArgs& a) {
   return (a.backrazor_sites.empty() ? a.backrazor_preset
                                     : a.backrazor_preset + " with " + a.backrazor_sites) +
          (a.backrazor_skip_padding ? "" : ", padding ranked");
+}
+
+bool reports_to_tensorboard(const TrainingArgs& a) {
+  if (a.report_to.empty()) return true;
+  for (const std::string& r : a.report_to)
+    if (r == "all" || r == "tensorboard") return true;
+  return false;
 }
 
 Device resolved_device(const TrainingArgs& a) {

@@ -107,7 +107,8 @@ struct TrainingArgs {
   bool disable_tqdm = false;
   int64_t local_rank = -1;  // LOCAL_RANK in the environment overrides it
   std::optional<int64_t> ddp_bucket_cap_mb;  // gradient all-reduce bucket size; unset: 25 as DDP
-  std::vector<std::string> report_to;
+  std::vector<std::string> report_to;  // empty: tensorboard (reports_to_tensorboard)
+  std::optional<std::string> logging_dir;  // unset: output_dir/runs/<%b%d_%H-%M-%S>_<host>
 
   // ours
   bool backRazor = false;
@@ -164,6 +165,10 @@ CommandArgs parse_command_args(Command command, const std::vector<std::string>& 
 TrainingArgs parse_training_args(const std::vector<std::string>& argv);
 TrainingArgs parse_training_args(const std::vector<std::string>& argv,
                                  const std::optional<std::string>& env_local_rank);
+
+// Whether these arguments write TensorBoard event files: --report_to unset (our default; HF 4.x's
+// default was every installed integration, HF 5's is none), or naming tensorboard or all.
+bool reports_to_tensorboard(const TrainingArgs& a);
 
 // The device these arguments run on: --device, else cuda when a device answers, else cpu.
 Device resolved_device(const TrainingArgs& a);

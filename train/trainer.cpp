@@ -21,6 +21,7 @@
 #include "train/grad_reducer.h"
 #include "train/optimizer.h"
 #include "train/progress.h"
+#include "train/tensorboard.h"
 #include "train/pyformat.h"
 #include "train/sampler.h"
 #include "train/schedule.h"
@@ -36,6 +37,11 @@ namespace {
 
 double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
+}
+
+// Seconds since the Unix epoch: an event's wall time.
+double now_seconds_since_epoch() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -154,7 +160,17 @@ struct Run {
   fs::path model_dir;
   Data data;
   EvalOptions eval;  // the task, regression or not, the eval batch and [PAD]: how sets are scored
+  std::shared_ptr<EventWriter> tensorboard;  // rank 0 with --report_to tensorboard, else null
 };
+
+// Every log entry goes to trainer_state.json's history and, when on, to TensorBoard (at the step
+// the entry records, the time it is written); returns what to print, as record_log.
+ordered_json log_entry(TrainerState& state, const Run& run, const ordered_json& logs) {
+  ordered_json shown = record_log(state, logs);  // with the epoch, as HF's log() adds it
+  if (run.tensorboard)
+    run.tensorboard->add_logs(shown, state.global_step, now_seconds_since_epoch());
+  return shown;
+}
 
 // The tokenizer's encodings of the data the run needs, after checking --max_seq_length against
 // the model's config; eval gets the task, the label kind and the tokenizer's [PAD].
@@ -230,7 +246,7 @@ class Training {
  public:
   Training(BertForSequenceClassification& model, const Run& run, std::optional<std::string> resume);
   // The loop, then the final model, trainer_state.json and train_results.json.
-  void run();
+  int64_t run();  // the global step it ends at
 
  private:
   void print_header() const;
@@ -254,7 +270,7 @@ class Training {
   std::unique_ptr<Progress> progress_;
   std::optional<GradientReducer> reducer_;
   Tape tape_;
-  double t_start_ = 0, tr_loss_since_log_ = 0, tr_loss_total_ = 0, grad_norm_ = 0;
+  double t_start_ = 0, t_last_log_ = 0, tr_loss_since_log_ = 0, tr_loss_total_ = 0, grad_norm_ = 0;
   int64_t steps_since_log_ = 0, peak_saved_ = 0;
   bool memory_reported_ = false, stop_ = false;
   std::string last_good_;  // the newest checkpoint, named when training fails
@@ -306,7 +322,7 @@ void Training::print_header() const {
   std::fflush(stdout);
 }
 
-void Training::run() {
+int64_t Training::run() {
   print_header();
   const bool main_rank = comm_.is_main();
   sink_ = main_rank ? stdout : std::fopen("/dev/null", "w");
@@ -314,7 +330,7 @@ void Training::run() {
       plan_.max_steps, "train", sink_,
       !main_rank || a_.disable_tqdm ? std::optional<bool>(false) : std::nullopt);
   progress_->update(state_.global_step);
-  t_start_ = now_seconds();
+  t_start_ = t_last_log_ = now_seconds();
   model_.grads().zero_();
   if (comm_.world_size() > 1) {
     const size_t cap = a_.ddp_bucket_cap_mb ? size_t(*a_.ddp_bucket_cap_mb) << 20
@@ -335,6 +351,7 @@ void Training::run() {
       if (epoch != start_.epoch || mb >= start_.micro_batches_in_epoch) micro_batch(epoch, mb, order);
   }
   finish();
+  return state_.global_step;
 }
 
 void Training::micro_batch(int64_t epoch, int64_t mb, const std::vector<int64_t>& order) {
@@ -399,14 +416,22 @@ void Training::after_step(int64_t epoch, int64_t mb) {
     logs["loss"] = python_round(tr_loss_since_log_ / double(steps_since_log_), 4);
     logs["grad_norm"] = grad_norm_;
     logs["learning_rate"] = learning_rate_at(a_, state_.global_step, plan_.max_steps);
-    progress_->write(format_log_line(record_log(state_, logs)));
+    progress_->write(format_log_line(log_entry(state_, run_, logs)));
+    if (run_.tensorboard) {  // ours beside HF's tags (not in trainer_state.json): memory, time
+      ordered_json ours;
+      ours["memory/saved_activation_bytes"] = peak_saved_;
+      ours["memory/peak_bytes"] = memory_stats(run_.device).total_peak;
+      ours["time/step_seconds"] = (now_seconds() - t_last_log_) / double(steps_since_log_);
+      run_.tensorboard->add_logs(ours, state_.global_step, now_seconds_since_epoch());
+    }
+    t_last_log_ = now_seconds();
     tr_loss_since_log_ = 0;
     steps_since_log_ = 0;
   }
   std::optional<ordered_json> metrics;
   if (act.evaluate && !run_.data.eval.empty()) {
     metrics = evaluate_all(model_, run_);
-    progress_->write(format_log_line(record_log(state_, *metrics)));
+    progress_->write(format_log_line(log_entry(state_, run_, *metrics)));
   }
   if (act.save) {
     const std::string path = checkpoint_path(a_.output_dir, state_.global_step);
@@ -440,7 +465,7 @@ void Training::finish() {
   for (auto& [k, v] : train_metrics.items()) final_log[k] = v;
   final_log["total_flos"] = state_.total_flos;
   final_log["train_loss"] = state_.global_step ? tr_loss_total_ / double(state_.global_step) : 0.0;
-  ordered_json shown = record_log(state_, final_log);
+  ordered_json shown = log_entry(state_, run_, final_log);
   if (main_rank) {
     fmt::print("{}\n", format_log_line(shown));
     save_model_folder(model_, a_.output_dir, a_, run_.model_dir);
@@ -463,8 +488,9 @@ void Training::finish() {
 // ---------------------------------------------------------------------------------------------
 // Evaluation and prediction after training
 
-void final_evaluation(BertForSequenceClassification& model, const Run& run) {
+void final_evaluation(BertForSequenceClassification& model, const Run& run, int64_t global_step) {
   ordered_json all = evaluate_all(model, run);
+  if (run.tensorboard) run.tensorboard->add_logs(all, global_step, now_seconds_since_epoch());
   for (size_t i = 0; i < run.data.eval.size(); ++i)
     all[std::string("eval_samples") + (i == 0 ? "" : "_mm")] = int64_t(run.data.eval[i].examples.size());
   if (run.comm.is_main()) {
@@ -515,11 +541,14 @@ void run_glue(const TrainingArgs& a) {
     remove_stale_checkpoint_tmp(a.output_dir);
   }
 
-  Run run{a, *comm, device, resolve_model_path(a.model_name_or_path), {}, {}};
+  Run run{a, *comm, device, resolve_model_path(a.model_name_or_path), {}, {}, nullptr};
+  if (comm->is_main() && reports_to_tensorboard(a) && (a.do_train || a.do_eval))
+    run.tensorboard = std::make_shared<EventWriter>(
+        a.logging_dir.value_or(default_logging_dir(a.output_dir)), host_name());
   run.data = load_inputs(a, run.model_dir, run.eval);
   BertForSequenceClassification model = load_model(run);
-  if (a.do_train) Training(model, run, resume).run();
-  if (a.do_eval) final_evaluation(model, run);
+  const int64_t global_step = a.do_train ? Training(model, run, resume).run() : 0;
+  if (a.do_eval) final_evaluation(model, run, global_step);
   if (a.do_predict) write_predictions(model, run);
 }
 

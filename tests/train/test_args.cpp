@@ -235,12 +235,19 @@ TEST_CASE("args: LOCAL_RANK and ~ in output_dir", "[train][args]") {
 }
 
 TEST_CASE("args: ignored HF flags are accepted with a note", "[train][args]") {
-  TrainingArgs a = parse({"--use_fast_tokenizer", "--fp16_opt_level", "O1", "--report_to", "none",
+  TrainingArgs a = parse({"--use_fast_tokenizer", "--fp16_opt_level", "O1", "--report_to", "wandb",
                           "--no_remove_unused_columns", "--dataloader_num_workers", "4"});
   REQUIRE(a.ignored_notes.size() == 5);
   CHECK_THAT(a.ignored_notes[0], Contains("--use_fast_tokenizer: ignored"));
   CHECK_THAT(a.ignored_notes[1], Contains("--fp16_opt_level: ignored"));
-  CHECK_THAT(a.ignored_notes[3], Contains("--remove_unused_columns: ignored"));
+  CHECK_THAT(a.ignored_notes[2], Contains("--remove_unused_columns: ignored"));
+  // --report_to: tensorboard is built in (and the default); other integrations get a note.
+  CHECK_THAT(a.ignored_notes[4], Contains("--report_to wandb: ignored, only tensorboard is built in"));
+  CHECK_FALSE(reports_to_tensorboard(a));
+  CHECK(reports_to_tensorboard(parse({})));
+  CHECK(reports_to_tensorboard(parse({"--report_to", "all"})));
+  CHECK_FALSE(reports_to_tensorboard(parse({"--report_to", "none"})));
+  CHECK(parse({"--logging_dir", "tb"}).logging_dir == std::optional<std::string>("tb"));
   CHECK_THAT(error_of(base({"--use_fast_tokenizer", "perhaps"})), Contains("--use_fast_tokenizer"));
 }
 

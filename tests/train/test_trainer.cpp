@@ -6,6 +6,7 @@
 #include <fmt/ranges.h>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <random>
 #include <sstream>
 
@@ -18,6 +19,7 @@
 #include "train/glue.h"
 #include "train/memory_report.h"
 #include "train/step.h"
+#include "train/tensorboard.h"
 #include "train/trainer.h"
 #include "train/wordpiece.h"
 
@@ -441,4 +443,44 @@ TEST_CASE("train does what the do_* flags say, as run_glue.py", "[train][trainer
     CHECK(fs::exists(out / "eval_results.json") == ev);
     CHECK(fs::exists(out / "predict_results_rte.txt") == pr);
   }
+}
+
+TEST_CASE("train writes TensorBoard event files as HF's callback does", "[train][trainer][tensorboard]") {
+  TempDir t("tb");
+  fs::path model = make_model(t.path), data = make_data(t.path);
+  run(base_args(model, data, t.path / "out"),
+      {"--do_eval", "--max_steps", "4", "--logging_steps", "2", "--evaluation_strategy", "steps",
+       "--eval_steps", "4", "--save_strategy", "no"});
+  std::vector<fs::path> files;
+  for (const auto& e : fs::recursive_directory_iterator(t.path / "out" / "runs"))
+    if (e.is_regular_file()) files.push_back(e.path());
+  REQUIRE(files.size() == 1);
+  CHECK(files[0].filename().string().rfind("events.out.tfevents.", 0) == 0);
+  CHECK(files[0].parent_path().parent_path() == t.path / "out" / "runs");
+  EventFile f = read_event_file(files[0].string());
+  CHECK(f.file_version == "brain.Event:2");
+  std::map<std::string, std::vector<int64_t>> steps;
+  for (const ScalarEvent& e : f.scalars) steps[e.tag].push_back(e.step);
+  CHECK(steps["train/loss"] == std::vector<int64_t>{2, 4});
+  CHECK(steps["train/grad_norm"] == std::vector<int64_t>{2, 4});
+  CHECK(steps["train/learning_rate"] == std::vector<int64_t>{2, 4});
+  CHECK(steps["memory/saved_activation_bytes"] == std::vector<int64_t>{2, 4});
+  CHECK(steps["memory/peak_bytes"].size() == 2);
+  CHECK(steps["time/step_seconds"].size() == 2);
+  CHECK(steps["eval/accuracy"] == std::vector<int64_t>{4, 4});  // in the loop, and the final one
+  CHECK(steps["train/train_runtime"] == std::vector<int64_t>{4});
+  // The logged loss in the events is the one in trainer_state.json.
+  nlohmann::json state = nlohmann::json::parse(std::ifstream(t.path / "out" / "trainer_state.json"));
+  for (const ScalarEvent& e : f.scalars)
+    if (e.tag == "train/loss" && e.step == 2)
+      CHECK(e.value == float(state.at("log_history").at(0).at("loss").get<double>()));
+  // --report_to none writes nothing; --logging_dir puts the file where asked.
+  run(base_args(model, data, t.path / "none"), {"--max_steps", "1", "--report_to", "none"});
+  CHECK_FALSE(fs::exists(t.path / "none" / "runs"));
+  run(base_args(model, data, t.path / "dir"),
+      {"--max_steps", "1", "--logging_dir", (t.path / "logs").string(), "--report_to", "all"});
+  CHECK_FALSE(fs::exists(t.path / "dir" / "runs"));
+  int n = 0;
+  for (const auto& e : fs::directory_iterator(t.path / "logs")) n += e.is_regular_file();
+  CHECK(n == 1);
 }
