@@ -14,6 +14,7 @@
 #include "train/args.h"
 #include "train/launch.h"
 #include "train/memory_report.h"
+#include "train/memory_svg.h"
 #include "train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -53,6 +54,7 @@ int cmd_memory(const br::CommandArgs& a) {
                 device.c_str());
     std::fputs(br::format_memory_table(r, a.per_layer).c_str(), stdout);
   }
+  if (a.svg) std::fprintf(stderr, "wrote %s\n", br::write_memory_svg(a, r).c_str());
   return 0;
 }
 

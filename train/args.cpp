@@ -455,6 +455,13 @@ const std::vector<Field>& fields() {
                     .only(kMemory | kInit));
     t.push_back(field("json", &C::json, "print one JSON object instead of the table").only(kMemory));
     t.push_back(field("per_layer", &C::per_layer, "one row per layer instead of per site").only(kMemory));
+    t.push_back(field("svg", &C::svg, "also draw the step's memory (per layer and site, and by "
+                                      "category) to this self-contained SVG file").only(kMemory));
+    t.push_back(field("compare", &C::compare,
+                      "with --svg: more plans measured and drawn beside the flags' own, "
+                      "comma-separated: dense, seed, all, balanced, checkpoint, "
+                      "checkpoint+PRESET").only(kMemory));
+    t.back().default_text = "none";
     t.push_back(field("vocab_file", &C::vocab_file, "vocab.txt to copy into the model folder").only(kInit));
     // launch (torchrun's names)
     t.push_back(nproc_per_node_field());

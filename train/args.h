@@ -144,6 +144,8 @@ struct CommandArgs : TrainingArgs {
   std::optional<int64_t> num_labels;      // memory, init: the config's labels become LABEL_0..n-1
   bool json = false;                      // memory: one JSON object instead of the table
   bool per_layer = false;                 // memory: a row per layer instead of per site
+  std::optional<std::string> svg;         // memory: also draw the step's memory to this SVG file
+  std::string compare;                    // memory --svg: more plans to draw (memory_svg.h)
   std::optional<std::string> vocab_file;  // init: copied into the model folder
   LaunchOptions launch;                   // launch: its flags; .command is the rest of argv
 };
@@ -154,14 +156,15 @@ struct CommandArgs : TrainingArgs {
 // that default to true; enum values restricted to their choices; a single argument ending in
 // ".json" is read as a dict of the same fields (not for launch, whose first non-flag argument
 // starts the command it runs). Then the command's checks: TrainingArguments.__post_init__ for
-// train/eval/predict, which also imply --do_train/--do_eval/--do_predict; the required flags of
-// memory and init; torchrun's rules for launch. With --help or -h among the flags it only sets
+// train/eval/predict (train needs one of --do_train/--do_eval/--do_predict, as run_glue.py; eval
+// and predict imply --do_eval/--do_predict); the required flags of memory and init; torchrun's
+// rules for launch. With --help or -h among the flags it only sets
 // .help. Throws br::Error naming the flag and the value. The first form reads LOCAL_RANK from the
 // environment; the second takes it (nullopt: unset).
 CommandArgs parse_command_args(Command command, const std::vector<std::string>& argv);
 CommandArgs parse_command_args(Command command, const std::vector<std::string>& argv,
                                const std::optional<std::string>& env_local_rank);
-// run_glue's arguments: parse_command_args(Command::train, ...) without the implied --do_train.
+// run_glue's arguments: parse_command_args(Command::train, ...) without the do_* check.
 TrainingArgs parse_training_args(const std::vector<std::string>& argv);
 TrainingArgs parse_training_args(const std::vector<std::string>& argv,
                                  const std::optional<std::string>& env_local_rank);
