@@ -117,6 +117,9 @@ struct TrainingArgs {
   std::string backrazor_sites;            // per-site overrides (BackRazorPolicy::apply_overrides)
   bool backrazor_skip_padding = true;     // BackRazorPolicy::skip_padding
   std::string backrazor_layers;           // per-layer plans (parse_layer_plans)
+  // The byte budget of a training step ("16GiB", parse_byte_size): the memory planner
+  // (models/memory_plan.h) picks the plan; conflicts with the flags that pick one by hand.
+  std::optional<std::string> max_memory;
   std::optional<Device> device;           // unset: cuda when available, else cpu
   bool attention_dropout = true;          // false reproduces the reference fork (no probs dropout)
 
@@ -143,6 +146,8 @@ struct CommandArgs : TrainingArgs {
   std::optional<int64_t> num_labels;      // memory, init: the config's labels become LABEL_0..n-1
   bool json = false;                      // memory: one JSON object instead of the table
   bool per_layer = false;                 // memory: a row per layer instead of per site
+  bool plan = false;                      // memory: print --max_memory's plan, run no step
+  bool find_max_batch = false;            // memory: the largest batch of each plan kind
   std::optional<std::string> vocab_file;  // init: copied into the model folder
   LaunchOptions launch;                   // launch: its flags; .command is the rest of argv
 };

@@ -6,6 +6,7 @@
 
 #include "kernels/cast.h"
 #include "train/eval_shard.h"
+#include "train/memory_report.h"
 #include "train/metrics.h"
 #include "train/progress.h"
 
@@ -34,6 +35,7 @@ void configure_for_training(BertForSequenceClassification& model, const Training
   if (!a.backrazor_layers.empty())
     model.layer_plans() = layer_plans(a, model.config().num_hidden_layers);
   if (a.bf16) model.set_compute_dtype(DType::bf16);
+  if (a.max_memory) apply_memory_plan(model, plan_for_args(a, model.config(), true));
 }
 
 StepOptions train_step_options(const TrainingArgs& a, int64_t global_step) {
