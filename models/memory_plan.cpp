@@ -527,8 +527,26 @@ double policy_damage(const BackRazorPolicy& p) {
   return d;
 }
 
+// What a policy stores, by mode, for plan descriptions: "sparse q, k; fp16 gelu_input;
+// recomputed ffn2_input" ("dense" when every site is).
+std::string policy_summary(const BackRazorPolicy& p) {
+  std::string out;
+  for (SaveMode mode : {SaveMode::sparse, SaveMode::low_precision, SaveMode::recompute}) {
+    std::string sites;
+    for (int s = 0; s < kSites; ++s)
+      if (p.sites[size_t(s)].mode == mode)
+        sites += fmt::format("{}{}", sites.empty() ? "" : ",", site_name(Site(s)));
+    if (sites.empty()) continue;
+    const char* label = mode == SaveMode::sparse ? "sparse" : mode == SaveMode::low_precision ? "fp16" : "recomputed";
+    out += fmt::format("{}{} {}", out.empty() ? "" : "; ", label, sites);
+  }
+  return out.empty() ? "dense" : out;
+}
+
 // Every layer under `policy`, layers 0 .. k-1 checkpointed.
-MemoryPlan make_plan(const PlannerInput& in, const BackRazorPolicy& policy, int k, PlanKind kind) {
+MemoryPlan make_plan(const PlannerInput& in, BackRazorPolicy policy, int k, PlanKind kind) {
+  policy.name = policy_summary(policy);
+  if (policy.name == "dense") policy.name = "none";
   MemoryPlan m;
   m.kind = kind;
   m.budget = in.budget;
@@ -544,17 +562,8 @@ MemoryPlan make_plan(const PlannerInput& in, const BackRazorPolicy& policy, int 
                   (m.ffn2_recompute ? double(L) * double(in.batch * in.seq * in.config.intermediate_size) : 0);
   m.damage = policy_damage(policy);
   m.description = describe_layer_plans(m.plan.layers);
-  const std::string head = policy.describe();
-  bool head_dense = true;
-  for (Site s : {Site::emb_ln_input, Site::pooler_input, Site::classifier_input})
-    head_dense = head_dense && policy[s].mode == SaveMode::dense;
-  if (!head_dense) {
-    std::string items;
-    for (Site s : {Site::emb_ln_input, Site::pooler_input, Site::classifier_input})
-      if (policy[s].mode != SaveMode::dense)
-        items += fmt::format("{}{}={}", items.empty() ? "" : ", ", site_name(s), save_mode_name(policy[s].mode));
-    m.description += "\nembeddings/head: " + items;
-  }
+  // describe_layer_plans names each layer's policy; the embedding and head sites follow it too.
+  m.description.pop_back();  // its last newline
   return m;
 }
 
@@ -571,29 +580,61 @@ BackRazorPolicy named(std::string name) {
   return p;
 }
 
-// The Back Razor candidates: uniform per-site choices, sorted by prior damage (then fewest lossy
-// sites). Sites 0..kSites-1 but the GELU and FFN2 inputs are dense or sparse; the GELU input is
-// dense, low or sparse; the FFN2 input is recomputed from a dense or low GELU input (exact), else
-// dense or sparse.
+// Elements per sample a site holds, to order the low-precision chain by bytes saved.
+int64_t site_numel(const BertConfig& c, int64_t seq, Site s) {
+  const int64_t H = c.hidden_size;
+  switch (s) {
+    case Site::probs: return c.num_attention_heads * seq * seq;
+    case Site::gelu_input:
+    case Site::ffn2_input: return seq * c.intermediate_size;
+    case Site::pooler_input:
+    case Site::classifier_input: return H;
+    default: return seq * H;
+  }
+}
+
+// The Back Razor candidates, sorted by prior damage (stable: cheaper stages first).
+// 1. Low precision only: fp16 copies of the sites, added largest first (the FFN2 input stays
+//    recomputed from the GELU input, now from its fp16 copy).
+// 2. Sparse sites over a base where every other site is dense, or every other site fp16: every
+//    subset of the sites but the GELU and FFN2 inputs sparse; the GELU input as the base, fp16 or
+//    sparse;
+//    the FFN2 input recomputed from a GELU input that is not sparse, else as the base or sparse.
 std::vector<std::pair<double, BackRazorPolicy>> backrazor_candidates(const PlannerInput& in) {
+  const SitePolicy sparse{SaveMode::sparse, in.value_dtype, in.prune_ratio};
+  const SitePolicy low{SaveMode::low_precision, DType::f16, in.prune_ratio};
+  const SitePolicy recompute{SaveMode::recompute};
+  std::vector<std::pair<double, BackRazorPolicy>> out;
+  BackRazorPolicy chain = named("planner");
+  chain.skip_padding = in.skip_padding;
+  chain[Site::ffn2_input] = recompute;
+  std::vector<Site> by_size;
+  for (int s = 0; s < kSites; ++s)
+    if (Site(s) != Site::ffn2_input) by_size.push_back(Site(s));
+  std::stable_sort(by_size.begin(), by_size.end(), [&](Site a, Site b) {
+    return site_numel(in.config, in.seq, a) > site_numel(in.config, in.seq, b);
+  });
+  for (Site s : by_size) {
+    chain[s] = low;
+    out.emplace_back(policy_damage(chain), chain);
+  }
   std::vector<Site> binary;
   for (int s = 0; s < kSites; ++s)
     if (Site(s) != Site::gelu_input && Site(s) != Site::ffn2_input) binary.push_back(Site(s));
-  const SitePolicy sparse{SaveMode::sparse, in.value_dtype, in.prune_ratio};
-  const SitePolicy low{SaveMode::low_precision, DType::f16, in.prune_ratio};
-  std::vector<std::pair<double, BackRazorPolicy>> out;
-  for (uint32_t mask = 0; mask < (1u << binary.size()); ++mask)
-    for (int gelu = 0; gelu < 3; ++gelu)
-      for (int ffn2 = 0; ffn2 < (gelu == 2 ? 2 : 1); ++ffn2) {
-        BackRazorPolicy p = named("planner");
-        p.skip_padding = in.skip_padding;
-        for (size_t i = 0; i < binary.size(); ++i)
-          if (mask & (1u << i)) p[binary[i]] = sparse;
-        p[Site::gelu_input] = gelu == 0 ? SitePolicy{} : gelu == 1 ? low : sparse;
-        p[Site::ffn2_input] = gelu < 2 ? SitePolicy{SaveMode::recompute} : ffn2 ? sparse : SitePolicy{};
-        if (!p.any_sparse() && gelu != 1) continue;  // exact: the (b) plans
-        out.emplace_back(policy_damage(p), std::move(p));
-      }
+  for (const SitePolicy& base : {SitePolicy{}, low})
+    for (uint32_t mask = 0; mask < (1u << binary.size()); ++mask)
+      for (int gelu = 0; gelu < 3; ++gelu)  // as the base, fp16, sparse
+        for (int ffn2_sparse = 0; ffn2_sparse < (gelu == 2 ? 2 : 1); ++ffn2_sparse) {
+          const bool gelu_sparse = gelu == 2;
+          if (mask == 0 && !gelu_sparse) continue;  // no sparse site: stage 1 or exact
+          if (gelu == 1 && base.mode == SaveMode::low_precision) continue;  // = gelu 0
+          BackRazorPolicy p = named("planner");
+          p.skip_padding = in.skip_padding;
+          for (size_t i = 0; i < binary.size(); ++i) p[binary[i]] = mask & (1u << i) ? sparse : base;
+          p[Site::gelu_input] = gelu == 0 ? base : gelu == 1 ? low : sparse;
+          p[Site::ffn2_input] = !gelu_sparse ? recompute : ffn2_sparse ? sparse : base;
+          out.emplace_back(policy_damage(p), std::move(p));
+        }
   std::stable_sort(out.begin(), out.end(),
                    [](const auto& a, const auto& b) { return a.first < b.first; });
   return out;

@@ -98,9 +98,11 @@ struct MemoryPlan {
 // The rule, in order: (a) dense if it fits; (b) else the exact plan with the least recompute that
 // fits: k checkpointed layers for k = 0..L, the bottom ones (their recompute runs last in
 // backward, when the tape holds least), each first without and then with ffn2_input=recompute;
-// (c) else the Back Razor plan of least prior damage that fits, over uniform per-site choices
-// (dense / sparse, the GELU input also low fp16) inside the fewest checkpointed layers that then
-// fit; (d) nothing fits: nullopt, and *smallest (when given) is the plan with the smallest peak.
+// (c) else the Back Razor plan of least prior damage that fits, among uniform per-site choices
+// (fp16 copies first, largest sites first; then every subset of sparse sites over a dense or an
+// fp16 base; backrazor_candidates in the .cpp), every layer checkpointed, then reduced to the
+// fewest checkpointed layers that still fit with that policy; (d) nothing fits: nullopt, and
+// *smallest (when given) is the smallest plan (every site sparse in every checkpointed layer).
 std::optional<MemoryPlan> plan_memory(const PlannerInput& in, MemoryPlan* smallest = nullptr);
 
 // The largest batch in [1, max_batch] whose plan_memory fits (0: none), and that plan.

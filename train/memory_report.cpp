@@ -195,6 +195,14 @@ nlohmann::json memory_report_json(const MemoryReport& r) {
 
 // ---- the planner ----
 
+namespace {
+// A plan description on one line: its lines joined with "; ".
+std::string one_line(std::string text) {
+  for (size_t at; (at = text.find('\n')) != std::string::npos;) text.replace(at, 1, "; ");
+  return text;
+}
+}  // namespace
+
 PlannerInput planner_input(const TrainingArgs& a, const BertConfig& c, bool padded) {
   BR_CHECK(a.max_memory, "planner_input: no --max_memory");
   PlannerInput in;
@@ -230,11 +238,9 @@ MemoryPlan plan_for_args(const TrainingArgs& a, const BertConfig& c, bool padded
     const MemoryPlan& s1 = p1 ? *p1 : small1;
     at1 = fmt::format("; at --per_device_train_batch_size 1 {} {} ({})",
                       p1 ? "it fits with" : "the smallest is", format_bytes(s1.bytes.peak),
-                      s1.description);
+                      one_line(s1.description));
   }
-  std::string text = smallest.description;
-  std::replace(text.begin(), text.end(), '\n', ';');
-  at1.erase(std::remove(at1.begin(), at1.end(), '\n'), at1.end());
+  const std::string text = one_line(smallest.description);
   fail("--max_memory {}: no plan fits batch {} x seq {}: the smallest step needs {} ({}){}", flag,
        in.batch, in.seq, format_bytes(smallest.bytes.peak), text, at1);
 }
@@ -283,8 +289,7 @@ std::vector<MaxBatchRow> find_max_batches(const TrainingArgs& a, const BertConfi
   MaxBatchRow r{"planner"};
   r.batch = find_max_batch(in, in.batch, &best);
   if (r.batch) {
-    r.plan = "planner: " + best.description;
-    std::replace(r.plan.begin(), r.plan.end(), '\n', ';');
+    r.plan = "planner: " + one_line(best.description);
     r.peak = best.bytes.peak;
   }
   rows.push_back(r);
@@ -314,9 +319,7 @@ std::string format_memory_plan(const MemoryPlan& p) {
   if (p.kind == PlanKind::backrazor)
     out += fmt::format("prior gradient damage (sum of single-site relative errors): {:.4g}\n", p.damage);
   if (!p.rejected.empty()) {
-    std::string r = p.rejected;
-    std::replace(r.begin(), r.end(), '\n', ';');
-    out += "why not cheaper: " + r + "\n";
+    out += "why not cheaper: " + one_line(p.rejected) + "\n";
   }
   return out;
 }
