@@ -450,6 +450,10 @@ const std::vector<Field>& fields() {
       }
       a.max_memory = v;
     };
+    t.push_back(field("auto_find_batch_size", &A::auto_find_batch_size,
+                      "the largest batch whose plan fits --max_memory, computed (not found by "
+                      "out-of-memory crashes); raises gradient_accumulation_steps to keep the "
+                      "effective batch; the eval batch gets its own fit"));
     t.push_back(device_field().also(kMemory));
     t.push_back(field("attention_dropout", &A::attention_dropout,
                       "dropout on attention probabilities (false: the reference fork)").also(kMemory));
@@ -663,6 +667,8 @@ void check_positive(const char* name, int64_t v) {
 
 // --max_memory leaves the plan to the planner: the flags that choose one by hand conflict with it.
 void check_max_memory(const TrainingArgs& a) {
+  if (a.auto_find_batch_size && !a.max_memory)
+    fail("--auto_find_batch_size: needs --max_memory SIZE (the budget the batch must fit)");
   if (!a.max_memory) return;
   const std::string& m = *a.max_memory;
   if (a.gradient_checkpointing)

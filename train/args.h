@@ -120,6 +120,10 @@ struct TrainingArgs {
   // The byte budget of a training step ("16GiB", parse_byte_size): the memory planner
   // (models/memory_plan.h) picks the plan; conflicts with the flags that pick one by hand.
   std::optional<std::string> max_memory;
+  // HF's flag, here computed instead of found by crashing: the largest per-device batch (a divisor
+  // of batch x accumulation, <= the batch) whose plan fits --max_memory, with the accumulation
+  // raised to keep the effective batch; the eval batch gets its own fit. Needs --max_memory.
+  bool auto_find_batch_size = false;
   std::optional<Device> device;           // unset: cuda when available, else cpu
   bool attention_dropout = true;          // false reproduces the reference fork (no probs dropout)
 

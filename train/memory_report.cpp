@@ -252,6 +252,38 @@ void check_memory_budget(const TrainingArgs& a) {
   plan_for_args(a, c, true);
 }
 
+TrainingArgs fit_batch_sizes(const TrainingArgs& a, std::string* note) {
+  BR_CHECK(a.max_memory, "fit_batch_sizes: no --max_memory");
+  BertConfig c = BertConfig::from_json_file(config_json_path(a));
+  if (a.task_name) c.set_num_labels(glue_task(*a.task_name).num_labels());
+  TrainingArgs out = a;
+  const int64_t effective = a.per_device_train_batch_size * a.gradient_accumulation_steps;
+  PlannerInput in = planner_input(a, c, true);
+  int64_t b = a.per_device_train_batch_size;
+  for (; b >= 1; --b) {
+    if (effective % b) continue;
+    in.batch = b;
+    if (plan_memory(in)) break;
+  }
+  if (b < 1) {  // not even batch 1: plan_for_args says why, with the smallest budget
+    TrainingArgs one = a;
+    one.per_device_train_batch_size = 1;
+    plan_for_args(one, c, true);
+  }
+  out.per_device_train_batch_size = b;
+  out.gradient_accumulation_steps = effective / b;
+  int64_t e = a.per_device_eval_batch_size;
+  while (e > 1 && predict_eval_bytes(c, e, a.max_seq_length) > in.budget) --e;
+  out.per_device_eval_batch_size = e;
+  if (note)
+    *note = fmt::format("--auto_find_batch_size under --max_memory {}: per-device train batch {} "
+                        "x {} accumulation steps (asked {} x {}), eval batch {} (asked {})",
+                        *a.max_memory, b, out.gradient_accumulation_steps,
+                        a.per_device_train_batch_size, a.gradient_accumulation_steps, e,
+                        a.per_device_eval_batch_size);
+  return out;
+}
+
 void apply_memory_plan(BertForSequenceClassification& model, const MemoryPlan& plan) {
   model.policy() = plan.plan.policy;
   model.set_gradient_checkpointing(false);

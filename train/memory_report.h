@@ -55,6 +55,12 @@ MemoryPlan plan_for_args(const TrainingArgs& a, const BertConfig& c, bool padded
 // Before train writes anything: the config train will build (--config_name or the model's, with
 // the GLUE task's labels) planned under --max_memory; throws as plan_for_args. No-op without it.
 void check_memory_budget(const TrainingArgs& a);
+// --auto_find_batch_size: `a` with the largest per-device train batch b <= the requested one that
+// divides batch x gradient_accumulation_steps and whose plan fits --max_memory (the accumulation
+// becomes batch x accumulation / b, so the effective batch is kept), and the largest eval batch
+// <= the requested one whose forward fits. *note says what it chose. Throws as plan_for_args when
+// not even batch 1 fits.
+TrainingArgs fit_batch_sizes(const TrainingArgs& a, std::string* note);
 // Applies a plan to a model: its policy() and one layer plan per encoder layer.
 void apply_memory_plan(BertForSequenceClassification& model, const MemoryPlan& plan);
 

@@ -509,7 +509,10 @@ void write_predictions(BertForSequenceClassification& model, const Run& run) {
 
 // ---------------------------------------------------------------------------------------------
 
-void run_glue(const TrainingArgs& a) {
+void run_glue(const TrainingArgs& asked) {
+  // --auto_find_batch_size: the batch sizes that fit --max_memory, before anything runs.
+  std::string fit_note;
+  const TrainingArgs a = asked.auto_find_batch_size ? fit_batch_sizes(asked, &fit_note) : asked;
   const Device device = resolved_device(a);
   // Before any CUDA allocation: the communicator picks this rank's device.
   std::unique_ptr<Communicator> comm = make_communicator(device);
@@ -519,6 +522,7 @@ void run_glue(const TrainingArgs& a) {
                    "(bf16 compute with fp32 master weights) or fp32");
   if (comm->is_main())
     for (const std::string& note : a.ignored_notes) fmt::print("note: {}\n", note);
+  if (comm->is_main() && !fit_note.empty()) fmt::print("{}\n", fit_note);
   share_cpu_threads(*comm, device);
   check_memory_budget(a);  // --max_memory: a budget no plan fits fails before any file is written
   std::optional<std::string> resume = a.do_train ? resume_checkpoint(a) : std::nullopt;

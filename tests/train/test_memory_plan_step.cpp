@@ -5,6 +5,8 @@
 #include <catch2/catch.hpp>
 
 #include <cmath>
+#include <cstdlib>
+#include <filesystem>
 
 #include <fmt/format.h>
 #include <omp.h>
@@ -162,4 +164,37 @@ TEST_CASE("memory plan: --max_memory flags and their errors", "[train][memory_pl
                         Catch::Contains("at --per_device_train_batch_size 1"));
   a.max_memory = std::to_string(d.peak) + "B";
   CHECK(plan_for_args(a, c, true).kind == PlanKind::dense);
+}
+
+TEST_CASE("memory plan: --auto_find_batch_size keeps the effective batch", "[train][memory_plan]") {
+  const BertConfig c = step_config(6);
+  const std::string path = (std::filesystem::temp_directory_path() /
+                            ("bertrazor_fit_" + std::to_string(std::rand()) + ".json")).string();
+  c.write_json_file(path);
+  PlannerInput in;
+  in.config = c;
+  in.batch = 4;
+  in.seq = 64;
+  in.budget = 1;
+  MemoryPlan smallest4;
+  REQUIRE_FALSE(plan_memory(in, &smallest4));
+  TrainingArgs a;
+  a.config_name = path;
+  a.max_seq_length = 64;
+  a.per_device_train_batch_size = 8;
+  a.gradient_accumulation_steps = 3;
+  a.per_device_eval_batch_size = 64;
+  a.max_memory = std::to_string(smallest4.bytes.peak) + "B";
+  std::string note;
+  const TrainingArgs fit = fit_batch_sizes(a, &note);
+  // 24 examples per step: 8 does not fit, 6 neither (it needs more than 4), 4 does.
+  CHECK(fit.per_device_train_batch_size == 4);
+  CHECK(fit.gradient_accumulation_steps == 6);
+  CHECK(fit.per_device_eval_batch_size < 64);
+  CHECK(predict_eval_bytes(c, fit.per_device_eval_batch_size, 64) <= smallest4.bytes.peak);
+  CHECK(predict_eval_bytes(c, fit.per_device_eval_batch_size + 1, 64) > smallest4.bytes.peak);
+  CHECK_THAT(note, Catch::Contains("per-device train batch 4 x 6 accumulation steps (asked 8 x 3)"));
+  a.max_memory = "1KB";
+  CHECK_THROWS_WITH(fit_batch_sizes(a, &note), Catch::StartsWith("--max_memory 1KB: below"));
+  std::filesystem::remove(path);
 }
