@@ -1,10 +1,8 @@
 #include "models/memory_plan.h"
 
 #include <algorithm>
-#include <array>
 #include <cctype>
 #include <cmath>
-#include <map>
 #include <utility>
 
 #include <fmt/format.h>
