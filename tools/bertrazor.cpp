@@ -1,6 +1,7 @@
 // The bertrazor CLI: parses arguments, then calls library functions. No logic a library user needs.
 #include <cstdio>
 #include <filesystem>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -29,10 +30,58 @@ std::string top_usage() {
   return u;
 }
 
+// memory --max_memory SIZE --plan: the planner's choice for the step memory would measure.
+int cmd_memory_plan(const br::CommandArgs& a) {
+  br::BertConfig c = br::BertConfig::from_json_file(br::config_json_path(a));
+  if (a.num_labels) c.set_num_labels(*a.num_labels);
+  const br::MemoryPlan plan = br::plan_for_args(a, c, true);
+  if (a.json) {
+    nlohmann::json j = br::memory_plan_json(plan);
+    j["config"] = br::config_json_path(a);
+    j["batch"] = a.per_device_train_batch_size;
+    j["seq"] = a.max_seq_length;
+    std::puts(j.dump().c_str());
+  } else {
+    std::printf("model %s, batch %lld, seq %lld\n", br::config_json_path(a).c_str(),
+                (long long)a.per_device_train_batch_size, (long long)a.max_seq_length);
+    std::fputs(br::format_memory_plan(plan).c_str(), stdout);
+  }
+  return 0;
+}
+
+// memory --max_memory SIZE --find_max_batch: the largest batch of each plan kind.
+int cmd_memory_max_batch(const br::CommandArgs& a) {
+  br::BertConfig c = br::BertConfig::from_json_file(br::config_json_path(a));
+  if (a.num_labels) c.set_num_labels(*a.num_labels);
+  const std::vector<br::MaxBatchRow> rows = br::find_max_batches(a, c);
+  if (a.json) {
+    nlohmann::json j = {{"config", br::config_json_path(a)}, {"seq", a.max_seq_length},
+                        {"budget_bytes", br::parse_byte_size(*a.max_memory)},
+                        {"max_batch_searched", a.per_device_train_batch_size}};
+    for (const br::MaxBatchRow& r : rows)
+      j["plans"].push_back({{"plan", r.plan}, {"batch", r.batch}, {"peak_bytes", r.peak}});
+    std::puts(j.dump().c_str());
+    return 0;
+  }
+  std::printf("model %s, seq %lld, budget %s, batches up to %lld\n",
+              br::config_json_path(a).c_str(), (long long)a.max_seq_length,
+              br::format_bytes(br::parse_byte_size(*a.max_memory)).c_str(),
+              (long long)a.per_device_train_batch_size);
+  for (const br::MaxBatchRow& r : rows)
+    std::printf("  %-22s batch %6lld  predicted peak %lld\n", r.plan.c_str(), (long long)r.batch,
+                (long long)r.peak);
+  return 0;
+}
+
 int cmd_memory(const br::CommandArgs& a) {
   for (const std::string& note : a.ignored_notes) std::fprintf(stderr, "note: %s\n", note.c_str());
+  if (a.plan) return cmd_memory_plan(a);
+  if (a.find_max_batch) return cmd_memory_max_batch(a);
   const std::string config = br::config_json_path(a);
-  br::MemoryReport r = br::memory_report(a);
+  br::BertForSequenceClassification model = br::memory_model(a);
+  std::optional<br::MemoryPlan> plan;
+  if (a.max_memory) plan = br::plan_for_args(a, model.config(), true);
+  br::MemoryReport r = br::measure_training_step(model, a);
   const std::string device(br::device_name(br::resolved_device(a)));
   if (a.json) {
     nlohmann::json j = br::memory_report_json(r);
@@ -44,6 +93,7 @@ int cmd_memory(const br::CommandArgs& a) {
     j["backrazor_sites"] = a.backrazor_sites;
     j["backrazor_skip_padding"] = a.backrazor_skip_padding;
     j["device"] = device;
+    if (plan) j["memory_plan"] = br::memory_plan_json(*plan);
     std::puts(j.dump().c_str());
   } else {
     const std::string values = a.backRazor ? fmt::format(" (prune_ratio {}, {} values)", a.prune_ratio,
@@ -53,6 +103,10 @@ int cmd_memory(const br::CommandArgs& a) {
                 (long long)r.batch, (long long)r.seq, br::backrazor_label(a).c_str(), values.c_str(),
                 device.c_str());
     std::fputs(br::format_memory_table(r, a.per_layer).c_str(), stdout);
+    if (plan)
+      std::printf("\n%smeasured total peak %lld bytes, predicted %lld\n",
+                  br::format_memory_plan(*plan).c_str(), (long long)r.stats.total_peak,
+                  (long long)plan->bytes.peak);
   }
   if (a.svg) std::fprintf(stderr, "wrote %s\n", br::write_memory_svg(a, r).c_str());
   return 0;

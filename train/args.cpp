@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/text.h"
+#include "models/memory_plan.h"
 #include "models/model_path.h"
 #include "train/glue.h"
 
@@ -439,6 +440,23 @@ const std::vector<Field>& fields() {
                       "dense, seed, all, balanced, checkpoint or checkpoint+PRESET; other layers "
                       "follow the flags above (docs/BACKRAZOR.md)").also(kMemory));
     t.back().default_text = "none";
+    t.push_back(field("max_memory", &A::max_memory,
+                      "byte budget of a training step (e.g. 16GiB, 800MB; B, KB/MB/GB 1000-based, "
+                      "KiB/MiB/GiB 1024-based): the planner picks dense, else the fewest "
+                      "checkpointed layers, else the least damaging Back Razor plan that fits "
+                      "(docs/BACKRAZOR.md)").also(kMemory));
+    t.back().set = [](CommandArgs& a, const std::string& v) {
+      try {
+        parse_byte_size(v);
+      } catch (const Error& e) {
+        fail("--max_memory: {}", e.what());
+      }
+      a.max_memory = v;
+    };
+    t.push_back(field("auto_find_batch_size", &A::auto_find_batch_size,
+                      "the largest batch whose plan fits --max_memory, computed (not found by "
+                      "out-of-memory crashes); raises gradient_accumulation_steps to keep the "
+                      "effective batch; the eval batch gets its own fit"));
     t.push_back(device_field().also(kMemory));
     t.push_back(field("attention_dropout", &A::attention_dropout,
                       "dropout on attention probabilities (false: the reference fork)").also(kMemory));
@@ -462,6 +480,11 @@ const std::vector<Field>& fields() {
                       "comma-separated: dense, seed, all, balanced, checkpoint, "
                       "checkpoint+PRESET").only(kMemory));
     t.back().default_text = "none";
+    t.push_back(field("plan", &C::plan, "print the plan --max_memory chooses and its predicted "
+                      "bytes, without running a step").only(kMemory));
+    t.push_back(field("find_max_batch", &C::find_max_batch, "print the largest batch (up to "
+                      "--per_device_train_batch_size) of each plan kind under --max_memory, "
+                      "predicted, without running a step").only(kMemory));
     t.push_back(field("vocab_file", &C::vocab_file, "vocab.txt to copy into the model folder").only(kInit));
     // launch (torchrun's names)
     t.push_back(nproc_per_node_field());
@@ -651,6 +674,24 @@ void check_positive(const char* name, int64_t v) {
   if (v < 1) fail("--{}: must be >= 1, got {}", name, v);
 }
 
+// --max_memory leaves the plan to the planner: the flags that choose one by hand conflict with it.
+void check_max_memory(const TrainingArgs& a) {
+  if (a.auto_find_batch_size && !a.max_memory)
+    fail("--auto_find_batch_size: needs --max_memory SIZE (the budget the batch must fit)");
+  if (!a.max_memory) return;
+  const std::string& m = *a.max_memory;
+  if (a.gradient_checkpointing)
+    fail("--gradient_checkpointing: conflicts with --max_memory {} (the planner decides which "
+         "layers to checkpoint; drop one of them)", m);
+  if (!a.backrazor_layers.empty())
+    fail("--backrazor_layers: '{}' conflicts with --max_memory {} (the planner chooses every "
+         "layer's plan; drop one of them)", a.backrazor_layers, m);
+  if (a.backRazor)
+    fail("--backRazor: conflicts with --max_memory {} (the planner uses Back Razor only when no "
+         "exact plan fits; --prune_ratio and --backrazor_dtype set its sparse sites)", m);
+  if (a.bf16) fail("--bf16: --max_memory {} plans fp32 steps only (its byte model)", m);
+}
+
 // The Back Razor flags, as train and memory both check them.
 void check_backrazor(const TrainingArgs& a) {
   if (a.prune_ratio < 0 || a.prune_ratio >= 1)
@@ -666,6 +707,7 @@ void check_backrazor(const TrainingArgs& a) {
   // The syntax and the conflict with --gradient_checkpointing, before the model's depth is known
   // (layer_plans checks the ranges against it when the model is built).
   if (!a.backrazor_layers.empty()) layer_plans(a, 1 << 16);
+  check_max_memory(a);
 }
 
 // DataTrainingArguments.__post_init__ (spec §1b): a GLUE task, or csv/json files.
@@ -773,7 +815,10 @@ void check_memory(CommandArgs& a) {
   check_positive("max_seq_length", a.max_seq_length);
   if (a.num_labels) check_positive("num_labels", *a.num_labels);
   check_backrazor(a);
-  if (!a.backRazor)
+  if (a.plan && !a.max_memory) fail("--plan: needs --max_memory SIZE (the budget to plan for)");
+  if (a.find_max_batch && !a.max_memory)
+    fail("--find_max_batch: needs --max_memory SIZE (the budget the batches must fit)");
+  if (!a.backRazor && !a.max_memory)
     for (const std::string& g : a.given)
       if (g.rfind("backrazor_", 0) == 0 || g == "prune_ratio")
         a.ignored_notes.push_back("--" + g + ": no effect without --backRazor True, as in train; "
@@ -865,6 +910,7 @@ std::vector<LayerPlan> layer_plans(const TrainingArgs& a, int num_layers) {
 }
 
 std::string backrazor_label(const TrainingArgs& a) {
+  if (a.max_memory) return "as the --max_memory " + *a.max_memory + " plan says";
   if (!a.backRazor) return "off";
   return (a.backrazor_sites.empty() ? a.backrazor_preset
                                     : a.backrazor_preset + " with " + a.backrazor_sites) +

@@ -118,6 +118,13 @@ struct TrainingArgs {
   std::string backrazor_sites;            // per-site overrides (BackRazorPolicy::apply_overrides)
   bool backrazor_skip_padding = true;     // BackRazorPolicy::skip_padding
   std::string backrazor_layers;           // per-layer plans (parse_layer_plans)
+  // The byte budget of a training step ("16GiB", parse_byte_size): the memory planner
+  // (models/memory_plan.h) picks the plan; conflicts with the flags that pick one by hand.
+  std::optional<std::string> max_memory;
+  // HF's flag, here computed instead of found by crashing: the largest per-device batch (a divisor
+  // of batch x accumulation, <= the batch) whose plan fits --max_memory, with the accumulation
+  // raised to keep the effective batch; the eval batch gets its own fit. Needs --max_memory.
+  bool auto_find_batch_size = false;
   std::optional<Device> device;           // unset: cuda when available, else cpu
   bool attention_dropout = true;          // false reproduces the reference fork (no probs dropout)
 
@@ -146,6 +153,8 @@ struct CommandArgs : TrainingArgs {
   bool per_layer = false;                 // memory: a row per layer instead of per site
   std::optional<std::string> svg;         // memory: also draw the step's memory to this SVG file
   std::string compare;                    // memory --svg: more plans to draw (memory_svg.h)
+  bool plan = false;                      // memory: print --max_memory's plan, run no step
+  bool find_max_batch = false;            // memory: the largest batch of each plan kind
   std::optional<std::string> vocab_file;  // init: copied into the model folder
   LaunchOptions launch;                   // launch: its flags; .command is the rest of argv
 };

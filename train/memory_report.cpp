@@ -10,6 +10,7 @@
 #include "core/text.h"
 #include "models/bert_io.h"
 #include "models/model_path.h"
+#include "train/glue.h"
 #include "train/optimizer.h"
 #include "train/step.h"
 
@@ -190,6 +191,200 @@ nlohmann::json memory_report_json(const MemoryReport& r) {
   j["sites"] = sites;
   j["recompute_peak_bytes"] = r.recompute_peak_bytes;
   return j;
+}
+
+// ---- the planner ----
+
+namespace {
+// A plan description on one line: its lines joined with "; ".
+std::string one_line(std::string text) {
+  for (size_t at; (at = text.find('\n')) != std::string::npos;) text.replace(at, 1, "; ");
+  return text;
+}
+}  // namespace
+
+PlannerInput planner_input(const TrainingArgs& a, const BertConfig& c, bool padded) {
+  BR_CHECK(a.max_memory, "planner_input: no --max_memory");
+  PlannerInput in;
+  in.config = c;
+  in.batch = a.per_device_train_batch_size;
+  in.seq = a.max_seq_length;
+  in.budget = parse_byte_size(*a.max_memory);
+  in.prune_ratio = a.prune_ratio;
+  in.value_dtype = a.backrazor_dtype == "fp32" ? DType::f32 : DType::f16;
+  in.skip_padding = a.backrazor_skip_padding;
+  in.padded = padded;
+  return in;
+}
+
+MemoryPlan plan_for_args(const TrainingArgs& a, const BertConfig& c, bool padded) {
+  PlannerInput in = planner_input(a, c, padded);
+  const std::string& flag = *a.max_memory;
+  SavePlan all_dense;
+  all_dense.layers.resize(size_t(c.num_hidden_layers));
+  const StepBytes dense = predict_step_bytes(c, 1, 1, all_dense);
+  const int64_t fixed = dense.parameters + dense.gradients + dense.optimizer_state;
+  if (in.budget < fixed)
+    fail("--max_memory {}: below the {} the model's parameters ({}), gradients ({}) and AdamW "
+         "state ({}) hold before any activation", flag, format_bytes(fixed), dense.parameters,
+         dense.gradients, dense.optimizer_state);
+  MemoryPlan smallest;
+  std::optional<MemoryPlan> plan = plan_memory(in, &smallest);
+  if (plan) return *plan;
+  std::string at1;
+  if (in.batch > 1) {
+    PlannerInput one = in;
+    one.batch = 1;
+    MemoryPlan small1;
+    std::optional<MemoryPlan> p1 = plan_memory(one, &small1);
+    const MemoryPlan& s1 = p1 ? *p1 : small1;
+    at1 = fmt::format("; at --per_device_train_batch_size 1 {} {} ({})",
+                      p1 ? "it fits with" : "the smallest is", format_bytes(s1.bytes.peak),
+                      one_line(s1.description));
+  }
+  const std::string text = one_line(smallest.description);
+  fail("--max_memory {}: no plan fits batch {} x seq {}: the smallest step needs {} ({}){}", flag,
+       in.batch, in.seq, format_bytes(smallest.bytes.peak), text, at1);
+}
+
+void check_memory_budget(const TrainingArgs& a) {
+  if (!a.max_memory) return;
+  BertConfig c = BertConfig::from_json_file(config_json_path(a));
+  if (a.task_name) c.set_num_labels(glue_task(*a.task_name).num_labels());
+  plan_for_args(a, c, true);
+}
+
+TrainingArgs fit_batch_sizes(const TrainingArgs& a, std::string* note) {
+  BR_CHECK(a.max_memory, "fit_batch_sizes: no --max_memory");
+  BertConfig c = BertConfig::from_json_file(config_json_path(a));
+  if (a.task_name) c.set_num_labels(glue_task(*a.task_name).num_labels());
+  TrainingArgs out = a;
+  const int64_t effective = a.per_device_train_batch_size * a.gradient_accumulation_steps;
+  PlannerInput in = planner_input(a, c, true);
+  int64_t b = a.per_device_train_batch_size;
+  for (; b >= 1; --b) {
+    if (effective % b) continue;
+    in.batch = b;
+    if (plan_memory(in)) break;
+  }
+  if (b < 1) {  // not even batch 1: plan_for_args says why, with the smallest budget
+    TrainingArgs one = a;
+    one.per_device_train_batch_size = 1;
+    plan_for_args(one, c, true);
+  }
+  out.per_device_train_batch_size = b;
+  out.gradient_accumulation_steps = effective / b;
+  int64_t e = a.per_device_eval_batch_size;
+  while (e > 1 && predict_eval_bytes(c, e, a.max_seq_length) > in.budget) --e;
+  out.per_device_eval_batch_size = e;
+  if (note)
+    *note = fmt::format("--auto_find_batch_size under --max_memory {}: per-device train batch {} "
+                        "x {} accumulation steps (asked {} x {}), eval batch {} (asked {})",
+                        *a.max_memory, b, out.gradient_accumulation_steps,
+                        a.per_device_train_batch_size, a.gradient_accumulation_steps, e,
+                        a.per_device_eval_batch_size);
+  return out;
+}
+
+void apply_memory_plan(BertForSequenceClassification& model, const MemoryPlan& plan) {
+  model.policy() = plan.plan.policy;
+  model.set_gradient_checkpointing(false);
+  model.layer_plans() = plan.plan.layers;
+}
+
+std::vector<MaxBatchRow> find_max_batches(const TrainingArgs& a, const BertConfig& c) {
+  const PlannerInput in = planner_input(a, c, true);
+  const int L = int(c.num_hidden_layers);
+  BackRazorPolicy balanced = BackRazorPolicy::preset("balanced", in.prune_ratio, in.value_dtype);
+  balanced.skip_padding = in.skip_padding;
+  auto uniform = [&](const BackRazorPolicy& p, bool ckpt) {
+    SavePlan s{p, std::vector<LayerPlan>(size_t(L), LayerPlan{p, ckpt}), in.padded && p.skip_padding};
+    return s;
+  };
+  const std::pair<std::string, SavePlan> kinds[] = {
+      {"dense", uniform(BackRazorPolicy{}, false)},
+      {"checkpoint", uniform(BackRazorPolicy{}, true)},
+      {"balanced", uniform(balanced, false)},
+      {"checkpoint+balanced", uniform(balanced, true)}};
+  std::vector<MaxBatchRow> rows;
+  for (const auto& [name, plan] : kinds) {
+    MaxBatchRow r{name};
+    int64_t lo = 0, hi = in.batch;  // the peak grows with the batch
+    while (lo < hi) {
+      const int64_t mid = lo + (hi - lo + 1) / 2;
+      if (predict_step_bytes(c, mid, in.seq, plan).peak <= in.budget) lo = mid;
+      else hi = mid - 1;
+    }
+    r.batch = lo;
+    r.peak = lo ? predict_step_bytes(c, lo, in.seq, plan).peak : 0;
+    rows.push_back(r);
+  }
+  MemoryPlan best;
+  MaxBatchRow r{"planner"};
+  r.batch = find_max_batch(in, in.batch, &best);
+  if (r.batch) {
+    r.plan = "planner: " + one_line(best.description);
+    r.peak = best.bytes.peak;
+  }
+  rows.push_back(r);
+  return rows;
+}
+
+std::string format_memory_plan(const MemoryPlan& p) {
+  const StepBytes& b = p.bytes;
+  std::string out = fmt::format("memory plan for a budget of {}: {}\n", format_bytes(p.budget),
+                                plan_kind_name(p.kind));
+  for (size_t from = 0, at; from < p.description.size(); from = at + 1) {
+    at = p.description.find('\n', from);
+    if (at == std::string::npos) at = p.description.size();
+    out += "  " + p.description.substr(from, at - from) + "\n";
+  }
+  out += "predicted bytes:\n";
+  const std::pair<const char*, int64_t> rows[] = {
+      {"parameters", b.parameters},           {"gradients", b.gradients},
+      {"optimizer_state", b.optimizer_state}, {"inputs", b.inputs},
+      {"saved_activations", b.saved_activations}, {"recompute_peak", b.recompute_peak},
+      {"saved_at_peak", b.saved_at_peak},     {"transient_at_peak", b.transient_at_peak()},
+      {"total peak", b.peak}};
+  for (const auto& [name, v] : rows) out += fmt::format("  {:<18} {:>15}\n", name, v);
+  out += fmt::format("  peak at            {}\n", b.peak_at);
+  out += fmt::format("extra compute: {:.3g} FLOPs ({:.1f}% of the dense step's {:.3g})\n",
+                     p.extra_flops, 100 * p.extra_flops / p.dense_step_flops, p.dense_step_flops);
+  if (p.kind == PlanKind::backrazor)
+    out += fmt::format("prior gradient damage (sum of single-site relative errors): {:.4g}\n", p.damage);
+  if (!p.rejected.empty()) {
+    out += "why not cheaper: " + one_line(p.rejected) + "\n";
+  }
+  return out;
+}
+
+nlohmann::json memory_plan_json(const MemoryPlan& p) {
+  const StepBytes& b = p.bytes;
+  nlohmann::json layers = nlohmann::json::array();
+  for (const LayerPlan& l : p.plan.layers)
+    layers.push_back({{"checkpoint", l.checkpoint}, {"policy", l.policy.describe()}});
+  return {{"budget_bytes", p.budget},
+          {"kind", std::string(plan_kind_name(p.kind))},
+          {"description", p.description},
+          {"checkpointed_layers", p.checkpointed_layers},
+          {"ffn2_recompute", p.ffn2_recompute},
+          {"layers", layers},
+          {"head_policy", p.plan.policy.describe()},
+          {"predicted_bytes",
+           {{"parameters", b.parameters},
+            {"gradients", b.gradients},
+            {"optimizer_state", b.optimizer_state},
+            {"inputs", b.inputs},
+            {"saved_activations", b.saved_activations},
+            {"recompute_peak", b.recompute_peak},
+            {"saved_at_peak", b.saved_at_peak},
+            {"transient_at_peak", b.transient_at_peak()},
+            {"peak", b.peak},
+            {"peak_at", b.peak_at}}},
+          {"extra_flops", p.extra_flops},
+          {"dense_step_flops", p.dense_step_flops},
+          {"prior_damage", p.damage},
+          {"rejected", p.rejected}};
 }
 
 }  // namespace br

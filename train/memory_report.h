@@ -8,6 +8,7 @@
 #include "core/allocator.h"
 #include "models/tape.h"
 #include "models/bert.h"
+#include "models/memory_plan.h"
 #include "train/args.h"
 
 namespace br {
@@ -40,5 +41,41 @@ MemoryReport memory_report(const CommandArgs& a);
 // One row per site (summing layers), then per-layer and total lines.
 std::string format_memory_table(const MemoryReport& r, bool per_layer = false);
 nlohmann::json memory_report_json(const MemoryReport& r);
+
+// ---- the planner (--max_memory), models/memory_plan.h ----
+
+// The planner's input for these arguments: --max_memory, the batch and sequence length, and the
+// sparse sites of a Back Razor plan from --prune_ratio, --backrazor_dtype and
+// --backrazor_skip_padding. `padded`: plan for padded batches (train), not memory's full one.
+PlannerInput planner_input(const TrainingArgs& a, const BertConfig& c, bool padded);
+// plan_memory for the arguments, or a one-line error naming --max_memory and its value: a budget
+// below the parameters + gradients + optimizer state, or no plan fitting (with the smallest
+// budget that fits, at this batch and at batch 1, and with which plan).
+MemoryPlan plan_for_args(const TrainingArgs& a, const BertConfig& c, bool padded);
+// Before train writes anything: the config train will build (--config_name or the model's, with
+// the GLUE task's labels) planned under --max_memory; throws as plan_for_args. No-op without it.
+void check_memory_budget(const TrainingArgs& a);
+// --auto_find_batch_size: `a` with the largest per-device train batch b <= the requested one that
+// divides batch x gradient_accumulation_steps and whose plan fits --max_memory (the accumulation
+// becomes batch x accumulation / b, so the effective batch is kept), and the largest eval batch
+// <= the requested one whose forward fits. *note says what it chose. Throws as plan_for_args when
+// not even batch 1 fits.
+TrainingArgs fit_batch_sizes(const TrainingArgs& a, std::string* note);
+// Applies a plan to a model: its policy() and one layer plan per encoder layer.
+void apply_memory_plan(BertForSequenceClassification& model, const MemoryPlan& plan);
+
+// `memory --find_max_batch`: under --max_memory, the largest batch (up to
+// --per_device_train_batch_size) of each plan kind — dense, every layer checkpointed, balanced,
+// every layer checkpointed + balanced (balanced with --prune_ratio and --backrazor_dtype) — and
+// the planner's own choice; each row's predicted peak at that batch.
+struct MaxBatchRow {
+  std::string plan;
+  int64_t batch = 0;  // 0: not even batch 1 fits
+  int64_t peak = 0;   // predicted at `batch`
+};
+std::vector<MaxBatchRow> find_max_batches(const TrainingArgs& a, const BertConfig& c);
+
+std::string format_memory_plan(const MemoryPlan& p);
+nlohmann::json memory_plan_json(const MemoryPlan& p);
 
 }  // namespace br

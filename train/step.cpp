@@ -4,8 +4,10 @@
 #include <chrono>
 #include <cmath>
 
+#include "core/allocator.h"
 #include "kernels/cast.h"
 #include "train/eval_shard.h"
+#include "train/memory_report.h"
 #include "train/metrics.h"
 #include "train/progress.h"
 
@@ -34,6 +36,11 @@ void configure_for_training(BertForSequenceClassification& model, const Training
   if (!a.backrazor_layers.empty())
     model.layer_plans() = layer_plans(a, model.config().num_hidden_layers);
   if (a.bf16) model.set_compute_dtype(DType::bf16);
+  if (a.max_memory) {
+    apply_memory_plan(model, plan_for_args(a, model.config(), true));
+    // The allocator refuses what would exceed the budget, so a wrong plan fails loudly (CUDA).
+    if (model.device() == Device::cuda) set_memory_budget(Device::cuda, parse_byte_size(*a.max_memory));
+  }
 }
 
 StepOptions train_step_options(const TrainingArgs& a, int64_t global_step) {

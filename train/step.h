@@ -16,7 +16,9 @@
 namespace br {
 
 // What the arguments set on a model before its training steps, for train and memory alike: the
-// Back Razor policy (backrazor_policy) and, with --bf16, bf16 compute with fp32 master weights.
+// Back Razor policy (backrazor_policy), the per-layer plans (--gradient_checkpointing,
+// --backrazor_layers) or, with --max_memory, the planner's plan (plan_for_args; on CUDA the
+// allocator's budget too), and with --bf16, bf16 compute with fp32 master weights.
 void configure_for_training(BertForSequenceClassification& model, const TrainingArgs& a);
 
 // The options of the micro-batches before optimizer step `global_step`: dropout on, its masks

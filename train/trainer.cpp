@@ -19,6 +19,7 @@
 #include "train/communicator.h"
 #include "train/glue.h"
 #include "train/grad_reducer.h"
+#include "train/memory_report.h"
 #include "train/optimizer.h"
 #include "train/progress.h"
 #include "train/tensorboard.h"
@@ -274,6 +275,7 @@ class Training {
   int64_t steps_since_log_ = 0, peak_saved_ = 0;
   bool memory_reported_ = false, stop_ = false;
   std::string last_good_;  // the newest checkpoint, named when training fails
+  std::optional<MemoryPlan> memory_plan_;  // --max_memory: the plan configure_for_training applied
 };
 
 Training::Training(BertForSequenceClassification& model, const Run& run, std::optional<std::string> resume)
@@ -294,6 +296,7 @@ Training::Training(BertForSequenceClassification& model, const Run& run, std::op
   state_.eval_steps = a_.eval_steps.value_or(0);
   state_.save_steps = a_.save_steps;
   state_.train_batch_size = a_.per_device_train_batch_size;
+  if (a_.max_memory) memory_plan_ = plan_for_args(a_, model_.config(), true);
   if (resume_) {
     fmt::print("Loading model from {} (resume).\n", *resume_);
     start_ = load_checkpoint(*resume_, model_, opt_, state_, uint64_t(a_.seed));
@@ -310,7 +313,9 @@ void Training::print_header() const {
                num_examples_, plan_.num_epochs, a_.per_device_train_batch_size,
                plan_.total_train_batch_size, a_.gradient_accumulation_steps, plan_.max_steps,
                device_name(run_.device), comm_.world_size(), comm_.backend(), backrazor_label(a_));
-  if (comm_.is_main() && (a_.gradient_checkpointing || !a_.backrazor_layers.empty())) {
+  if (comm_.is_main() && a_.max_memory)
+    fmt::print("  {}", format_memory_plan(*memory_plan_));
+  else if (comm_.is_main() && (a_.gradient_checkpointing || !a_.backrazor_layers.empty())) {
     std::vector<LayerPlan> plans = model_.layer_plans();
     if (plans.empty())
       for (int l = 0; l < model_.config().num_hidden_layers; ++l) plans.push_back(model_.plan_for(l));
@@ -469,7 +474,13 @@ void Training::finish() {
   if (main_rank) {
     fmt::print("{}\n", format_log_line(shown));
     save_model_folder(model_, a_.output_dir, a_, run_.model_dir);
-    write_file_atomic(fs::path(a_.output_dir) / "trainer_state.json", state_.to_file_text());
+    if (memory_plan_) {  // trainer_state.json with the plan beside HF's keys
+      nlohmann::json j = state_.to_json();
+      j["memory_plan"] = memory_plan_json(*memory_plan_);
+      write_file_atomic(fs::path(a_.output_dir) / "trainer_state.json", python_json_dumps(j, 2) + "\n");
+    } else {
+      write_file_atomic(fs::path(a_.output_dir) / "trainer_state.json", state_.to_file_text());
+    }
   }
   ordered_json out;
   out["epoch"] = python_round(state_.epoch, 2);
@@ -478,6 +489,7 @@ void Training::finish() {
   out["train_samples"] = num_examples_;
   out["train_saved_activation_bytes"] = peak_saved_;
   out["train_peak_memory_bytes"] = memory_stats(run_.device).total_peak;
+  if (memory_plan_) out["memory_plan"] = memory_plan_json(*memory_plan_);
   if (main_rank) {
     fmt::print("{}", format_metrics_block("train", out));
     save_metrics(a_.output_dir, "train", out);
@@ -523,7 +535,10 @@ void write_predictions(BertForSequenceClassification& model, const Run& run) {
 
 // ---------------------------------------------------------------------------------------------
 
-void run_glue(const TrainingArgs& a) {
+void run_glue(const TrainingArgs& asked) {
+  // --auto_find_batch_size: the batch sizes that fit --max_memory, before anything runs.
+  std::string fit_note;
+  const TrainingArgs a = asked.auto_find_batch_size ? fit_batch_sizes(asked, &fit_note) : asked;
   const Device device = resolved_device(a);
   // Before any CUDA allocation: the communicator picks this rank's device.
   std::unique_ptr<Communicator> comm = make_communicator(device);
@@ -533,7 +548,9 @@ void run_glue(const TrainingArgs& a) {
                    "(bf16 compute with fp32 master weights) or fp32");
   if (comm->is_main())
     for (const std::string& note : a.ignored_notes) fmt::print("note: {}\n", note);
+  if (comm->is_main() && !fit_note.empty()) fmt::print("{}\n", fit_note);
   share_cpu_threads(*comm, device);
+  check_memory_budget(a);  // --max_memory: a budget no plan fits fails before any file is written
   std::optional<std::string> resume = a.do_train ? resume_checkpoint(a) : std::nullopt;
   comm->barrier();  // every rank has checked the output dir before rank 0 writes to it
   if (comm->is_main()) {

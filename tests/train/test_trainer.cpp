@@ -17,6 +17,7 @@
 #include "train/args.h"
 #include "train/batch.h"
 #include "train/glue.h"
+#include "models/memory_plan.h"
 #include "train/memory_report.h"
 #include "train/step.h"
 #include "train/tensorboard.h"
@@ -203,6 +204,41 @@ TEST_CASE("gradient checkpointing trains bit-identically, alone and inside Back 
   CHECK_THROWS_WITH(run_glue(parse_training_args(bad)),
                     Catch::Contains("layer '5' is not one of 0..1"));
   CHECK_FALSE(fs::exists(t.path / "bad" / "model.safetensors"));
+}
+
+TEST_CASE("train --max_memory applies the planner's plan and records it", "[train][trainer][memory_plan]") {
+  TempDir t("maxmem");
+  fs::path model = make_model(t.path), data = make_data(t.path);
+  const BertConfig c = BertConfig::from_json_file((model / "config.json").string());
+  SavePlan dense_plan;
+  dense_plan.layers.resize(size_t(c.num_hidden_layers));
+  const StepBytes dense = predict_step_bytes(c, 8, 24, dense_plan);
+  const std::vector<std::string> common = {"--max_steps", "3", "--logging_steps", "1"};
+  const fs::path plain = t.path / "plain", planned = t.path / "planned";
+  run(base_args(model, data, plain), common);
+  // A byte under the dense peak: an exact plan, so the run is bit-identical to the dense one.
+  std::vector<std::string> extra = common;
+  extra.insert(extra.end(), {"--max_memory", std::to_string(dense.peak - 1) + "B"});
+  run(base_args(model, data, planned), extra);
+  CHECK(run_record(planned) == run_record(plain));
+  nlohmann::json all = nlohmann::json::parse(std::ifstream(planned / "all_results.json"));
+  nlohmann::json state = nlohmann::json::parse(std::ifstream(planned / "trainer_state.json"));
+  CHECK(all.at("memory_plan").at("kind") == "exact");
+  CHECK(all.at("memory_plan").at("predicted_bytes").at("peak").get<int64_t>() < dense.peak);
+  CHECK(state.at("memory_plan") == all.at("memory_plan"));
+  // Budgets no plan fits, and flags that choose the plan by hand: errors before any file.
+  for (std::vector<std::string> bad_flags :
+       {std::vector<std::string>{"--max_memory", "1KB"},
+        {"--max_memory", std::to_string(dense.persistent() + 64) + "B"},
+        {"--max_memory", "1GB", "--gradient_checkpointing"},
+        {"--max_memory", "1 GiB", "--backRazor"},
+        {"--max_memory", "12 parsecs"}}) {
+    INFO(fmt::format("{}", fmt::join(bad_flags, " ")));
+    std::vector<std::string> bad = base_args(model, data, t.path / "bad");
+    bad.insert(bad.end(), bad_flags.begin(), bad_flags.end());
+    CHECK_THROWS_WITH(run_glue(parse_training_args(bad)), Catch::StartsWith("--"));
+    CHECK_FALSE(fs::exists(t.path / "bad"));
+  }
 }
 
 TEST_CASE("gradient accumulation 2 x 4 equals batch 8", "[train][trainer]") {
