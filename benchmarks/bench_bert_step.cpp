@@ -286,6 +286,19 @@ void print_profile(const Trainer& tr, int steps, double median_step) {
   }
 }
 
+// The --profile rows for --json: each (phase, op) and each phase's total, per step.
+nlohmann::json profile_json(const Trainer& tr, int steps) {
+  nlohmann::json p = nlohmann::json::array();
+  for (const profile::Row& r : profile::rows())
+    p.push_back({{"phase", r.phase}, {"op", r.op}, {"seconds_per_step", r.seconds / steps},
+                 {"calls_per_step", double(r.calls) / steps}});
+  for (int i = 0; i < 5; ++i)
+    p.push_back({{"phase", Trainer::phase_names[i]}, {"op", "(phase total)"},
+                 {"seconds_per_step", tr.phase_seconds[i] / steps}});
+  return p;
+}
+
+// Long (81 lines): the timing loop, then one JSON and one text report of the same figures.
 int time_steps(const Args& a, const BertConfig& c) {
   Trainer tr(c, a.device, a);
   const int64_t P = non_embedding_params(tr.model.params());
@@ -337,16 +350,7 @@ int time_steps(const Args& a, const BertConfig& c) {
   j["attention_kernel"] = tr.model.uses_flash_attention() ? "flash" : "materialized";
   j["bf16_param_copy_bytes"] = tr.model.compute_param_bytes();
   if (a.json) {
-    if (a.profile) {
-      nlohmann::json p = nlohmann::json::array();
-      for (const profile::Row& r : profile::rows())
-        p.push_back({{"phase", r.phase}, {"op", r.op}, {"seconds_per_step", r.seconds / a.steps},
-                     {"calls_per_step", double(r.calls) / a.steps}});
-      for (int i = 0; i < 5; ++i)
-        p.push_back({{"phase", Trainer::phase_names[i]}, {"op", "(phase total)"},
-                     {"seconds_per_step", tr.phase_seconds[i] / a.steps}});
-      j["profile"] = p;
-    }
+    if (a.profile) j["profile"] = profile_json(tr, a.steps);
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
