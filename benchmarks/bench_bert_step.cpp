@@ -12,6 +12,12 @@
 // Parameters are f32; compute is f32 (tf32 is not used) or, with --bf16, bf16 with fp32 master
 // weights (BertForSequenceClassification::set_compute_dtype). --attention picks the attention
 // kernel (auto: fused flash on CUDA when the probs site is dense and the head dim is 64).
+//
+// --profile: after the usual report, each op's share of the timed steps, per phase (zero_grad,
+// forward, loss, backward, optimizer): exclusive wall time per step, calls per step and time per
+// call of every kernels/ dispatcher entry point (kernels/profile.h), and the time of the phase
+// spent outside them (tape, allocation, views). On CUDA the times are launch times unless
+// CUDA_LAUNCH_BLOCKING=1.
 #include <fmt/format.h>
 
 #include <algorithm>
@@ -29,6 +35,7 @@
 #include "core/error.h"
 #include "models/tape.h"
 #include "kernels/adamw.h"
+#include "kernels/profile.h"
 #include "models/bert.h"
 #include "models/config.h"
 
@@ -52,6 +59,7 @@ struct Args {
   int num_labels = 2;
   uint64_t seed = 42;
   bool bf16 = false;
+  bool profile = false;
   AttentionKernel attention = AttentionKernel::automatic;
 };
 
@@ -61,7 +69,7 @@ struct Args {
                "usage: bench_bert_step [--config config.json] [--batch B] [--seq S]\n"
                "  [--preset none|seed|all|balanced] [--prune_ratio R] [--device cpu|cuda] [--steps N]\n"
                "  [--warmup N] [--budget_bytes BYTES] [--json] [--find_max_batch [--max_batch B]]\n"
-               "  [--num_labels C] [--seed N] [--bf16] [--attention auto|materialized|flash]\n",
+               "  [--num_labels C] [--seed N] [--bf16] [--attention auto|materialized|flash] [--profile]\n",
                why.c_str());
   std::exit(2);
 }
@@ -96,6 +104,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--num_labels") a.num_labels = int(num());
     else if (k == "--seed") a.seed = uint64_t(num());
     else if (k == "--bf16") a.bf16 = true;
+    else if (k == "--profile") a.profile = true;
     else if (k == "--attention") {
       std::string v = val();
       try {
@@ -166,6 +175,9 @@ struct Trainer {
   std::vector<bool> decay;
   AdamWConfig adam{2e-5f, 0.9f, 0.999f, 1e-8f, 0.01f, false};
   int64_t step = 0;
+  // Wall seconds of each phase summed over the profiled steps (phase_names order).
+  static constexpr const char* phase_names[] = {"zero_grad", "forward", "loss", "backward", "optimizer"};
+  double phase_seconds[5] = {};
 
   Trainer(const BertConfig& c, Device d, const Args& a) : model(c, d, DType::f32) {
     model.init_weights(a.seed);
@@ -186,16 +198,35 @@ struct Trainer {
 
   // One optimizer step; returns the tape's peak bytes (saved activations).
   int64_t run(const BertBatch& batch, Tape& tape) {
+    auto t = std::chrono::steady_clock::now();
+    // Closes phase i: adds its wall time when profiling and names the next phase.
+    auto next_phase = [&](int i) {
+      if (!profile::enabled()) return;
+      cuda_synchronize();
+      const auto now = std::chrono::steady_clock::now();
+      if (i >= 0) phase_seconds[i] += std::chrono::duration<double>(now - t).count();
+      t = now;
+      if (i + 1 < 5) profile::set_phase(phase_names[i + 1]);
+    };
+    next_phase(-1);
     tape.clear();
     StepOptions opt{true, 42, uint32_t(step), true};
-    model.grads().zero_();
+    {
+      BR_PROFILE("grads.zero_");
+      model.grads().zero_();
+    }
+    next_phase(0);
     ForwardResult fwd = model.forward(batch, opt, &tape);
     Tensor logits = fwd.logits;
+    next_phase(1);
     Tensor dlogits = model.loss_backward(logits, batch.labels, 1.0f);
+    next_phase(2);
     model.backward(batch, opt, tape, fwd.record, dlogits);
+    next_phase(3);
     ++step;
     adamw_step(params, grads, ms, vs, decay, adam, step);
     cuda_synchronize();
+    next_phase(4);
     return tape.peak_bytes();
   }
 };
@@ -224,6 +255,50 @@ nlohmann::json describe(const Args& a, const BertConfig& c) {
           {"budget_bytes", a.budget_bytes}};
 }
 
+// The --profile table: per phase, its ops by time, then the phase's time outside them.
+void print_profile(const Trainer& tr, int steps, double median_step) {
+  const std::vector<profile::Row> rows = profile::rows();
+  double total = 0.0;
+  for (double s : tr.phase_seconds) total += s;
+  std::printf("  profile over %d steps (%.3f ms/step summed over the phases; median step %.3f ms):\n",
+              steps, total / steps * 1e3, median_step * 1e3);
+  std::printf("    %-10s %-24s %10s %7s %9s %10s\n", "phase", "op", "ms/step", "share", "calls/st",
+              "us/call");
+  for (int p = 0; p < 5; ++p) {
+    const char* phase = Trainer::phase_names[p];
+    std::vector<profile::Row> mine;
+    double inside = 0.0;
+    for (const profile::Row& r : rows)
+      if (std::string(r.phase) == phase) {
+        mine.push_back(r);
+        inside += r.seconds;
+      }
+    std::sort(mine.begin(), mine.end(),
+              [](const profile::Row& x, const profile::Row& y) { return x.seconds > y.seconds; });
+    const double ps = tr.phase_seconds[p];
+    std::printf("    %-10s %-24s %10.3f %6.1f%%\n", phase, "(phase total)", ps / steps * 1e3,
+                100.0 * ps / total);
+    for (const profile::Row& r : mine)
+      std::printf("    %-10s %-24s %10.3f %6.1f%% %9.1f %10.1f\n", "", r.op, r.seconds / steps * 1e3,
+                  100.0 * r.seconds / total, double(r.calls) / steps, r.seconds / double(r.calls) * 1e6);
+    std::printf("    %-10s %-24s %10.3f %6.1f%%\n", "", "(outside kernel ops)",
+                (ps - inside) / steps * 1e3, 100.0 * (ps - inside) / total);
+  }
+}
+
+// The --profile rows for --json: each (phase, op) and each phase's total, per step.
+nlohmann::json profile_json(const Trainer& tr, int steps) {
+  nlohmann::json p = nlohmann::json::array();
+  for (const profile::Row& r : profile::rows())
+    p.push_back({{"phase", r.phase}, {"op", r.op}, {"seconds_per_step", r.seconds / steps},
+                 {"calls_per_step", double(r.calls) / steps}});
+  for (int i = 0; i < 5; ++i)
+    p.push_back({{"phase", Trainer::phase_names[i]}, {"op", "(phase total)"},
+                 {"seconds_per_step", tr.phase_seconds[i] / steps}});
+  return p;
+}
+
+// Long (81 lines): the timing loop, then one JSON and one text report of the same figures.
 int time_steps(const Args& a, const BertConfig& c) {
   Trainer tr(c, a.device, a);
   const int64_t P = non_embedding_params(tr.model.params());
@@ -236,6 +311,7 @@ int time_steps(const Args& a, const BertConfig& c) {
   int64_t saved_peak = 0, allocs_before = 0;
   for (int i = 0; i < total; ++i) {
     if (i == a.warmup) {
+      profile::set_enabled(a.profile);
       reset_peak_memory(a.device);
       allocs_before = memory_stats(a.device).system_allocs;
     }
@@ -274,6 +350,7 @@ int time_steps(const Args& a, const BertConfig& c) {
   j["attention_kernel"] = tr.model.uses_flash_attention() ? "flash" : "materialized";
   j["bf16_param_copy_bytes"] = tr.model.compute_param_bytes();
   if (a.json) {
+    if (a.profile) j["profile"] = profile_json(tr, a.steps);
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
@@ -301,6 +378,7 @@ int time_steps(const Args& a, const BertConfig& c) {
               dense_equiv > 0 ? double(saved_peak) / double(dense_equiv) : 0.0);
   std::printf("  system allocations during timed steps: %lld\n",
               (long long)(ms.system_allocs - allocs_before));
+  if (a.profile) print_profile(tr, a.steps, med);
   return 0;
 }
 

@@ -1,4 +1,5 @@
 #include "kernels/activation.h"
+#include "kernels/profile.h"
 
 #include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
@@ -8,6 +9,7 @@
 namespace br {
 
 void tanh_forward(const Tensor& out, const Tensor& inp) {
+  BR_PROFILE("tanh_forward");
   check_defined("tanh_forward", "out", out);
   check_like("tanh_forward", "inp", inp, out);
   if (out.device() == Device::cpu) return cpu::tanh_forward(out, inp);
@@ -17,6 +19,7 @@ void tanh_forward(const Tensor& out, const Tensor& inp) {
 }
 
 void tanh_backward(const Tensor& dinp, const Tensor& dout, const Tensor& out) {
+  BR_PROFILE("tanh_backward");
   check_defined("tanh_backward", "dinp", dinp);
   check_like("tanh_backward", "dout", dout, dinp);
   check_like("tanh_backward", "out", out, dinp);

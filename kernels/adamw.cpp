@@ -1,4 +1,5 @@
 #include "kernels/adamw.h"
+#include "kernels/profile.h"
 
 #include <fmt/format.h>
 
@@ -63,6 +64,7 @@ void check_config(const AdamWConfig& cfg, int64_t step) {
 
 void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const Tensor& v,
                 const AdamWConfig& cfg, int64_t step) {
+  BR_PROFILE("adamw_step");
   adamw_step(std::vector<Tensor>{param}, std::vector<Tensor>{grad}, std::vector<Tensor>{m},
              std::vector<Tensor>{v}, std::vector<bool>{true}, cfg, step);
 }
@@ -70,6 +72,7 @@ void adamw_step(const Tensor& param, const Tensor& grad, const Tensor& m, const 
 void adamw_step(const std::vector<Tensor>& params, const std::vector<Tensor>& grads,
                 const std::vector<Tensor>& ms, const std::vector<Tensor>& vs,
                 const std::vector<bool>& decay, const AdamWConfig& cfg, int64_t step) {
+  BR_PROFILE("adamw_step");
   const char* op = "adamw_step";
   const size_t n = params.size();
   BR_CHECK(grads.size() == n && ms.size() == n && vs.size() == n && decay.size() == n,

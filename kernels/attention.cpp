@@ -1,4 +1,5 @@
 #include "kernels/attention.h"
+#include "kernels/profile.h"
 
 #include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
@@ -60,6 +61,7 @@ void check_flash_cuda(const char* op, const Dims& d, const Tensor& q) {
 void attention_forward(const Tensor& out, const Tensor& probs, const Tensor& q, const Tensor& k,
                        const Tensor& v, const Tensor& mask, float scale, float dropout_p,
                        const DropoutKey& key, const Tensor& example_ids) {
+  BR_PROFILE("attention_forward");
   const char* op = "attention_forward";
   const Dims d = check_qkv(op, q, k, v);
   check_like(op, "out", out, q, q.shape(), q.dtype());
@@ -77,6 +79,7 @@ void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, co
                         const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
                         float scale, float dropout_p, const DropoutKey& key,
                         const Tensor& example_ids) {
+  BR_PROFILE("attention_backward");
   const char* op = "attention_backward";
   const Dims d = check_qkv(op, q, k, v);
   for (auto [name, x] : {std::pair<const char*, const Tensor*>{"dq", &dq}, {"dk", &dk},
@@ -97,6 +100,7 @@ void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, co
 void flash_attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
                              const Tensor& v, const Tensor& mask, float scale, float dropout_p,
                              const DropoutKey& key, const Tensor& example_ids) {
+  BR_PROFILE("flash_attention_forward");
   const char* op = "flash_attention_forward";
   const Dims d = check_qkv(op, q, k, v);
   check_like(op, "out", out, q, q.shape(), q.dtype());
@@ -118,6 +122,7 @@ void flash_attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& 
                               const Tensor& v, const Tensor& out, const Tensor& lse,
                               const Tensor& mask, float scale, float dropout_p,
                               const DropoutKey& key, const Tensor& example_ids) {
+  BR_PROFILE("flash_attention_backward");
   const char* op = "flash_attention_backward";
   const Dims d = check_qkv(op, q, k, v);
   for (auto [name, x] : {std::pair<const char*, const Tensor*>{"dq", &dq}, {"dk", &dk},

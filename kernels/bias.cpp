@@ -1,4 +1,5 @@
 #include "kernels/bias.h"
+#include "kernels/profile.h"
 
 #include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
@@ -8,6 +9,7 @@
 namespace br {
 
 void bias_add_forward(const Tensor& out, const Tensor& inp, const Tensor& bias) {
+  BR_PROFILE("bias_add_forward");
   check_defined("bias_add_forward", "out", out);
   check_defined("bias_add_forward", "inp", inp);
   check_defined("bias_add_forward", "bias", bias);
@@ -27,6 +29,7 @@ void bias_add_forward(const Tensor& out, const Tensor& inp, const Tensor& bias) 
 }
 
 void bias_add_backward(const Tensor& dbias, const Tensor& dout) {
+  BR_PROFILE("bias_add_backward");
   check_defined("bias_add_backward", "dbias", dbias);
   check_defined("bias_add_backward", "dout", dout);
   BR_CHECK(dout.dim() >= 1 && dbias.dim() == 1 && dbias.size(0) == dout.size(-1),

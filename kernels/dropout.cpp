@@ -1,4 +1,5 @@
 #include "kernels/dropout.h"
+#include "kernels/profile.h"
 
 #include <cstdint>
 
@@ -40,11 +41,13 @@ void dropout(const char* op, const Tensor& out, const Tensor& inp, float p, cons
 
 void dropout_forward(const Tensor& out, const Tensor& inp, float p, const DropoutKey& key,
                      const Tensor& example_ids) {
+  BR_PROFILE("dropout_forward");
   dropout("dropout_forward", out, inp, p, key, example_ids);
 }
 
 void dropout_backward(const Tensor& dinp, const Tensor& dout, float p, const DropoutKey& key,
                       const Tensor& example_ids) {
+  BR_PROFILE("dropout_backward");
   dropout("dropout_backward", dinp, dout, p, key, example_ids);
 }
 

@@ -1,4 +1,5 @@
 #include "kernels/elementwise.h"
+#include "kernels/profile.h"
 
 #include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
@@ -17,6 +18,7 @@ void check_same(const char* op, const Tensor& out, const char* name, const Tenso
 }  // namespace
 
 void add(const Tensor& out, const Tensor& a, const Tensor& b) {
+  BR_PROFILE("add");
   check_defined("add", "out", out);
   check_same("add", out, "a", a);
   check_same("add", out, "b", b);
@@ -28,6 +30,7 @@ void add(const Tensor& out, const Tensor& a, const Tensor& b) {
 }
 
 void axpy(const Tensor& out, float alpha, const Tensor& x) {
+  BR_PROFILE("axpy");
   check_defined("axpy", "out", out);
   check_same("axpy", out, "x", x);
   BR_CHECK(is_floating(out.dtype()), "axpy: {} must be floating", out.str());

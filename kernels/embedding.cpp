@@ -1,4 +1,5 @@
 #include "kernels/embedding.h"
+#include "kernels/profile.h"
 
 #include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
@@ -33,6 +34,7 @@ void check_args(const char* op, const char* act_name, const Tensor& act, const T
 }  // namespace
 
 void embedding_forward(const Tensor& out, const Tensor& ids, const Tensor& table, bool accumulate) {
+  BR_PROFILE("embedding_forward");
   check_args("embedding_forward", "out", out, ids, "table", table);
   if (ids.numel() == 0) return;
   if (table.device() == Device::cpu) return cpu::embedding_forward(out, ids, table, accumulate);
@@ -42,6 +44,7 @@ void embedding_forward(const Tensor& out, const Tensor& ids, const Tensor& table
 }
 
 void embedding_backward(const Tensor& dtable, const Tensor& dout, const Tensor& ids) {
+  BR_PROFILE("embedding_backward");
   check_args("embedding_backward", "dout", dout, ids, "dtable", dtable);
   if (dtable.is_cuda())
     check_dtype("embedding_backward", "dtable", dtable, DType::f32);

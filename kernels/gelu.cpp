@@ -1,4 +1,5 @@
 #include "kernels/gelu.h"
+#include "kernels/profile.h"
 
 #include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
@@ -8,6 +9,7 @@
 namespace br {
 
 void gelu_forward(const Tensor& out, const Tensor& inp) {
+  BR_PROFILE("gelu_forward");
   check_defined("gelu_forward", "inp", inp);
   check_like("gelu_forward", "out", out, inp);
   if (inp.device() == Device::cpu) return cpu::gelu_forward(out, inp);
@@ -17,6 +19,7 @@ void gelu_forward(const Tensor& out, const Tensor& inp) {
 }
 
 void gelu_backward(const Tensor& dinp, const Tensor& dout, const Tensor& inp) {
+  BR_PROFILE("gelu_backward");
   check_defined("gelu_backward", "inp", inp);
   check_like("gelu_backward", "dout", dout, inp);
   check_like("gelu_backward", "dinp", dinp, inp);

@@ -1,4 +1,5 @@
 #include "kernels/gemm.h"
+#include "kernels/profile.h"
 
 #include <atomic>
 #include <climits>
@@ -19,6 +20,7 @@ bool cuda_tf32() { return g_tf32; }
 
 void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool transB,
             float alpha, float beta) {
+  BR_PROFILE("matmul");
   check_defined("matmul", "C", C);
   check_defined("matmul", "A", A);
   check_defined("matmul", "B", B);

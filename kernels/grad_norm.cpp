@@ -1,4 +1,5 @@
 #include "kernels/grad_norm.h"
+#include "kernels/profile.h"
 
 #include <cmath>
 
@@ -32,6 +33,7 @@ Device check_grads(const char* op, const std::vector<Tensor>& grads) {
 }  // namespace
 
 double global_grad_norm(const std::vector<Tensor>& grads) {
+  BR_PROFILE("global_grad_norm");
   const Device d = check_grads("global_grad_norm", grads);
   if (grads.empty()) return 0.0;
   if (d == Device::cpu) return std::sqrt(cpu::sum_squares(grads));
@@ -42,6 +44,7 @@ double global_grad_norm(const std::vector<Tensor>& grads) {
 }
 
 double clip_grad_norm(const std::vector<Tensor>& grads, double max_norm) {
+  BR_PROFILE("clip_grad_norm");
   BR_CHECK(std::isfinite(max_norm) && max_norm > 0.0,
            "clip_grad_norm: max_norm {} must be positive and finite", max_norm);
   const double total = global_grad_norm(grads);
@@ -53,6 +56,7 @@ double clip_grad_norm(const std::vector<Tensor>& grads, double max_norm) {
 }
 
 void scale_(const Tensor& t, float factor) {
+  BR_PROFILE("scale_");
   check_defined("scale_", "t", t);
   check_grads("scale_", {t});
   if (t.numel() == 0) return;

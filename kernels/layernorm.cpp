@@ -1,4 +1,5 @@
 #include "kernels/layernorm.h"
+#include "kernels/profile.h"
 
 #include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
@@ -48,6 +49,7 @@ void check_stats(const char* op, const char* name, const Tensor& t, const Tensor
 void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd, const Tensor& inp,
                        const Tensor& residual, const Tensor& weight, const Tensor& bias, double eps,
                        const Tensor& xsum) {
+  BR_PROFILE("layernorm_forward");
   const char* op = "layernorm_forward";
   check_defined(op, "inp", inp);
   int64_t M = 0, C = 0;
@@ -71,6 +73,7 @@ void layernorm_forward(const Tensor& out, const Tensor& mean, const Tensor& rstd
 void layernorm_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                         const Tensor& dout, const Tensor& x, const Tensor& mean, const Tensor& rstd,
                         const Tensor& weight) {
+  BR_PROFILE("layernorm_backward");
   const char* op = "layernorm_backward";
   check_defined(op, "x", x);
   int64_t M = 0, C = 0;

@@ -1,4 +1,5 @@
 #include "kernels/linear.h"
+#include "kernels/profile.h"
 
 #include "kernels/bias.h"
 #include "kernels/gemm.h"
@@ -22,6 +23,7 @@ Tensor rows_of(const char* op, const char* name, const Tensor& t, int64_t cols,
 
 void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
                     const Tensor& bias) {
+  BR_PROFILE("linear_forward");
   check_defined("linear_forward", "out", out);
   check_defined("linear_forward", "inp", inp);
   check_defined("linear_forward", "weight", weight);
@@ -57,6 +59,7 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
 
 void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& dbias,
                      const Tensor& dout, const Tensor& inp, const Tensor& weight) {
+  BR_PROFILE("linear_backward");
   check_defined("linear_backward", "dout", dout);
   check_defined("linear_backward", "inp", inp);
   check_defined("linear_backward", "weight", weight);

@@ -1,4 +1,5 @@
 #include "kernels/loss.h"
+#include "kernels/profile.h"
 
 #include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
@@ -47,6 +48,7 @@ void check_regression(const char* op, const Tensor& preds, const Tensor& targets
 }  // namespace
 
 void cross_entropy_forward(const Tensor& loss, const Tensor& logits, const Tensor& labels) {
+  BR_PROFILE("cross_entropy_forward");
   check_logits("cross_entropy_forward", logits, labels);
   check_loss("cross_entropy_forward", loss, logits);
   if (logits.device() == Device::cpu) return cpu::cross_entropy_forward(loss, logits, labels);
@@ -57,6 +59,7 @@ void cross_entropy_forward(const Tensor& loss, const Tensor& logits, const Tenso
 
 void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const Tensor& labels,
                             float dloss) {
+  BR_PROFILE("cross_entropy_backward");
   check_logits("cross_entropy_backward", logits, labels);
   check_like("cross_entropy_backward", "dlogits", dlogits, logits);
   if (logits.device() == Device::cpu)
@@ -67,6 +70,7 @@ void cross_entropy_backward(const Tensor& dlogits, const Tensor& logits, const T
 }
 
 void mse_forward(const Tensor& loss, const Tensor& preds, const Tensor& targets) {
+  BR_PROFILE("mse_forward");
   check_regression("mse_forward", preds, targets);
   check_loss("mse_forward", loss, preds);
   if (preds.device() == Device::cpu) return cpu::mse_forward(loss, preds, targets);
@@ -76,6 +80,7 @@ void mse_forward(const Tensor& loss, const Tensor& preds, const Tensor& targets)
 }
 
 void mse_backward(const Tensor& dpreds, const Tensor& preds, const Tensor& targets, float dloss) {
+  BR_PROFILE("mse_backward");
   check_regression("mse_backward", preds, targets);
   check_like("mse_backward", "dpreds", dpreds, preds);
   if (preds.device() == Device::cpu) return cpu::mse_backward(dpreds, preds, targets, dloss);

@@ -1,4 +1,5 @@
 #include "kernels/padding.h"
+#include "kernels/profile.h"
 
 #include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
@@ -8,6 +9,7 @@
 namespace br {
 
 void zero_padding_rows(const Tensor& x, const Tensor& token_mask) {
+  BR_PROFILE("zero_padding_rows");
   const char* op = "zero_padding_rows";
   check_defined(op, "x", x);
   check_defined(op, "token_mask", token_mask);

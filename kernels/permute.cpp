@@ -1,4 +1,5 @@
 #include "kernels/permute.h"
+#include "kernels/profile.h"
 
 #include "kernels/cpu/cpu_ops.h"
 #if BERTRAZOR_WITH_CUDA
@@ -29,6 +30,7 @@ void dispatch(const Tensor& out, const Tensor& in, int64_t B, int64_t P, int64_t
 }  // namespace
 
 void split_heads(const Tensor& out, const Tensor& in, int64_t heads) {
+  BR_PROFILE("split_heads");
   check_pair("split_heads", out, in);
   BR_CHECK(in.dim() == 3, "split_heads: in {} must be [B, S, N*D]", in.str());
   BR_CHECK(heads > 0 && in.size(2) % heads == 0,
@@ -39,6 +41,7 @@ void split_heads(const Tensor& out, const Tensor& in, int64_t heads) {
 }
 
 void merge_heads(const Tensor& out, const Tensor& in) {
+  BR_PROFILE("merge_heads");
   check_pair("merge_heads", out, in);
   BR_CHECK(in.dim() == 4, "merge_heads: in {} must be [B, N, S, D]", in.str());
   const int64_t B = in.size(0), N = in.size(1), S = in.size(2), D = in.size(3);

@@ -1,4 +1,5 @@
 #include "kernels/softmax.h"
+#include "kernels/profile.h"
 
 #include <cmath>
 
@@ -10,6 +11,7 @@
 namespace br {
 
 void softmax_forward(const Tensor& probs, const Tensor& scores, const Tensor& mask, float scale) {
+  BR_PROFILE("softmax_forward");
   const char* op = "softmax_forward";
   check_defined(op, "scores", scores);
   BR_CHECK(scores.dim() == 4 && scores.numel() >= 1, "{}: scores {} must be [B,N,Sq,Sk], non-empty",
@@ -31,6 +33,7 @@ void softmax_forward(const Tensor& probs, const Tensor& scores, const Tensor& ma
 }
 
 void softmax_backward(const Tensor& dscores, const Tensor& dprobs, const Tensor& probs, float scale) {
+  BR_PROFILE("softmax_backward");
   const char* op = "softmax_backward";
   check_defined(op, "probs", probs);
   BR_CHECK(probs.dim() >= 1 && probs.numel() >= 1, "{}: probs {} must be non-empty", op, probs.str());

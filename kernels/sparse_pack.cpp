@@ -1,4 +1,5 @@
 #include "kernels/sparse_pack.h"
+#include "kernels/profile.h"
 
 #include <algorithm>
 #include <cmath>
@@ -53,6 +54,7 @@ int64_t sparse_pack_bytes(int64_t batch, int64_t n, double prune_ratio, DType va
 }
 
 SparsePack pack_topk(const Tensor& x, double prune_ratio, DType value_dtype, MemCategory category) {
+  BR_PROFILE("pack_topk");
   check_defined("pack_topk", "x", x);
   BR_CHECK(x.dim() >= 1 && x.numel() > 0,
            "pack_topk: x {} needs a batch dimension and at least one element", x.str());
@@ -83,6 +85,7 @@ SparsePack pack_topk(const Tensor& x, double prune_ratio, DType value_dtype, Mem
 }
 
 void unpack(const Tensor& out, const SparsePack& p) {
+  BR_PROFILE("unpack");
   check_pack("unpack", p);
   check_defined("unpack", "out", out);
   check_shape("unpack", "out", out, p.shape);
@@ -95,6 +98,7 @@ void unpack(const Tensor& out, const SparsePack& p) {
 }
 
 Tensor unpack(const SparsePack& p, MemCategory category) {
+  BR_PROFILE("unpack");
   check_pack("unpack", p);
   Tensor out = Tensor::empty(p.shape, p.dtype, p.mask.device(), category);
   unpack(out, p);

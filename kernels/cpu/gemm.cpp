@@ -4,6 +4,7 @@
 // kernels.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <Eigen/Core>
+#include <omp.h>
 
 namespace br::cpu {
 
@@ -40,13 +41,33 @@ void gemm_one(T* c, const T* a, bool ta, const T* b, bool tb, int64_t M, int64_t
     product(C, A.transpose(), B.transpose(), alpha, beta);
 }
 
+// Below this many multiply-adds (about 0.1 ms on one core) a lone product runs on the calling
+// thread. Eigen threads any product of more than ~50k multiply-adds per thread, and at batch 1 or
+// short sequences the fork, its barrier and (under OMP_WAIT_POLICY=PASSIVE or a busy machine) the
+// wake-up of the second thread cost more than they save.
+constexpr int64_t kSerialMacs = int64_t(1) << 23;
+
+// Eigen's own thread count set to 1 for one scope (the calling thread only, outside any parallel
+// region: Eigen's setting is a process global). 0 restores Eigen's default, omp_get_max_threads().
+struct SerialEigen {
+  SerialEigen() { Eigen::setNbThreads(1); }
+  ~SerialEigen() { Eigen::setNbThreads(0); }
+};
+
 // Large products are threaded inside Eigen's GEMM (OpenMP); many small ones (attention heads) are
-// spread over the batch instead, where Eigen then runs single-threaded.
+// spread over the batch instead, where Eigen then runs single-threaded; a small lone product runs
+// on the calling thread.
 template <typename T>
 void gemm_batched(T* c, const T* a, bool ta, const T* b, bool tb, int64_t batch, int64_t M,
                   int64_t N, int64_t K, T alpha, T beta) {
   const int64_t sa = M * K, sb = K * N, sc = M * N;
   const bool over_batch = batch > 1 && M * N * K < (int64_t(1) << 21);
+  if (!over_batch && M * N * K < kSerialMacs && !omp_in_parallel()) {
+    SerialEigen serial;
+    for (int64_t g = 0; g < batch; ++g)
+      gemm_one(c + g * sc, a + g * sa, ta, b + g * sb, tb, M, N, K, alpha, beta);
+    return;
+  }
 #pragma omp parallel for schedule(static) if (over_batch)
   for (int64_t g = 0; g < batch; ++g)
     gemm_one(c + g * sc, a + g * sa, ta, b + g * sb, tb, M, N, K, alpha, beta);
