@@ -167,6 +167,7 @@ def hf_run(cfg, args, device, seq, batch, mode, rep):
     except Exception as e:  # noqa: BLE001 -- one failed configuration is recorded
         common.record_failure(rec, e)
     common.release(device)
+    rec["loadavg_1min"] = os.getloadavg()[0]  # the machine may be shared: timings are as noisy
     common.emit(rec)
 
 
@@ -192,11 +193,13 @@ def ours_run(args, seq, batch, mode, rep):
                    dense_activation_bytes=j["dense_activation_bytes"],
                    peak_bytes_by_category=cat, recompute_peak_bytes=j["recompute_peak_bytes"],
                    step_seconds=j["forward_seconds"] + j["backward_seconds"],
+                   forward_seconds=j["forward_seconds"], backward_seconds=j["backward_seconds"],
                    optimizer_seconds=j["optimizer_seconds"])
     except Exception as e:  # noqa: BLE001 -- one failed configuration is recorded
         if isinstance(e, subprocess.CalledProcessError):
             sys.stderr.write(e.stderr or "")
         common.record_failure(rec, e)
+    rec["loadavg_1min"] = os.getloadavg()[0]
     common.emit(rec)
 
 
@@ -228,7 +231,7 @@ def main():
         return 1
     # One round: HF and ours alternate, mode by mode (hf dense, ours dense, hf checkpoint, ours
     # checkpoint, then our remaining modes), so drift on a shared machine hits both sides alike.
-    hf_modes = args.modes.split(",")
+    hf_modes = [m for m in args.modes.split(",") if m]  # --modes "": ours only
     ours_modes = args.ours_modes.split(",") if args.ours else []
     order = []
     for i in range(max(len(hf_modes), len(ours_modes))):
