@@ -5,7 +5,8 @@
 #   tools/gpu_check.sh OUTDIR --dry-run  # or BERTRAZOR_GPU_CHECK_DRY=1: CPU rehearsal
 # Order: environment, ceilings (copy bandwidth, bf16/fp32 matmul), CUDA tests, data-parallel
 # training through NCCL (1 and 2 processes on the one GPU), our training step (bf16 and fp32)
-# and the PyTorch peers at seq 128/batch 32 and seq 512/batch 8 and 32, largest batch at seq 512
+# and the PyTorch peers at seq 128/batch 32 and seq 512/batch 8 and 32, peak activation memory
+# with and without gradient checkpointing (HF and ours, seq 512/batch 8), largest batch at seq 512
 # under 16 GiB, kernel microbenchmarks, CUDA tests under compute-sanitizer memcheck, HF with
 # torch.compile. Every step has its own timeout; a failed step is recorded and the next one runs;
 # a step that would not fit the global budget (BERTRAZOR_GPU_CHECK_BUDGET_S, default 450 s) is
@@ -167,6 +168,15 @@ step "hf eager bf16/fp32 sdpa/eager" 150 40 hf.jsonl \
 step "torch reference Back Razor none/seed" 120 40 backrazor_ref.jsonl \
   "$PY" benchmarks/peer/backrazor_ref.py --config "$CONFIG" --device "$DEV" --shapes "$PY_SHAPES" \
   --dtypes fp32,bf16 --backrazor none,seed --steps "$STEPS_N" --warmup "$WARM"
+
+# ---- peak activation memory, HF with and without gradient checkpointing vs ours (issue 12 §6) ----
+# fp32, one forward+loss+backward per run, alternating HF dense, ours dense, HF checkpointing,
+# ours --gradient_checkpointing, ours balanced, ours checkpointing + balanced; HF's peak from
+# torch.cuda.max_memory_allocated, ours from our allocator (both above parameters + gradients).
+step "hf vs ours activation memory fp32" 120 40 hf_memory.jsonl \
+  "$PY" benchmarks/peer/hf_memory.py --config "$CONFIG" --device "$DEV" \
+  --shapes "$(echo "$SHAPES" | awk '{print $2}')" --timed_steps "$STEPS_N" \
+  --ours "$BIN/bertrazor" --ours_model "$REPO/$CONFIG"
 
 # ---- largest batch at seq 512 under the cap ----
 for preset in none all; do
