@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "core/text.h"
+#include "models/memory_plan.h"
 
 namespace br {
 
@@ -212,6 +213,11 @@ std::string write_memory_svg(const CommandArgs& a, const MemoryReport& given) {
   std::string label = (a.gradient_checkpointing ? "checkpoint+" : "") +
                       (a.backRazor ? backrazor_label(a) : std::string("dense"));
   if (!a.backrazor_layers.empty()) label += " (layers " + a.backrazor_layers + ")";
+  std::optional<int64_t> budget;
+  if (a.max_memory) {
+    label = "plan for --max_memory " + *a.max_memory;
+    budget = parse_byte_size(*a.max_memory);
+  }
   std::vector<LabelledReport> runs{{label, given}};
   std::string rest = a.compare;
   while (!trim(rest).empty()) {
@@ -225,7 +231,7 @@ std::string write_memory_svg(const CommandArgs& a, const MemoryReport& given) {
                   given.batch, given.seq);
   std::ofstream out(*a.svg);
   BR_CHECK(out, "--svg: cannot write {}", *a.svg);
-  out << memory_svg(runs, title);
+  out << memory_svg(runs, title, budget);
   BR_CHECK(out.good(), "--svg: writing {} failed", *a.svg);
   return *a.svg;
 }
