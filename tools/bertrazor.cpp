@@ -78,10 +78,13 @@ int cmd_memory(const br::CommandArgs& a) {
   if (a.plan) return cmd_memory_plan(a);
   if (a.find_max_batch) return cmd_memory_max_batch(a);
   const std::string config = br::config_json_path(a);
-  br::BertForSequenceClassification model = br::memory_model(a);
   std::optional<br::MemoryPlan> plan;
-  if (a.max_memory) plan = br::plan_for_args(a, model.config(), true);
-  br::MemoryReport r = br::measure_training_step(model, a);
+  br::MemoryReport r;
+  {  // the model is freed before --svg measures the --compare plans, each with a model of its own
+    br::BertForSequenceClassification model = br::memory_model(a);
+    if (a.max_memory) plan = br::plan_for_args(a, model.config(), true);
+    r = br::measure_training_step(model, a);
+  }
   const std::string device(br::device_name(br::resolved_device(a)));
   if (a.json) {
     nlohmann::json j = br::memory_report_json(r);

@@ -64,9 +64,11 @@ std::string memory_svg(const std::vector<LabelledReport>& runs, const std::strin
   const int layers = layer_count(runs[0].report);
   const double bar_w = 14, gap = 4, group_gap = 36, left = 90, top = 60, panel_h = 260;
   const double group_w = (layers + 1) * (bar_w + gap);
-  const double width = left + runs.size() * (group_w + group_gap) + 220;
-  const double cat_top = top + panel_h + 110, cat_h = 28;
-  const double height = cat_top + runs.size() * (cat_h + 14) + 90;
+  double stride = group_w + group_gap;  // wide enough for each run's label under its bars
+  for (const LabelledReport& run : runs) stride = std::max(stride, 7.0 * run.label.size() + 16);
+  const double width = std::max(980.0, left + runs.size() * stride + 220);
+  const double cat_top = top + panel_h + 110, cat_h = 24, cat_pitch = cat_h + 26;
+  const double height = cat_top + runs.size() * cat_pitch + 70;
   int64_t top_max = 1;
   for (const LabelledReport& run : runs) {
     auto bars = bars_of(run.report, layers);
@@ -95,7 +97,7 @@ std::string memory_svg(const std::vector<LabelledReport>& runs, const std::strin
   }
   std::map<Site, bool> used;
   for (size_t g = 0; g < runs.size(); ++g) {
-    const double x0 = left + g * (group_w + group_gap);
+    const double x0 = left + g * stride;
     const MemoryReport& r = runs[g].report;
     auto bars = bars_of(r, layers);
     for (size_t b = 0; b < bars.size(); ++b) {
@@ -142,7 +144,9 @@ std::string memory_svg(const std::vector<LabelledReport>& runs, const std::strin
     cat_max = std::max({cat_max, sum, run.report.stats.total_peak});
   }
   const double cat_w = width - left - 230;
-  auto x_of = [&](double bytes) { return left + 60 + cat_w * bytes / double(std::max<int64_t>(cat_max, 1)); };
+  auto x_of = [&](double bytes) {
+    return left + 60 + cat_w * bytes / double(std::max<int64_t>(cat_max, 1));
+  };
   o += fmt::format("<text x=\"{}\" y=\"{:.0f}\" font-size=\"13\" font-weight=\"bold\">peak bytes of "
                    "the step by category (black tick: the step's total peak)</text>\n",
                    left, cat_top - 16);
@@ -150,9 +154,9 @@ std::string memory_svg(const std::vector<LabelledReport>& runs, const std::strin
                                              "#edc948", "#b07aa1", "#bab0ac"};
   for (size_t g = 0; g < runs.size(); ++g) {
     const MemoryStats& st = runs[g].report.stats;
-    const double y = cat_top + g * (cat_h + 14);
-    o += fmt::format("<text x=\"{}\" y=\"{:.0f}\" text-anchor=\"end\">{}</text>\n", left + 54,
-                     y + cat_h / 2 + 4, esc(runs[g].label));
+    const double y = cat_top + g * cat_pitch + 16;
+    o += fmt::format("<text x=\"{}\" y=\"{:.0f}\">{}</text>\n", left + 60, y - 4,
+                     esc(runs[g].label));
     double acc = 0;
     for (int c = 0; c < kMemCategories; ++c) {
       const double v = double(st.peak[size_t(c)]);
@@ -168,7 +172,7 @@ std::string memory_svg(const std::vector<LabelledReport>& runs, const std::strin
                      x_of(double(st.total_peak)), x_of(double(st.total_peak)), y - 3, y + cat_h + 3,
                      x_of(double(st.total_peak)) + 4, y + cat_h / 2 + 4, mib(st.total_peak));
   }
-  const double legend_y = cat_top + runs.size() * (cat_h + 14) + 10;
+  const double legend_y = cat_top + runs.size() * cat_pitch + 16;
   for (int c = 0; c < kMemCategories; ++c)
     o += fmt::format("<rect x=\"{:.0f}\" y=\"{:.0f}\" width=\"10\" height=\"10\" fill=\"{}\"/>"
                      "<text x=\"{:.0f}\" y=\"{:.0f}\">{}</text>\n",
@@ -192,6 +196,7 @@ CommandArgs args_for_plan(const CommandArgs& a, const std::string& raw) {
   b.backrazor_sites.clear();
   b.gradient_checkpointing = false;
   b.backRazor = false;
+  b.max_memory.reset();  // a compared plan is the one it names, not the planner's
   std::string preset = plan;
   if (plan.rfind("checkpoint", 0) == 0) {
     b.gradient_checkpointing = true;
