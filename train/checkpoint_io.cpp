@@ -1,5 +1,7 @@
 #include "train/checkpoint_io.h"
 
+#include <xxhash.h>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -175,22 +177,115 @@ int64_t remove_stale_checkpoint_tmp(const std::string& output_dir) {
   return int64_t(stale.size());
 }
 
-std::optional<std::string> resume_checkpoint(const TrainingArgs& args) {
-  std::optional<std::string> last;
+std::string file_digest(const fs::path& path) {
+  std::FILE* f = std::fopen(path.c_str(), "rb");
+  BR_CHECK(f, "{}: cannot open: {}", path.string(), std::strerror(errno));
+  XXH3_state_t* st = XXH3_createState();
+  XXH3_128bits_reset(st);
+  std::vector<char> buf(size_t(1) << 20);
+  size_t n = 0;
+  while ((n = std::fread(buf.data(), 1, buf.size(), f)) > 0) XXH3_128bits_update(st, buf.data(), n);
+  const bool failed = std::ferror(f);
+  std::fclose(f);
+  const XXH128_hash_t h = XXH3_128bits_digest(st);
+  XXH3_freeState(st);
+  BR_CHECK(!failed, "{}: read error", path.string());
+  return fmt::format("{:016x}{:016x}", h.high64, h.low64);
+}
+
+namespace {
+
+constexpr const char* kManifest = "manifest.json";
+
+// {"format": "bertrazor-checkpoint-manifest-1", "hash": "xxh3-128",
+//  "files": {name: {"bytes": N, "xxh3_128": hex}}} over every other regular file of dir.
+std::string manifest_text(const fs::path& dir) {
+  std::vector<std::string> names;
+  for (const auto& e : fs::directory_iterator(dir))
+    if (e.is_regular_file() && e.path().filename() != kManifest)
+      names.push_back(e.path().filename().string());
+  std::sort(names.begin(), names.end());
+  nlohmann::ordered_json files = nlohmann::ordered_json::object();
+  for (const std::string& n : names)
+    files[n] = {{"bytes", int64_t(fs::file_size(dir / n))}, {"xxh3_128", file_digest(dir / n)}};
+  nlohmann::ordered_json m = {{"format", "bertrazor-checkpoint-manifest-1"},
+                              {"hash", "xxh3-128"},
+                              {"files", files}};
+  return m.dump(2) + "\n";
+}
+
+}  // namespace
+
+CheckpointCheck verify_checkpoint(const fs::path& dir) {
+  const std::string name = dir.filename().string();
+  const fs::path mpath = dir / kManifest;
   std::error_code ec;
+  if (!fs::exists(mpath, ec)) return {CheckpointCheck::legacy, name + ": no " + kManifest};
+  nlohmann::json m;
+  try {
+    m = nlohmann::json::parse(read_file(mpath.string()));
+    if (m.at("hash").get<std::string>() != "xxh3-128")
+      return {CheckpointCheck::damaged, name + "/" + kManifest + ": unknown hash " + m.at("hash").dump()};
+    for (const auto& [file, want] : m.at("files").items()) {
+      const fs::path p = dir / file;
+      if (!fs::is_regular_file(p, ec))
+        return {CheckpointCheck::damaged, name + "/" + file + ": missing"};
+      const int64_t bytes = int64_t(fs::file_size(p, ec)), want_bytes = want.at("bytes").get<int64_t>();
+      if (bytes != want_bytes)
+        return {CheckpointCheck::damaged, fmt::format("{}/{}: {} bytes, the manifest says {}", name,
+                                                      file, bytes, want_bytes)};
+      if (file_digest(p) != want.at("xxh3_128").get<std::string>())
+        return {CheckpointCheck::damaged, name + "/" + file + ": contents differ from the manifest's digest"};
+    }
+  } catch (const nlohmann::json::exception& e) {
+    return {CheckpointCheck::damaged, name + "/" + kManifest + ": unreadable: " + e.what()};
+  } catch (const Error& e) {
+    return {CheckpointCheck::damaged, e.what()};
+  }
+  return {};
+}
+
+std::optional<std::string> resume_checkpoint(const TrainingArgs& args, std::vector<std::string>* notes) {
+  auto note = [&](const std::string& line) {
+    if (notes) notes->push_back(line);
+  };
+  std::error_code ec;
+  // HF run_glue's check first: training into a non-empty folder needs a checkpoint in it.
+  std::vector<std::string> all;
   if (args.do_train && !args.overwrite_output_dir && fs::is_directory(args.output_dir, ec)) {
-    last = last_checkpoint(args.output_dir);
+    all = sorted_checkpoints(args.output_dir);
     bool empty = true;
     for (const auto& entry : fs::directory_iterator(args.output_dir))
       if (!(entry.is_directory() && is_checkpoint_tmp(entry.path().filename().string()))) empty = false;
-    if (!last && !empty)
+    if (all.empty() && !empty)
       fail("Output directory ({}) already exists and is not empty. Use --overwrite_output_dir to overcome.",
            args.output_dir);
   }
-  std::optional<std::string> chosen = args.resume_from_checkpoint ? args.resume_from_checkpoint : last;
-  if (chosen && !fs::is_directory(*chosen, ec))
-    fail("--resume_from_checkpoint: can't find a valid checkpoint at {}", *chosen);
-  return chosen;
+  if (args.resume_from_checkpoint) {
+    const std::string& named = *args.resume_from_checkpoint;
+    if (!fs::is_directory(named, ec))
+      fail("--resume_from_checkpoint: can't find a valid checkpoint at {}", named);
+    CheckpointCheck c = verify_checkpoint(named);
+    if (c.kind == CheckpointCheck::damaged)
+      fail("--resume_from_checkpoint {}: damaged checkpoint: {}", named, c.problem);
+    if (c.kind == CheckpointCheck::legacy)
+      note("warning: resuming from " + named + " unverified (" + c.problem + ")");
+    return named;
+  }
+  for (auto it = all.rbegin(); it != all.rend(); ++it) {
+    CheckpointCheck c = verify_checkpoint(*it);
+    if (c.kind == CheckpointCheck::damaged) {
+      note("skipping damaged checkpoint " + *it + ": " + c.problem);
+      continue;
+    }
+    if (c.kind == CheckpointCheck::legacy)
+      note("warning: resuming from " + *it + " unverified (" + c.problem + ")");
+    return *it;
+  }
+  if (!all.empty())
+    fail("{}: every checkpoint is damaged (newest first: {}); nothing to resume from. Use "
+         "--overwrite_output_dir to start over", args.output_dir, verify_checkpoint(all.back()).problem);
+  return std::nullopt;
 }
 
 CheckpointWriter::CheckpointWriter(const std::string& output_dir, int64_t step, std::string tag)
@@ -217,6 +312,7 @@ void CheckpointWriter::write_file(const std::string& name, std::string_view byte
 
 std::string CheckpointWriter::commit() {
   BR_CHECK(!committed_, "CheckpointWriter::commit: {} already committed", checkpoint_name(step_));
+  write_and_sync(tmp_ / kManifest, manifest_text(tmp_));  // last: it vouches for the rest
   sync_dir(tmp_);
   const std::string final_path = checkpoint_path(output_dir_, step_);
   std::error_code ec;

@@ -51,10 +51,27 @@ std::optional<std::string> last_checkpoint(const std::string& output_dir);
 // Removes "checkpoint-N.tmp-*" folders left by an interrupted save; returns how many.
 int64_t remove_stale_checkpoint_tmp(const std::string& output_dir);
 
+// Verified checkpoints: every checkpoint-N holds manifest.json, written last before the folder is
+// renamed into place, with the byte size and XXH3-128 digest (libxxhash) of every other file.
+// intact: the manifest matches; legacy: no manifest (a checkpoint from before manifests);
+// damaged: `problem` names the first file that is missing, has another size or another digest,
+// or the manifest itself when it cannot be read.
+struct CheckpointCheck {
+  enum Kind { intact, legacy, damaged } kind = intact;
+  std::string problem;
+};
+CheckpointCheck verify_checkpoint(const fs::path& dir);
+// The XXH3-128 digest of a file's bytes as 32 hex digits; throws naming the file.
+std::string file_digest(const fs::path& path);
+
 // run_glue's start-up check: with do_train and without overwrite_output_dir, a non-empty
 // output_dir must hold a checkpoint (stale tmp folders do not count); the checkpoint to resume
-// from is resume_from_checkpoint if given, else that last checkpoint. Throws the HF message.
-std::optional<std::string> resume_checkpoint(const TrainingArgs& args);
+// from is resume_from_checkpoint if given, else the newest intact checkpoint. Throws the HF
+// message. Every checkpoint is verified (verify_checkpoint): a damaged one that
+// resume_from_checkpoint names is an error; a damaged newest one is passed over for the next
+// intact one, with a line in *notes naming the file; a legacy one loads with a warning in *notes.
+std::optional<std::string> resume_checkpoint(const TrainingArgs& args,
+                                             std::vector<std::string>* notes = nullptr);
 
 // A checkpoint being written: files go into `dir()` (output_dir/checkpoint-N.tmp-<tag>);
 // commit() renames it to checkpoint-N, replacing an older folder of that name. Destroyed without

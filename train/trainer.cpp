@@ -551,7 +551,10 @@ void run_glue(const TrainingArgs& asked) {
   if (comm->is_main() && !fit_note.empty()) fmt::print("{}\n", fit_note);
   share_cpu_threads(*comm, device);
   check_memory_budget(a);  // --max_memory: a budget no plan fits fails before any file is written
-  std::optional<std::string> resume = a.do_train ? resume_checkpoint(a) : std::nullopt;
+  std::vector<std::string> resume_notes;
+  std::optional<std::string> resume = a.do_train ? resume_checkpoint(a, &resume_notes) : std::nullopt;
+  if (comm->is_main())
+    for (const std::string& line : resume_notes) fmt::print("{}\n", line);
   comm->barrier();  // every rank has checked the output dir before rank 0 writes to it
   if (comm->is_main()) {
     fs::create_directories(a.output_dir);

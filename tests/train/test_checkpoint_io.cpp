@@ -345,3 +345,59 @@ TEST_CASE("predictions and training args files", "[train][checkpoint]") {
   CHECK_THAT(text, Contains("  \"learning_rate\": 2e-05,\n"));
   CHECK(nlohmann::json::parse(text) == a.to_json());
 }
+
+TEST_CASE("verified checkpoints: a manifest written last, checked on resume", "[train][checkpoint][manifest]") {
+  TempDir out;
+  auto args = [&](std::vector<std::string> extra) {
+    std::vector<std::string> argv = {"--model_name_or_path", "m", "--output_dir", out.str(),
+                                     "--task_name", "rte", "--do_train"};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return parse_training_args(argv, std::nullopt);
+  };
+  auto checkpoint = [&](int64_t step) {
+    CheckpointWriter w(out.str(), step);
+    w.write_file("trainer_state.json", "{\"global_step\": " + std::to_string(step) + "}");
+    w.write_file("model.safetensors", std::string(5000, char('a' + step % 7)));
+    return fs::path(w.commit());
+  };
+  const fs::path c10 = checkpoint(10), c20 = checkpoint(20), c30 = checkpoint(30);
+  nlohmann::json m = nlohmann::json::parse(read_file((c30 / "manifest.json").string()));
+  CHECK(m.at("hash") == "xxh3-128");
+  CHECK(m.at("files").size() == 2);
+  CHECK(m.at("files").at("model.safetensors").at("bytes") == 5000);
+  CHECK(m.at("files").at("model.safetensors").at("xxh3_128") == file_digest(c30 / "model.safetensors"));
+  CHECK(verify_checkpoint(c30).kind == CheckpointCheck::intact);
+  std::vector<std::string> notes;
+  CHECK(resume_checkpoint(args({}), &notes) == std::optional<std::string>(c30.string()));
+  CHECK(notes.empty());
+
+  // A flipped bit in the newest: passed over for the next intact one, with a line naming the file.
+  std::string bytes = read_file((c30 / "model.safetensors").string());
+  bytes[1234] ^= 0x04;
+  std::ofstream(c30 / "model.safetensors", std::ios::binary) << bytes;
+  CHECK(verify_checkpoint(c30).kind == CheckpointCheck::damaged);
+  CHECK_THAT(verify_checkpoint(c30).problem,
+             Contains("checkpoint-30/model.safetensors: contents differ"));
+  notes.clear();
+  CHECK(resume_checkpoint(args({}), &notes) == std::optional<std::string>(c20.string()));
+  REQUIRE(notes.size() == 1);
+  CHECK_THAT(notes[0], Contains("skipping damaged checkpoint") && Contains("checkpoint-30/model.safetensors"));
+  // Named explicitly, a damaged checkpoint is an error.
+  CHECK_THROWS_WITH(resume_checkpoint(args({"--resume_from_checkpoint", c30.string()})),
+                    Contains("damaged checkpoint") && Contains("model.safetensors"));
+  // Truncated, and a file missing.
+  fs::resize_file(c20 / "model.safetensors", 100);
+  CHECK_THAT(verify_checkpoint(c20).problem, Contains("100 bytes, the manifest says 5000"));
+  fs::remove(c10 / "trainer_state.json");
+  CHECK_THAT(verify_checkpoint(c10).problem, Contains("checkpoint-10/trainer_state.json: missing"));
+  CHECK_THROWS_WITH(resume_checkpoint(args({})), Contains("every checkpoint is damaged"));
+  // A broken manifest is damage too; one from before manifests loads with a warning.
+  std::ofstream(c20 / "manifest.json") << "{not json";
+  CHECK_THAT(verify_checkpoint(c20).problem, Contains("manifest.json: unreadable"));
+  fs::remove(c30 / "manifest.json");
+  CHECK(verify_checkpoint(c30).kind == CheckpointCheck::legacy);
+  notes.clear();
+  CHECK(resume_checkpoint(args({}), &notes) == std::optional<std::string>(c30.string()));
+  REQUIRE(notes.size() == 1);
+  CHECK_THAT(notes[0], Contains("unverified") && Contains("no manifest.json"));
+}
