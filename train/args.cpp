@@ -875,28 +875,29 @@ CommandArgs parse(Command command, const std::vector<std::string>& argv,
   return a;
 }
 
-}  // namespace
-
-BackRazorPolicy backrazor_policy(const TrainingArgs& a) {
-  if (!a.backRazor) return BackRazorPolicy::preset("none");
-  BackRazorPolicy p = BackRazorPolicy::preset(a.backrazor_preset, a.prune_ratio,
+// The preset `name` as these flags shape it: --prune_ratio, --backrazor_dtype, --backrazor_sites,
+// --backrazor_skip_padding.
+BackRazorPolicy preset_from_flags(const TrainingArgs& a, std::string_view name) {
+  BackRazorPolicy p = BackRazorPolicy::preset(name, a.prune_ratio,
                                               a.backrazor_dtype == "fp32" ? DType::f32 : DType::f16);
   p.apply_overrides(a.backrazor_sites);
   p.skip_padding = a.backrazor_skip_padding;
   return p;
 }
 
+}  // namespace
+
+BackRazorPolicy backrazor_policy(const TrainingArgs& a) {
+  if (!a.backRazor) return BackRazorPolicy::preset("none");
+  return preset_from_flags(a, a.backrazor_preset);
+}
+
 std::vector<LayerPlan> layer_plans(const TrainingArgs& a, int num_layers) {
   const LayerPlan base{backrazor_policy(a), a.gradient_checkpointing};
   std::vector<LayerPlan> plans;
   try {
-    plans = parse_layer_plans(a.backrazor_layers, num_layers, base, [&](std::string_view preset) {
-      BackRazorPolicy p = BackRazorPolicy::preset(
-          preset, a.prune_ratio, a.backrazor_dtype == "fp32" ? DType::f32 : DType::f16);
-      p.apply_overrides(a.backrazor_sites);
-      p.skip_padding = a.backrazor_skip_padding;
-      return p;
-    });
+    plans = parse_layer_plans(a.backrazor_layers, num_layers, base,
+                              [&](std::string_view preset) { return preset_from_flags(a, preset); });
   } catch (const Error& e) {
     fail("--backrazor_layers: {}", e.what());
   }
