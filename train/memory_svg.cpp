@@ -205,8 +205,11 @@ CommandArgs args_for_plan(const CommandArgs& a, const std::string& raw) {
              "checkpoint+PRESET", plan);
   }
   if (preset != "dense") {
-    BR_CHECK(preset == "seed" || preset == "all" || preset == "balanced",
-             "--compare: '{}': plan '{}' is not dense, seed, all or balanced", raw, preset);
+    try {
+      BackRazorPolicy::preset(preset);  // the one list of preset names
+    } catch (const Error& e) {
+      fail("--compare: '{}': {}", raw, e.what());
+    }
     b.backRazor = true;
     b.backrazor_preset = preset;
   }
