@@ -150,6 +150,10 @@ void read_summary(const std::string& bytes, const std::string& where, const Scal
 
 }  // namespace
 
+double unix_time() {
+  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+}
+
 std::string tensorboard_tag(const std::string& key) {
   if (key.find('/') != std::string::npos) return key;  // ours, already grouped (memory/...)
   for (const char* split : {"eval", "test"}) {
@@ -178,8 +182,7 @@ EventWriter::EventWriter(const std::string& dir, const std::string& host) {
   std::error_code ec;
   fs::create_directories(dir, ec);
   BR_CHECK(!ec, "tensorboard: cannot create the logging dir {}: {}", dir, ec.message());
-  const double now = std::chrono::duration<double>(
-                         std::chrono::system_clock::now().time_since_epoch()).count();
+  const double now = unix_time();
   path_ = (fs::path(dir) / fmt::format("events.out.tfevents.{}.{}", int64_t(now), host)).string();
   file_ = std::fopen(path_.c_str(), "wb");
   BR_CHECK(file_, "tensorboard: cannot open {}: {}", path_, std::strerror(errno));
@@ -217,9 +220,11 @@ void EventWriter::add_scalar(const std::string& tag, double value, int64_t step,
   write_record(e);
 }
 
-void EventWriter::add_logs(const nlohmann::ordered_json& logs, int64_t step, double wall_time) {
+void EventWriter::add_logs(const nlohmann::ordered_json& logs, int64_t step,
+                           std::optional<double> wall_time) {
+  const double t = wall_time.value_or(unix_time());
   for (auto it = logs.begin(); it != logs.end(); ++it)
-    if (it.value().is_number()) add_scalar(tensorboard_tag(it.key()), it.value().get<double>(), step, wall_time);
+    if (it.value().is_number()) add_scalar(tensorboard_tag(it.key()), it.value().get<double>(), step, t);
   flush();
 }
 

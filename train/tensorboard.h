@@ -6,12 +6,16 @@
 #pragma once
 #include <cstdint>
 #include <cstdio>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
 namespace br {
+
+// Seconds since the Unix epoch: an event's wall time.
+double unix_time();
 
 // TFRecord's checksum: CRC32C (Castagnoli), rotated right by 15 and offset by 0xa282ead8.
 uint32_t masked_crc32c(const void* data, size_t n);
@@ -27,7 +31,8 @@ class EventWriter {
   void add_scalar(const std::string& tag, double value, int64_t step, double wall_time);
   // Every number in `logs` under HF's tag rewrite (tensorboard_tag), then flushed so a live
   // TensorBoard sees the run in progress.
-  void add_logs(const nlohmann::ordered_json& logs, int64_t step, double wall_time);
+  void add_logs(const nlohmann::ordered_json& logs, int64_t step,
+                std::optional<double> wall_time = std::nullopt);  // default: now (unix_time)
   void flush();
   const std::string& path() const { return path_; }
 

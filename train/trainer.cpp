@@ -40,10 +40,6 @@ double now_seconds() {
   return std::chrono::duration<double>(std::chrono::steady_clock::now().time_since_epoch()).count();
 }
 
-// Seconds since the Unix epoch: an event's wall time.
-double now_seconds_since_epoch() {
-  return std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-}
 
 // ---------------------------------------------------------------------------------------------
 // Data
@@ -169,7 +165,7 @@ struct Run {
 ordered_json log_entry(TrainerState& state, const Run& run, const ordered_json& logs) {
   ordered_json shown = record_log(state, logs);  // with the epoch, as HF's log() adds it
   if (run.tensorboard)
-    run.tensorboard->add_logs(shown, state.global_step, now_seconds_since_epoch());
+    run.tensorboard->add_logs(shown, state.global_step);
   return shown;
 }
 
@@ -427,7 +423,7 @@ void Training::after_step(int64_t epoch, int64_t mb) {
       ours["memory/saved_activation_bytes"] = peak_saved_;
       ours["memory/peak_bytes"] = memory_stats(run_.device).total_peak;
       ours["time/step_seconds"] = (now_seconds() - t_last_log_) / double(steps_since_log_);
-      run_.tensorboard->add_logs(ours, state_.global_step, now_seconds_since_epoch());
+      run_.tensorboard->add_logs(ours, state_.global_step);
     }
     t_last_log_ = now_seconds();
     tr_loss_since_log_ = 0;
@@ -502,7 +498,7 @@ void Training::finish() {
 
 void final_evaluation(BertForSequenceClassification& model, const Run& run, int64_t global_step) {
   ordered_json all = evaluate_all(model, run);
-  if (run.tensorboard) run.tensorboard->add_logs(all, global_step, now_seconds_since_epoch());
+  if (run.tensorboard) run.tensorboard->add_logs(all, global_step);
   for (size_t i = 0; i < run.data.eval.size(); ++i)
     all[std::string("eval_samples") + (i == 0 ? "" : "_mm")] = int64_t(run.data.eval[i].examples.size());
   if (run.comm.is_main()) {
