@@ -64,16 +64,32 @@ double loss_value(BertForSequenceClassification& m, const BertBatch& b, const St
   return test::to_doubles(m.loss(logits, b.labels))[0];
 }
 
+// One training step under the model's current plans: logits, the flat gradient, the tape bytes
+// held after forward, and what backward reported.
+struct StepOut {
+  std::vector<float> logits, grads;
+  int64_t saved = 0;
+  BackwardReport report;
+};
+
+StepOut plan_step(BertForSequenceClassification& m, const BertBatch& b, const StepOptions& opt) {
+  Tape tape(Device::cpu);
+  ForwardResult fwd = m.forward(b, opt, &tape);
+  StepOut r;
+  r.logits = fwd.logits.to_vector<float>();
+  r.saved = tape.bytes();
+  m.grads().zero_();
+  r.report = m.backward(b, opt, tape, fwd.record, m.loss_backward(fwd.logits, b.labels, 1.0f));
+  CHECK(tape.bytes() == 0);
+  r.grads = m.grads_flat().to_vector<float>();
+  return r;
+}
+
 // One training step's gradient (the whole flat buffer) under policy p.
 std::vector<float> step_grads(BertForSequenceClassification& m, const BertBatch& b,
                               const StepOptions& opt, const BackRazorPolicy& p) {
   m.policy() = p;
-  Tape tape(Device::cpu);
-  ForwardResult fwd = m.forward(b, opt, &tape);
-  Tensor logits = fwd.logits;
-  m.grads().zero_();
-  m.backward(b, opt, tape, fwd.record, m.loss_backward(logits, b.labels, 1.0f));
-  return m.grads_flat().to_vector<float>();
+  return plan_step(m, b, opt).grads;
 }
 
 }  // namespace
@@ -373,30 +389,6 @@ TEST_CASE("backward follows the forward's record, not settings changed in betwee
                     Catch::Contains("the forward record has 1 layers, the model 2"));
 }
 
-namespace {
-
-// One training step under the model's current plans: logits, the flat gradient, the tape bytes
-// held after forward, and what backward reported.
-struct StepOut {
-  std::vector<float> logits, grads;
-  int64_t saved = 0;
-  BackwardReport report;
-};
-
-StepOut plan_step(BertForSequenceClassification& m, const BertBatch& b, const StepOptions& opt) {
-  Tape tape(Device::cpu);
-  ForwardResult fwd = m.forward(b, opt, &tape);
-  StepOut r;
-  r.logits = fwd.logits.to_vector<float>();
-  r.saved = tape.bytes();
-  m.grads().zero_();
-  r.report = m.backward(b, opt, tape, fwd.record, m.loss_backward(fwd.logits, b.labels, 1.0f));
-  CHECK(tape.bytes() == 0);
-  r.grads = m.grads_flat().to_vector<float>();
-  return r;
-}
-
-}  // namespace
 
 TEST_CASE("gradient checkpointing is exact: logits and gradients bit-identical, inside any policy",
           "[models][bert][checkpoint]") {
