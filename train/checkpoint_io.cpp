@@ -272,10 +272,12 @@ std::optional<std::string> resume_checkpoint(const TrainingArgs& args, std::vect
       note("warning: resuming from " + named + " unverified (" + c.problem + ")");
     return named;
   }
+  std::string newest_problem;
   for (auto it = all.rbegin(); it != all.rend(); ++it) {
     CheckpointCheck c = verify_checkpoint(*it);
     if (c.kind == CheckpointCheck::damaged) {
       note("skipping damaged checkpoint " + *it + ": " + c.problem);
+      if (newest_problem.empty()) newest_problem = c.problem;
       continue;
     }
     if (c.kind == CheckpointCheck::legacy)
@@ -284,7 +286,7 @@ std::optional<std::string> resume_checkpoint(const TrainingArgs& args, std::vect
   }
   if (!all.empty())
     fail("{}: every checkpoint is damaged (newest first: {}); nothing to resume from. Use "
-         "--overwrite_output_dir to start over", args.output_dir, verify_checkpoint(all.back()).problem);
+         "--overwrite_output_dir to start over", args.output_dir, newest_problem);
   return std::nullopt;
 }
 
