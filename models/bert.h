@@ -161,8 +161,8 @@ class BertForSequenceClassification {
   // Accumulates parameter gradients into grads(), consuming the tape and the forward's record;
   // calls on_ready(g) for every gradient group g once its gradients are final.
   BackwardReport backward(const BertBatch& batch, const StepOptions& opt, Tape& tape,
-                const ForwardRecord& record, const Tensor& dlogits,
-                const GradReadyHook& on_ready = {});
+                          const ForwardRecord& record, const Tensor& dlogits,
+                          const GradReadyHook& on_ready = {});
 
   BertWeights& params() { return params_; }
   BertWeights& grads() { return grads_; }
