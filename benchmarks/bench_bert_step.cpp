@@ -212,8 +212,8 @@ struct Trainer {
     tape.clear();
     StepOptions opt{true, 42, uint32_t(step), true};
     {
-      BR_PROFILE("grads.zero_");
-      model.grads().zero_();
+      BR_PROFILE("model.zero_grad");
+      model.zero_grad();
     }
     next_phase(0);
     ForwardResult fwd = model.forward(batch, opt, &tape);

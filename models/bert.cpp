@@ -192,6 +192,46 @@ void BertWeights::zero_() const {
   for (const Tensor& t : all()) t.zero_();
 }
 
+void BertForSequenceClassification::note_word_rows(const Tensor& input_ids) {
+  DirtyRows& d = word_rows_;
+  if (d.all) return;
+  if (device_ != Device::cpu || input_ids.device() != Device::cpu) {
+    d.all = true;
+    return;
+  }
+  const int64_t V = config_.vocab_size;
+  d.seen.resize(size_t(V), 0);
+  const int32_t* ids = input_ids.data<int32_t>();
+  for (int64_t i = 0, n = input_ids.numel(); i < n; ++i) {
+    const int32_t id = ids[i];
+    if (id < 0 || id >= V) {  // embedding_backward has rejected it already; stay exact regardless
+      d.all = true;
+      return;
+    }
+    if (!d.seen[size_t(id)]) {
+      d.seen[size_t(id)] = 1;
+      d.rows.push_back(id);
+    }
+  }
+  // Past a quarter of the table, one memset of all of it is as cheap as row by row.
+  if (int64_t(d.rows.size()) * 4 > V) d.all = true;
+}
+
+void BertForSequenceClassification::zero_grad() {
+  DirtyRows& d = word_rows_;
+  const Tensor& w = grads_.word_emb;
+  for (const Tensor& t : grads_.all())
+    if (t.raw() != w.raw()) t.zero_();
+  if (d.all) {
+    w.zero_();
+  } else {
+    for (int32_t r : d.rows) w.rows(r, r + 1).zero_();
+  }
+  for (int32_t r : d.rows) d.seen[size_t(r)] = 0;
+  d.rows.clear();
+  d.all = device_ != Device::cpu;
+}
+
 BertForSequenceClassification::BertForSequenceClassification(BertConfig config, Device device,
                                                              DType dtype)
     : config_(std::move(config)), device_(device), dtype_(dtype), compute_dtype_(dtype) {

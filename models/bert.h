@@ -166,6 +166,14 @@ class BertForSequenceClassification {
 
   BertWeights& params() { return params_; }
   BertWeights& grads() { return grads_; }
+  // Zeros grads() for the next accumulation, as grads().zero_() does but without rewriting the
+  // whole word-embedding gradient (vocab × hidden: half of MiniLM's and a quarter of bert-base's
+  // gradient bytes): of that table, only the rows backward() wrote since the last zero_grad() (the
+  // token ids it saw) are zeroed. Whatever else writes into grads() (a data-parallel all-reduce puts
+  // other ranks' rows there) must call note_grads_written() first; the next zero_grad() then zeros
+  // everything. On CUDA every zero_grad() zeros everything.
+  void zero_grad();
+  void note_grads_written() { word_rows_.all = true; }
   // Every gradient as one contiguous buffer (BertWeights::allocate_flat): num_grad_groups() groups,
   // group g at elements [grad_group_offset(g), grad_group_offset(g + 1)); grad_group_offsets() is
   // all num_grad_groups() + 1 of those offsets, from 0 to grads_flat().numel().
@@ -204,6 +212,13 @@ class BertForSequenceClassification {
   BertWeights compute_params_;  // bf16 compute only: see compute_weights()
   BertWeights grads_;
   Tensor grads_flat_;
+  // The word-embedding gradient rows written since the last zero_grad(): see zero_grad().
+  struct DirtyRows {
+    bool all = true;             // every row may be non-zero (the state after allocation)
+    std::vector<uint8_t> seen;   // [vocab] 1 where listed
+    std::vector<int32_t> rows;   // listed rows, each once
+  } word_rows_;
+  void note_word_rows(const Tensor& input_ids);
   std::vector<int64_t> grad_group_offsets_;
   BackRazorPolicy policy_;
   std::vector<LayerPlan> layer_plans_;

@@ -150,6 +150,7 @@ BackwardReport BertForSequenceClassification::backward(const BertBatch& batch,
     ready();  // layer l
   }
   embeddings_backward(ctx, P, g, dh, batch.input_ids, batch.token_type_ids, c, tape);
+  note_word_rows(batch.input_ids);
   ready();  // embeddings
   return report;
 }

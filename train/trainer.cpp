@@ -332,7 +332,7 @@ int64_t Training::run() {
       !main_rank || a_.disable_tqdm ? std::optional<bool>(false) : std::nullopt);
   progress_->update(state_.global_step);
   t_start_ = t_last_log_ = now_seconds();
-  model_.grads().zero_();
+  model_.zero_grad();
   if (comm_.world_size() > 1) {
     const size_t cap = a_.ddp_bucket_cap_mb ? size_t(*a_.ddp_bucket_cap_mb) << 20
                                             : Communicator::kDefaultBucketBytes;
@@ -381,11 +381,14 @@ void Training::micro_batch(int64_t epoch, int64_t mb, const std::vector<int64_t>
 }
 
 void Training::optimizer_step(int64_t epoch, int64_t mb) {
-  if (reducer_) reducer_->finish();  // as DDP: clip the averaged gradient
+  if (reducer_) {
+    reducer_->finish();  // as DDP: clip the averaged gradient
+    model_.note_grads_written();  // other ranks' word-embedding rows are in it now
+  }
   grad_norm_ = a_.max_grad_norm > 0 ? clip_grad_norm(opt_.grads(), a_.max_grad_norm)
                                     : global_grad_norm(opt_.grads());
   opt_.step(learning_rate_at(a_, state_.global_step, plan_.max_steps));
-  model_.grads().zero_();
+  model_.zero_grad();
   state_.global_step += 1;
   state_.epoch = fractional_epoch(epoch, mb, plan_.batches_per_epoch);
   ++steps_since_log_;

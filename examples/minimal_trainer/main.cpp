@@ -55,7 +55,7 @@ int main() {
     BertBatch batch{Tensor::from_host(ids, {B, S}), Tensor::from_host(tt, {B, S}),
                     Tensor::from_host(am, {B, S}), Tensor::from_host(labels, {B}),
                     Tensor::from_host(ex, {B})};
-    model.grads().zero_();
+    model.zero_grad();
     StepResult r = train_step(model, batch, StepOptions{true, 7, uint32_t(step), true}, tape);
     const float loss = float(r.loss);
     saved = r.saved_bytes;

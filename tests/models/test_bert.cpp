@@ -487,3 +487,42 @@ TEST_CASE("layer plans parse ranges, presets and checkpoints", "[models][backraz
   CHECK_THROWS_WITH(parse_layer_plans("1=fancy", 6, base, make),
                     Catch::Contains("unknown Back Razor preset 'fancy'"));
 }
+
+TEST_CASE("zero_grad zeros every gradient while rewriting only the word rows backward wrote",
+          "[models][bert]") {
+  BertConfig c = tiny_config();
+  c.vocab_size = 200;  // the batches touch 9 and 9 rows of it: the row-by-row path
+  BertForSequenceClassification m(c, Device::cpu);
+  m.init_weights(5);
+  BertBatch a = tiny_batch(Device::cpu, 3), b = tiny_batch(Device::cpu, 3);
+  std::vector<int32_t> ids = a.input_ids.to_vector<int32_t>();
+  for (int32_t& id : ids)
+    if (id != 0) id += 150;
+  b.input_ids = Tensor::from_host(ids, {3, 5}, Device::cpu);
+  StepOptions opt{true, 9, 1, true};
+  auto backward = [&](const BertBatch& x) {
+    Tape tape(Device::cpu);
+    ForwardResult fwd = m.forward(x, opt, &tape);
+    m.backward(x, opt, tape, fwd.record, m.loss_backward(fwd.logits, x.labels, 1.0f));
+  };
+  auto all_zero = [&] {
+    for (float v : m.grads_flat().to_vector<float>())
+      if (v != 0.0f) return false;
+    return true;
+  };
+  m.grads().word_emb.rows(40, 41).fill_bytes_(0x3f);  // a write zero_grad is told nothing about...
+  m.zero_grad();  // ...is still zeroed: the first zero_grad() zeros everything
+  CHECK(all_zero());
+  backward(a);
+  const std::vector<float> fresh = m.grads_flat().to_vector<float>();
+  backward(b);  // accumulates: two sets of rows
+  CHECK(!all_zero());
+  m.zero_grad();
+  CHECK(all_zero());
+  backward(a);
+  CHECK(m.grads_flat().to_vector<float>() == fresh);  // the same bits as from a full zero
+  m.grads().word_emb.rows(77, 78).fill_bytes_(0x3f);  // as an all-reduce would: other ranks' rows
+  m.note_grads_written();
+  m.zero_grad();
+  CHECK(all_zero());
+}
