@@ -28,8 +28,8 @@ void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, co
                         const Tensor& example_ids);
 
 // Fused attention that never stores an S×S matrix. lse [B, N, S] f32 = logsumexp over keys of the
-// scaled masked scores. CUDA needs D == 64; the CPU runs a row-by-row reference with the same
-// outputs. Backward recomputes P = exp(S − lse) and regenerates the dropout mask; it uses
+// scaled masked scores. CUDA needs D == 64; the CPU works on 64 x 64 tiles of query rows x key
+// columns with an online softmax (kernels/cpu/attention.cpp), the same outputs to rounding. Backward recomputes P = exp(S − lse) and regenerates the dropout mask; it uses
 // rowsum(dout ⊙ out) = rowsum(dP ⊙ P), so `out` must be the forward's output. Every sample needs at
 // least one unmasked key: with all keys at lowest() the fp32 lse loses the scores and backward's P
 // is wrong (the materialized path has no such limit). lse is fp32 also for f64 inputs, so f64 flash

@@ -84,6 +84,20 @@ SparsePack pack_topk(const Tensor& x, double prune_ratio, DType value_dtype, Mem
   return p;
 }
 
+void pack_topk_into(const SparsePack& p, const Tensor& x) {
+  BR_PROFILE("pack_topk");
+  check_pack("pack_topk_into", p);
+  check_defined("pack_topk_into", "x", x);
+  BR_CHECK(x.shape() == p.shape && x.dtype() == p.dtype,
+           "pack_topk_into: x {} for a pack of {} {}", x.str(), dtype_name(p.dtype),
+           shape_str(p.shape));
+  check_same_device("pack_topk_into", x, p.mask);
+  if (x.device() == Device::cpu) return cpu::pack_topk(p, x);
+#if BERTRAZOR_WITH_CUDA
+  return cuda::pack_topk(p, x);
+#endif
+}
+
 void unpack(const Tensor& out, const SparsePack& p) {
   BR_PROFILE("unpack");
   check_pack("unpack", p);

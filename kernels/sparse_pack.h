@@ -40,6 +40,11 @@ int64_t sparse_pack_bytes(int64_t batch, int64_t n, double prune_ratio, DType va
 // Top-k by magnitude per sample: bitmask + kept values (layout above), allocated under `category`.
 SparsePack pack_topk(const Tensor& x, double prune_ratio, DType value_dtype,
                      MemCategory category = MemCategory::saved_activations);
+// The same selection into a pack the caller allocated: out.mask/out.values shaped as pack_topk's
+// for x (out.shape == x's shape, out.k == backrazor_keep_count(n, ratio)); they may be row views of
+// a larger pack (the tape fills one sample chunk at a time). The pack is per sample, so packing
+// samples in chunks gives the bytes pack_topk of the whole tensor gives.
+void pack_topk_into(const SparsePack& out, const Tensor& x);
 // Dense reconstruction into out (shape/dtype of the original): kept positions get their (rounded)
 // values, the rest exactly 0.
 void unpack(const Tensor& out, const SparsePack& p);

@@ -137,6 +137,10 @@ class BertForSequenceClassification {
   DType compute_dtype() const { return compute_dtype_; }
   int64_t compute_param_bytes() const;  // bytes of the bf16 parameter copies (0 when none)
 
+  // The materialized attention's bound on the dense probabilities of one chunk of samples
+  // (kAttentionWorkspaceBytes by default; models/bert_layers.h). No result depends on it.
+  void set_attention_workspace(int64_t bytes) { attention_workspace_ = bytes; }
+  int64_t attention_workspace() const { return attention_workspace_; }
   void set_attention_kernel(AttentionKernel k) { attention_kernel_ = k; }
   AttentionKernel attention_kernel() const { return attention_kernel_; }
   // Whether the next forward runs the fused kernel, given the device, head dim and policy; throws
@@ -208,6 +212,7 @@ class BertForSequenceClassification {
   DType dtype_;
   DType compute_dtype_;
   AttentionKernel attention_kernel_ = AttentionKernel::automatic;
+  int64_t attention_workspace_ = kAttentionWorkspaceBytes;
   BertWeights params_;
   BertWeights compute_params_;  // bf16 compute only: see compute_weights()
   BertWeights grads_;

@@ -4,6 +4,7 @@
 // gradients) approximate while the forward stays exact.
 #include "models/bert_layers.h"
 
+#include <algorithm>
 #include <array>
 #include <utility>
 
@@ -84,6 +85,11 @@ void embeddings_backward(const StepContext& ctx, const BertWeights& P, BertWeigh
 
 namespace {
 
+// Samples [b0, b1) of an optional per-sample tensor (the mask, the example ids).
+Tensor sample_rows(const Tensor& t, int64_t b0, int64_t b1) {
+  return t.defined() ? t.rows(b0, b1) : Tensor();
+}
+
 // h1 = LN1(dropout(merge(softmax(Q Kᵀ · scale + mask) V) W_ao + b_ao) + x), Q/K/V = split(x W + b).
 // Saves the attention input, Q, K, V, P (or, with flash, the logsumexp and possibly the output),
 // the attention-output dense input and the LN1 input with its statistics.
@@ -107,9 +113,29 @@ Tensor self_attention_forward(const StepContext& ctx, int l, const BertLayerWeig
   if (rec.flash) {
     lse = Tensor::empty({B, N, S}, DType::f32, ctx.device);
     flash_attention_forward(ctx_h, lse, q, k, v, ctx.mask, ctx.scale, ctx.p_attn, attn_key, ids);
-  } else {
-    probs = ctx.act({B, N, S, S});
+  } else if (tape && !Tape::rows_chunkable(rec.policy[Site::probs], ctx.act_dtype)) {
+    probs = ctx.act({B, N, S, S});  // the tape keeps P itself: it is whole anyway
     attention_forward(ctx_h, probs, q, k, v, ctx.mask, ctx.scale, ctx.p_attn, attn_key, ids);
+  } else {
+    // By chunks of samples (kAttentionWorkspaceBytes): each chunk's P is packed (or cast) onto the
+    // tape as soon as it is formed, or dropped when nothing keeps it.
+    const TapeKey pk{l, Site::probs};
+    const SitePolicy& pp = rec.policy[Site::probs];
+    if (tape) tape->begin_rows(pk, {B, N, S, S}, ctx.act_dtype, pp);
+    const int64_t cb = ctx.attention_chunk();
+    Tensor buf = ctx.act({cb, N, S, S});
+    for (int64_t b0 = 0; b0 < B; b0 += cb) {
+      const int64_t b1 = std::min(B, b0 + cb);
+      const Tensor pc = b1 - b0 == cb ? buf : buf.rows(0, b1 - b0);
+      attention_forward(ctx_h.rows(b0, b1), pc, q.rows(b0, b1), k.rows(b0, b1), v.rows(b0, b1),
+                        sample_rows(ctx.mask, b0, b1), ctx.scale, ctx.p_attn, attn_key,
+                        sample_rows(ids, b0, b1));
+      if (!tape) continue;
+      // as save_site: a sparse save skips padding (zeroed just before packing)
+      if (pp.mode == SaveMode::sparse && ctx.padding.defined())
+        zero_padding_rows(pc, ctx.padding.rows(b0, b1));
+      tape->save_rows(pk, b0, pc);
+    }
   }
   Tensor attn = ctx.act({B, S, H});
   merge_heads(attn, ctx_h);
@@ -130,7 +156,7 @@ Tensor self_attention_forward(const StepContext& ctx, int l, const BertLayerWeig
     if (rec.flash) {
       tape->save({l, Site::attn_lse}, lse);
       if (rec.attn_out_saved()) tape->save({l, Site::attn_out}, ctx_h);
-    } else {
+    } else if (probs.defined()) {  // else saved chunk by chunk above
       save_site(*tape, ctx, l, Site::probs, probs, p[Site::probs]);
     }
     save_site(*tape, ctx, l, Site::v, v, p[Site::v]);
@@ -183,10 +209,26 @@ std::array<Tensor, 3> attention_core_backward(const StepContext& ctx, int l, con
     Tensor lse = tape.restore({l, Site::attn_lse});
     flash_attention_backward(d[0], d[1], d[2], dctx_h, q, k, v, out_h, lse, ctx.mask, ctx.scale,
                              ctx.p_attn, key, ctx.example_ids);
-  } else {
+  } else if (!Tape::rows_chunkable(rec.policy[Site::probs], ctx.act_dtype)) {
     Tensor probs = tape.restore({l, Site::probs});
     attention_backward(d[0], d[1], d[2], dctx_h, q, k, v, probs, ctx.scale, ctx.p_attn, key,
                        ctx.example_ids);
+  } else {
+    // P kept packed (or cast): reconstructed one chunk of samples at a time (as in forward).
+    const TapeKey pk{l, Site::probs};
+    {
+      const int64_t cb = ctx.attention_chunk();
+      Tensor buf = ctx.act({cb, N, S, S});
+      for (int64_t b0 = 0; b0 < B; b0 += cb) {
+        const int64_t b1 = std::min(B, b0 + cb);
+        const Tensor pc = b1 - b0 == cb ? buf : buf.rows(0, b1 - b0);
+        tape.restore_rows(pk, b0, pc);
+        attention_backward(d[0].rows(b0, b1), d[1].rows(b0, b1), d[2].rows(b0, b1),
+                           dctx_h.rows(b0, b1), q.rows(b0, b1), k.rows(b0, b1), v.rows(b0, b1), pc,
+                           ctx.scale, ctx.p_attn, key, sample_rows(ctx.example_ids, b0, b1));
+      }
+    }
+    tape.release(pk);
   }
   return d;
 }

@@ -26,6 +26,22 @@ constexpr uint32_t kDropEmbeddings = 0xfffff000u;
 constexpr uint32_t kDropClassifier = 0xfffff001u;
 inline uint32_t dropout_site(int layer, uint32_t which) { return uint32_t(layer) * 4u + which; }
 
+// The materialized attention goes through the batch in chunks of samples, so that only one
+// chunk's dense probabilities [b, N, S, S] exist at a time: in forward before they are packed (or
+// when nothing keeps them: evaluation, a checkpointed layer's first forward), in backward unpacked
+// from the tape. Not when the tape keeps P itself (dense): then P is whole anyway. A chunk is the
+// most samples whose P fits the workspace bound, at least one: with the default 16 MiB, bert-base at
+// seq 512 works on one sample (12 MiB) at a time instead of 96 MiB for batch 8, and seq 128 batches
+// of up to 21 samples stay whole. Every (sample, head) is independent in the kernels, so the chunk
+// size changes no bit of any result, only the transient bytes (models/memory_plan.cpp counts them).
+constexpr int64_t kAttentionWorkspaceBytes = int64_t(16) << 20;
+inline int64_t attention_chunk_samples(int64_t B, int64_t N, int64_t S, int64_t elem_bytes,
+                                       int64_t workspace) {
+  const int64_t per_sample = N * S * S * elem_bytes;
+  const int64_t fit = per_sample > 0 ? workspace / per_sample : B;
+  return fit < 1 ? 1 : fit > B ? B : fit;
+}
+
 // What every piece of one step shares: shapes, dtypes, dropout, the batch's masks.
 struct StepContext {
   int64_t B = 0, S = 0, H = 0, N = 0, D = 0, F = 0;
@@ -40,6 +56,12 @@ struct StepContext {
   Tensor example_ids;  // i32 [B]: key the dropout masks
   Tensor mask;         // f32 [B,S] additive attention mask (0 real, lowest() padded)
   Tensor padding;      // i32 [B,S] token mask when sparse sites skip padding, else undefined
+  int64_t attention_workspace = kAttentionWorkspaceBytes;  // bytes of P per attention chunk
+
+  // Samples per materialized-attention chunk (attention_chunk_samples).
+  int64_t attention_chunk() const {
+    return attention_chunk_samples(B, N, S, int64_t(dtype_size(act_dtype)), attention_workspace);
+  }
 
   Tensor act(const Shape& s) const { return Tensor::empty(s, act_dtype, device); }
   Tensor stats() const;  // a mean or rstd buffer of B*S rows

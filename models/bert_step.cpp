@@ -31,6 +31,7 @@ StepContext BertForSequenceClassification::context(const BertBatch& batch,
   ctx.seed = opt.seed;
   ctx.step = opt.step;
   ctx.example_ids = batch.example_ids;
+  ctx.attention_workspace = attention_workspace_;
   return ctx;
 }
 

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "kernels/sparse_pack.h"
+#include "models/bert_layers.h"
 
 namespace br {
 
@@ -119,6 +120,8 @@ class SimTape {
     if (mode == SaveMode::low_precision && int64_t(dtype_size(p.value_dtype)) == esize)
       mode = SaveMode::dense;
     if (mode == SaveMode::dense) {
+      BR_CHECK(x >= 0, "byte model: layer {} site {}: a dense save needs its tensor", layer,
+               site_name(site));
       sim_.hold(x);  // adopted: every saved tensor is its storage's only holder
       e.buf = x;
       e.held = e.full;
@@ -140,13 +143,29 @@ class SimTape {
     e.site = site;
     entries_.push_back(e);
   }
+  // Tape::begin_rows: the copy save() would hold, allocated before its samples are written.
+  void begin_rows(int layer, Site site, int64_t batch, int64_t n, const SitePolicy& p,
+                  int64_t esize) {
+    BR_CHECK(chunkable(p, esize), "byte model: layer {} site {} is not kept as a copy", layer,
+             site_name(site));
+    save(layer, site, -1, batch, n, p, esize);
+  }
+  // Tape::release: drops an entry read chunk by chunk (restore_rows allocates nothing).
+  void release(int layer, Site site) {
+    auto it = find(layer, site);
+    bytes_ -= it->held;
+    sim_.saved(-it->held);
+    sim_.drop(it->buf);
+    entries_.erase(std::next(it).base());
+  }
+  // Tape::rows_chunkable for an `esize`-byte tensor.
+  static bool chunkable(const SitePolicy& p, int64_t esize) {
+    return p.mode == SaveMode::sparse ||
+           (p.mode == SaveMode::low_precision && int64_t(dtype_size(p.value_dtype)) != esize);
+  }
   // The dense tensor back, owned by the caller.
   Sim::Buf restore(int layer, Site site) {
-    // Backward restores roughly in reverse order of the saves: search from the newest.
-    auto it = std::find_if(entries_.rbegin(), entries_.rend(),
-                           [&](const Entry& x) { return x.layer == layer && x.site == site; });
-    BR_CHECK(it != entries_.rend(), "byte model: layer {} site {} restored but not saved", layer,
-             site_name(site));
+    auto it = find(layer, site);
     Entry e = *it;
     entries_.erase(std::next(it).base());
     bytes_ -= e.held;
@@ -167,6 +186,14 @@ class SimTape {
     int layer = -1;
     Site site = Site::attn_input;
   };
+  // Backward restores roughly in reverse order of the saves: search from the newest.
+  std::vector<Entry>::reverse_iterator find(int layer, Site site) {
+    auto it = std::find_if(entries_.rbegin(), entries_.rend(),
+                           [&](const Entry& x) { return x.layer == layer && x.site == site; });
+    BR_CHECK(it != entries_.rend(), "byte model: layer {} site {} restored but not saved", layer,
+             site_name(site));
+    return it;
+  }
   Sim& sim_;
   std::vector<Entry> entries_;
   int64_t bytes_ = 0, peak_ = 0;
@@ -178,6 +205,10 @@ constexpr int64_t kE = 4;  // fp32 activations and parameters
 struct Step {
   Sim& sim;
   int64_t B, S, H, N, F, C;
+  int64_t attention_workspace;
+  // Samples per materialized-attention chunk, and the bytes of that chunk's P (bert_layers.h).
+  int64_t chunk() const { return attention_chunk_samples(B, N, S, kE, attention_workspace); }
+  int64_t chunk_P() const { return chunk() * N * S * S * kE; }
   int64_t X() const { return B * S * H * kE; }   // [B,S,H] (and [B,N,S,D])
   int64_t FX() const { return B * S * F * kE; }  // [B,S,F]
   int64_t P() const { return B * N * S * S * kE; }
@@ -203,7 +234,14 @@ Sim::Buf attention_forward(Step& st, int l, Sim::Buf x, const BackRazorPolicy& p
     s.drop(t);
   }
   Sim::Buf ctx_h = st.x();
-  Sim::Buf probs = s.alloc(st.P());
+  Sim::Buf probs = -1;
+  if (tape && !SimTape::chunkable(p[Site::probs], kE)) {
+    probs = s.alloc(st.P());
+  } else {  // by chunks: the tape's copy first, then one chunk's P at a time
+    if (tape) tape->begin_rows(l, Site::probs, st.B, st.N * st.S * st.S, p[Site::probs], kE);
+    Sim::Buf buf = s.alloc(st.chunk_P());
+    s.drop(buf);
+  }
   Sim::Buf attn = st.x();
   s.drop(ctx_h);
   Sim::Buf x1 = st.x(), h1 = st.x();
@@ -215,7 +253,7 @@ Sim::Buf attention_forward(Step& st, int l, Sim::Buf x, const BackRazorPolicy& p
   st.save(tape, l, Site::attn_input, x, SH, p[Site::attn_input]);
   st.save(tape, l, Site::q, q, SH, p[Site::q]);
   st.save(tape, l, Site::k, k, SH, p[Site::k]);
-  st.save(tape, l, Site::probs, probs, st.N * st.S * st.S, p[Site::probs]);
+  if (probs >= 0) st.save(tape, l, Site::probs, probs, st.N * st.S * st.S, p[Site::probs]);
   st.save(tape, l, Site::v, v, SH, p[Site::v]);
   st.save(tape, l, Site::attn_out_input, attn, SH, p[Site::attn_out_input]);
   st.save(tape, l, Site::ln1_input, x1, SH, p[Site::ln1_input]);
@@ -285,7 +323,8 @@ Sim::Buf ffn_backward(Step& st, int l, Sim::Buf dout, const BackRazorPolicy& p, 
 }
 
 // bert_layers.cpp self_attention_backward (materialized attention); consumes dh1.
-Sim::Buf attention_backward(Step& st, int l, Sim::Buf dh1, SimTape& tape) {
+Sim::Buf attention_backward(Step& st, int l, Sim::Buf dh1, const BackRazorPolicy& p,
+                            SimTape& tape) {
   Sim& s = st.sim;
   Sim::Buf dx = st.x();
   {
@@ -306,7 +345,14 @@ Sim::Buf attention_backward(Step& st, int l, Sim::Buf dh1, SimTape& tape) {
   // attention_core_backward
   Sim::Buf d0 = st.x(), d1 = st.x(), d2 = st.x();
   Sim::Buf v = tape.restore(l, Site::v), k = tape.restore(l, Site::k), q = tape.restore(l, Site::q);
-  Sim::Buf probs = tape.restore(l, Site::probs);
+  Sim::Buf probs = -1;
+  if (!SimTape::chunkable(p[Site::probs], kE)) {
+    probs = tape.restore(l, Site::probs);
+  } else {  // one chunk's reconstruction at a time, then the tape's copy goes
+    Sim::Buf buf = s.alloc(st.chunk_P());
+    s.drop(buf);
+    tape.release(l, Site::probs);
+  }
   s.drop_all({&probs, &q, &k, &v, &dctx_h});
   Sim::Buf x = tape.restore(l, Site::attn_input);
   Sim::Buf dproj = st.x(), dxp = st.x();
@@ -318,7 +364,14 @@ Sim::Buf attention_backward(Step& st, int l, Sim::Buf dh1, SimTape& tape) {
 // Mirrors the code's allocation order piece by piece; one function per phase would only split it.
 StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& plan, bool train) {
   Sim sim;
-  Step st{sim, B, S, c.hidden_size, c.num_attention_heads, c.intermediate_size, c.num_labels()};
+  Step st{sim,
+          B,
+          S,
+          c.hidden_size,
+          c.num_attention_heads,
+          c.intermediate_size,
+          c.num_labels(),
+          plan.attention_workspace};
   const int L = int(c.num_hidden_layers);
   BR_CHECK(!train || int(plan.layers.size()) == L, "byte model: {} layer plans for {} layers",
            plan.layers.size(), L);
@@ -425,12 +478,12 @@ StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& pl
       sim.drop(out);
       sim.phase("backward layer {}", l);
       Sim::Buf dh1 = ffn_backward(st, l, dh, lp.policy, layer_tape);
-      dh = attention_backward(st, l, dh1, layer_tape);
+      dh = attention_backward(st, l, dh1, lp.policy, layer_tape);
       r.recompute_peak = std::max(r.recompute_peak, layer_tape.peak());
     } else {
       sim.phase("backward layer {}", l);
       Sim::Buf dh1 = ffn_backward(st, l, dh, lp.policy, tape);
-      dh = attention_backward(st, l, dh1, tape);
+      dh = attention_backward(st, l, dh1, lp.policy, tape);
     }
   }
   sim.phase("backward embeddings");

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "models/backrazor.h"
+#include "models/bert_layers.h"
 #include "models/config.h"
 
 namespace br {
@@ -35,6 +36,9 @@ struct SavePlan {
   std::vector<LayerPlan> layers;  // one per encoder layer
   // The batch has padding and sparse sites skip it: the step then holds the token mask (i32 [B,S]).
   bool padded = false;
+  // The materialized attention's chunk bound (models/bert_layers.h; the model's
+  // attention_workspace()).
+  int64_t attention_workspace = kAttentionWorkspaceBytes;
 };
 
 // The predicted bytes of one training step (forward, loss, backward; the optimizer allocates

@@ -143,6 +143,106 @@ Tensor Tape::restore(TapeKey key) {
   return out;
 }
 
+bool Tape::rows_chunkable(const SitePolicy& policy, DType dtype) {
+  return policy.mode == SaveMode::sparse ||
+         (policy.mode == SaveMode::low_precision && policy.value_dtype != dtype);
+}
+
+namespace {
+
+// Samples [b0, b0 + nb) of a sparse entry as a pack of their own (views of the entry's mask and
+// values: each sample owns one mask row and k values).
+SparsePack pack_rows(const SavedTensor& e, int64_t b0, int64_t nb) {
+  SparsePack p;
+  p.shape = e.shape;
+  p.shape[0] = nb;
+  p.dtype = e.dtype;
+  p.batch = nb;
+  p.n = shape_numel(e.shape) / e.shape[0];
+  p.k = e.kept_per_sample;
+  p.mask = e.mask.rows(b0, b0 + nb);
+  p.values = e.values.rows(b0 * p.k, (b0 + nb) * p.k);
+  return p;
+}
+
+}  // namespace
+
+void Tape::begin_rows(TapeKey key, const Shape& shape, DType dtype, const SitePolicy& policy) {
+  const std::string site = key.name();
+  BR_CHECK(!entries_.count(key), "Tape::begin_rows: site '{}' is already saved (restore it first)",
+           site);
+  BR_CHECK(rows_chunkable(policy, dtype) && !shape.empty() && shape[0] > 0,
+           "Tape::begin_rows: site '{}': a {} save of {} {} is not kept as a copy by samples", site,
+           save_mode_name(policy.mode), dtype_name(dtype), shape_str(shape));
+  SavedTensor e;
+  e.shape = shape;
+  e.dtype = dtype;
+  e.policy = policy;
+  const int64_t batch = shape[0], n = shape_numel(shape) / batch;
+  if (policy.mode == SaveMode::sparse) {
+    e.kept_per_sample = backrazor_keep_count(n, policy.prune_ratio);
+    e.mask = Tensor::empty({batch, sparse_mask_row_bytes(n)}, DType::u8, device_,
+                           MemCategory::saved_activations);
+    e.values = Tensor::empty({batch * e.kept_per_sample}, policy.value_dtype, device_,
+                             MemCategory::saved_activations);
+  } else {
+    e.kept_per_sample = n;
+    e.dense = Tensor::empty(shape, policy.value_dtype, device_, MemCategory::saved_activations);
+  }
+  SiteRecord r;
+  r.key = key;
+  r.site = site;
+  r.shape = shape;
+  r.dtype = dtype;
+  r.policy = policy;
+  r.dense_bytes = shape_numel(shape) * int64_t(dtype_size(dtype));
+  r.stored_bytes = e.bytes();
+  r.kept_per_sample = e.kept_per_sample;
+  bytes_ += r.stored_bytes;
+  peak_bytes_ = std::max(peak_bytes_, bytes_);
+  entries_.emplace(key, std::move(e));
+  records_.push_back(std::move(r));
+}
+
+void Tape::save_rows(TapeKey key, int64_t b0, const Tensor& x) {
+  auto it = entries_.find(key);
+  BR_CHECK(it != entries_.end(), "Tape::save_rows: site '{}' has no begin_rows", key.name());
+  const SavedTensor& e = it->second;
+  Shape want = e.shape;
+  want[0] = x.dim() >= 1 ? x.size(0) : 0;
+  BR_CHECK(x.shape() == want && x.dtype() == e.dtype && b0 >= 0 && b0 + want[0] <= e.shape[0],
+           "Tape::save_rows: site '{}' of {} {}: samples from {} of {}", key.name(),
+           dtype_name(e.dtype), shape_str(e.shape), b0, x.str());
+  if (e.mask.defined())
+    pack_topk_into(pack_rows(e, b0, want[0]), x);
+  else
+    cast(e.dense.rows(b0, b0 + want[0]), x);
+}
+
+void Tape::restore_rows(TapeKey key, int64_t b0, const Tensor& out) const {
+  auto it = entries_.find(key);
+  BR_CHECK(it != entries_.end(), "Tape::restore_rows: site '{}' is not saved", key.name());
+  const SavedTensor& e = it->second;
+  BR_CHECK(e.mask.defined() || e.dense.dtype() != e.dtype,
+           "Tape::restore_rows: site '{}' is kept as is, not as a copy: restore() it", key.name());
+  Shape want = e.shape;
+  want[0] = out.dim() >= 1 ? out.size(0) : 0;
+  BR_CHECK(out.shape() == want && out.dtype() == e.dtype && b0 >= 0 && b0 + want[0] <= e.shape[0],
+           "Tape::restore_rows: site '{}' of {} {}: samples from {} into {}", key.name(),
+           dtype_name(e.dtype), shape_str(e.shape), b0, out.str());
+  if (e.mask.defined())
+    unpack(out, pack_rows(e, b0, want[0]));
+  else
+    cast(out, e.dense.rows(b0, b0 + want[0]));
+}
+
+void Tape::release(TapeKey key) {
+  auto it = entries_.find(key);
+  BR_CHECK(it != entries_.end(), "Tape::release: site '{}' is not saved", key.name());
+  bytes_ -= it->second.bytes();
+  entries_.erase(it);
+}
+
 // An adopted tensor still held by its producer leaves the saved_activations count with the entry.
 void Tape::clear() {
   for (auto& [k, e] : entries_)

@@ -115,6 +115,22 @@ class Tape {
   Tensor restore(TapeKey key);
   bool has(TapeKey key) const { return entries_.count(key) != 0; }
 
+  // Sample-chunked access (dim 0) to a site the tape keeps as a copy, so that its owner never holds
+  // the whole dense tensor at once (the attention probabilities, models/bert_layers.cpp).
+  // rows_chunkable: whether `policy` keeps a copy of a `dtype` tensor (sparse, or low precision in
+  // another dtype) rather than the tensor itself.
+  static bool rows_chunkable(const SitePolicy& policy, DType dtype);
+  // begin_rows allocates what save() of a whole `shape`/`dtype` tensor would hold (mask + values, or
+  // the low-precision copy: the same bytes) and records the site; save_rows then fills samples
+  // [b0, b0 + x.size(0)) from x. Packing is per sample, so the stored bytes equal save()'s once
+  // every sample has been written (the caller's duty).
+  void begin_rows(TapeKey key, const Shape& shape, DType dtype, const SitePolicy& policy);
+  void save_rows(TapeKey key, int64_t b0, const Tensor& x);
+  // Writes samples [b0, b0 + out.size(0)) of the dense reconstruction (what restore() would give)
+  // into out; the entry stays until release(key) frees it.
+  void restore_rows(TapeKey key, int64_t b0, const Tensor& out) const;
+  void release(TapeKey key);
+
   int64_t bytes() const { return bytes_; }            // held now
   int64_t peak_bytes() const { return peak_bytes_; }  // max held since clear()
   const std::vector<SiteRecord>& records() const { return records_; }

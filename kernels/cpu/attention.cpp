@@ -157,74 +157,126 @@ void backward_impl(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, c
 template <typename T>
 using Vec = Eigen::Matrix<T, Eigen::Dynamic, 1>;
 template <typename T>
-using RowC = Eigen::Map<const Eigen::Matrix<T, 1, Eigen::Dynamic>>;
+using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
 
-// Row by row, holding one score row of S values: s_j = scale·q_i·k_j + mask_j,
-// lse_i = log Σ_j exp(s_j), out_i = Σ_j z_ij·exp(s_j − lse_i)·v_j.
+// The fused (flash) kernels work on tiles: kBr query rows × kBc key columns of one (b, n), each
+// inner product a GEMM on contiguous row blocks of Q, K, V (row-major [S, D]) through Eigen; the
+// score tile (kBr·kBc values, 16 KiB in f32) stays in L1/L2 with K and V of the head. Threads take
+// whole (b, n) pairs, so no result depends on the thread count.
+constexpr int64_t kBr = 64, kBc = 64;
+
+// z[r·bc + c] for the tile's rows i0.. and columns j0..: the dropout scale of element
+// (n, i0 + r, j0 + c), from the same Philox counters as the materialized kernel.
+template <typename T>
+void dropout_tile(T* z, int64_t br, int64_t bc, int64_t n, int64_t i0, int64_t j0,
+                  const Problem& pr, int64_t b) {
+  const int64_t S = pr.S;
+  for (int64_t r = 0; r < br; ++r)
+    dropout_scales(z + r * bc, bc, uint32_t(n * S * S + (i0 + r) * S + j0), pr.p, pr.key,
+                   uint32_t(pr.ids[b]));
+}
+
+// Per (b, n) and query tile, online softmax over key tiles: with m the running row max and l the
+// running Σ exp(s − m), each key tile rescales the accumulated output by exp(m_old − m_new) and adds
+// (z ⊙ exp(s − m_new))·V; at the end out = acc / l, lse = m + log l. The same value as
+// softmax(s)·V with the same dropout mask, summed in another order.
 template <typename T>
 void flash_forward_impl(T* out, float* lse, const T* q, const T* k, const T* v, const Problem& pr,
                         float scale) {
-  const int64_t S = pr.S, D = pr.D, SS = S * S, SD = S * D;
+  const int64_t S = pr.S, D = pr.D, SD = S * D;
 #pragma omp parallel
   {
-    Vec<T> s(S), z(S);
-    std::vector<T> mbuf;
+    std::vector<T> sbuf(size_t(kBr * kBc)), zbuf(pr.p > 0.0f ? size_t(kBr * kBc) : 0), mbuf;
+    Arr<T> m(kBr), l(kBr), mnew(kBr), alpha(kBr);
 #pragma omp for schedule(static)
     for (int64_t bn = 0; bn < pr.B * pr.N; ++bn) {
       const int64_t b = bn / pr.N, n = bn % pr.N;
-      MapC<T> K(k + bn * SD, S, D), V(v + bn * SD, S, D);
       const T* mrow = mask_row(mbuf, pr, b);
-      for (int64_t i = 0; i < S; ++i) {
-        s.noalias() = (K * RowC<T>(q + bn * SD + i * D, D).transpose()) * T(scale);
-        lse[bn * S + i] = float(softmax_row(s.data(), mrow, S));
-        if (pr.p > 0.0f) {
-          dropout_scales(z.data(), S, uint32_t(n * SS + i * S), pr.p, pr.key, uint32_t(pr.ids[b]));
-          s.array() *= z.array();
+      for (int64_t i0 = 0; i0 < S; i0 += kBr) {
+        const int64_t br = std::min(kBr, S - i0);
+        MapC<T> Qi(q + bn * SD + i0 * D, br, D);
+        Map<T> Oi(out + bn * SD + i0 * D, br, D);
+        Oi.setZero();
+        auto mi = m.head(br), li = l.head(br), mn = mnew.head(br), al = alpha.head(br);
+        mi.setConstant(-std::numeric_limits<T>::infinity());
+        li.setZero();
+        for (int64_t j0 = 0; j0 < S; j0 += kBc) {
+          const int64_t bc = std::min(kBc, S - j0);
+          MapC<T> Kj(k + bn * SD + j0 * D, bc, D), Vj(v + bn * SD + j0 * D, bc, D);
+          Map<T> St(sbuf.data(), br, bc);
+          St.noalias() = (Qi * Kj.transpose()) * T(scale);
+          if (mrow)
+            St.array().rowwise() +=
+                Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>(mrow + j0, bc);
+          mn = mi.max(St.rowwise().maxCoeff().array());
+          al = mi - mn;
+          exp_flushed(ArrayMap<T>(al.data(), br));
+          St.array().colwise() -= mn;
+          exp_flushed(ArrayMap<T>(sbuf.data(), br * bc));
+          li = li * al + St.rowwise().sum().array();
+          if (pr.p > 0.0f) {
+            dropout_tile(zbuf.data(), br, bc, n, i0, j0, pr, b);
+            St.array() *= Map<T>(zbuf.data(), br, bc).array();
+          }
+          Oi.array().colwise() *= al;
+          Oi.noalias() += St * Vj;
+          mi = mn;
         }
-        Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(out + bn * SD + i * D, D).noalias() =
-            s.transpose() * V;
+        Oi.array().colwise() /= li;
+        for (int64_t r = 0; r < br; ++r) lse[bn * S + i0 + r] = float(mi(r) + std::log(li(r)));
       }
     }
   }
 }
 
-// Recomputes p_ij = exp(s_ij − lse_i); with Dr_i = dout_i·out_i (= Σ_j dP_ij·p_ij):
-// dS_ij = p_ij·(z_ij·dout_i·v_j − Dr_i); dq_i = scale·Σ_j dS_ij·k_j; dk_j = scale·Σ_i dS_ij·q_i;
-// dv_j = Σ_i z_ij·p_ij·dout_i.
+// Per (b, n), tiles of query rows × key columns: P = exp(s − lse) recomputed, G = dO·Vᵀ (⊙ z),
+// with Dr_i = dout_i·out_i (= Σ_j dP_ij·p_ij): dS = scale·P ⊙ (G − Dr); dQ_i += dS·K_j;
+// dK_j += dSᵀ·Q_i; dV_j += (z ⊙ P)ᵀ·dO_i.
 template <typename T>
 void flash_backward_impl(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v,
                          const T* out, const float* lse, const Problem& pr, float scale) {
-  const int64_t S = pr.S, D = pr.D, SS = S * S, SD = S * D;
+  const int64_t S = pr.S, D = pr.D, SD = S * D;
 #pragma omp parallel
   {
-    Vec<T> p(S), g(S), z(S);
-    std::vector<T> mbuf;
+    std::vector<T> pbuf(size_t(kBr * kBc)), gbuf(size_t(kBr * kBc)),
+        zbuf(pr.p > 0.0f ? size_t(kBr * kBc) : 0), mbuf;
+    Arr<T> Dr(S), L(S);
 #pragma omp for schedule(static)
     for (int64_t bn = 0; bn < pr.B * pr.N; ++bn) {
       const int64_t b = bn / pr.N, n = bn % pr.N;
-      MapC<T> K(k + bn * SD, S, D), V(v + bn * SD, S, D);
-      Map<T> dK(dk + bn * SD, S, D), dV(dv + bn * SD, S, D);
+      const T* mrow = mask_row(mbuf, pr, b);
+      MapC<T> dO(dout + bn * SD, S, D), O(out + bn * SD, S, D);
+      Dr = (dO.array() * O.array()).rowwise().sum();
+      for (int64_t i = 0; i < S; ++i) L(i) = T(lse[bn * S + i]);
+      Map<T> dQ(dq + bn * SD, S, D), dK(dk + bn * SD, S, D), dV(dv + bn * SD, S, D);
+      dQ.setZero();
       dK.setZero();
       dV.setZero();
-      const T* mrow = mask_row(mbuf, pr, b);
-      for (int64_t i = 0; i < S; ++i) {
-        RowC<T> qi(q + bn * SD + i * D, D), gi(dout + bn * SD + i * D, D);
-        const T Dr = gi.dot(RowC<T>(out + bn * SD + i * D, D));
-        p.noalias() = (K * qi.transpose()) * T(scale);
-        if (mrow) p.array() += ArrayMap<T>(const_cast<T*>(mrow), S);
-        p.array() -= T(lse[bn * S + i]);
-        exp_flushed(ArrayMap<T>(p.data(), S));
-        g.noalias() = V * gi.transpose();
-        if (pr.p > 0.0f) {
-          dropout_scales(z.data(), S, uint32_t(n * SS + i * S), pr.p, pr.key, uint32_t(pr.ids[b]));
-          g.array() *= z.array();
+      for (int64_t i0 = 0; i0 < S; i0 += kBr) {
+        const int64_t br = std::min(kBr, S - i0);
+        MapC<T> Qi(q + bn * SD + i0 * D, br, D), dOi(dout + bn * SD + i0 * D, br, D);
+        auto dQi = dQ.middleRows(i0, br);
+        for (int64_t j0 = 0; j0 < S; j0 += kBc) {
+          const int64_t bc = std::min(kBc, S - j0);
+          MapC<T> Kj(k + bn * SD + j0 * D, bc, D), Vj(v + bn * SD + j0 * D, bc, D);
+          Map<T> Pt(pbuf.data(), br, bc), Gt(gbuf.data(), br, bc);
+          Pt.noalias() = (Qi * Kj.transpose()) * T(scale);
+          if (mrow)
+            Pt.array().rowwise() +=
+                Eigen::Map<const Eigen::Array<T, 1, Eigen::Dynamic>>(mrow + j0, bc);
+          Pt.array().colwise() -= L.segment(i0, br);
+          exp_flushed(ArrayMap<T>(pbuf.data(), br * bc));
+          Gt.noalias() = dOi * Vj.transpose();
+          if (pr.p > 0.0f) {
+            dropout_tile(zbuf.data(), br, bc, n, i0, j0, pr, b);
+            Gt.array() *= Map<T>(zbuf.data(), br, bc).array();
+          }
+          Gt.array() = Pt.array() * (Gt.array().colwise() - Dr.segment(i0, br)) * T(scale);
+          if (pr.p > 0.0f) Pt.array() *= Map<T>(zbuf.data(), br, bc).array();
+          dQi.noalias() += Gt * Kj;
+          dK.middleRows(j0, bc).noalias() += Gt.transpose() * Qi;
+          dV.middleRows(j0, bc).noalias() += Pt.transpose() * dOi;
         }
-        g.array() = p.array() * (g.array() - Dr) * T(scale);
-        if (pr.p > 0.0f) p.array() *= z.array();
-        Eigen::Map<Eigen::Matrix<T, 1, Eigen::Dynamic>>(dq + bn * SD + i * D, D).noalias() =
-            g.transpose() * K;
-        dK.noalias() += g * qi;
-        dV.noalias() += p * gi;
       }
     }
   }

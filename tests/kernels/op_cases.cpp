@@ -529,7 +529,7 @@ OpCase mse_case() {
 OpCase sparse_pack_case() {
   OpCase c;
   c.name = "sparse_pack";
-  c.covers = {"pack_topk", "unpack", "sparse_pack_bytes", "sparse_mask_row_bytes"};
+  c.covers = {"pack_topk", "pack_topk_into", "unpack", "sparse_pack_bytes", "sparse_mask_row_bytes"};
   // x [B, n] ([B, G, n / G] when G > 0); ties: 0 none, 1 every value 0, 2 values on a 0.25 grid.
   c.dims = "B n G prune% ties";
   c.sizes = cross({{1, 7, 0, 80}, {3, 33, 0, 50}, {2, 127, 0, 99}, {4, 65, 5, 0}}, {{0, 1, 2}});
@@ -560,6 +560,26 @@ OpCase sparse_pack_case() {
     e.check(p.mask.size(1) == sparse_mask_row_bytes(n), "mask rows of sparse_mask_row_bytes");
     e.exact("mask", p.mask);
     e.exact("values", p.values);
+    // pack_topk_into by chunks of samples (sample 0, then the rest) into row views of one pack:
+    // the same bytes as the whole pack.
+    SparsePack q = p;
+    q.mask = Tensor::empty(p.mask.shape(), DType::u8, x.device());
+    q.values = Tensor::empty(p.values.shape(), vd, x.device());
+    for (auto [b0, b1] : {std::pair<int64_t, int64_t>{0, 1}, {1, B}}) {
+      if (b0 >= b1) continue;
+      SparsePack part = q;
+      part.shape[0] = part.batch = b1 - b0;
+      part.mask = q.mask.rows(b0, b1);
+      part.values = q.values.rows(b0 * q.k, b1 * q.k);
+      pack_topk_into(part, x.rows(b0, b1));
+    }
+    auto bytes = [](const Tensor& t) {
+      std::vector<uint8_t> v(t.nbytes());
+      t.copy_to_host(v.data(), v.size());
+      return v;
+    };
+    e.check(bytes(q.mask) == bytes(p.mask) && bytes(q.values) == bytes(p.values),
+            "pack_topk_into by chunks of samples writes pack_topk's bytes");
     unpack(e.out("unpack(out, p)", s), p);
     e.exact("unpack(p)", unpack(p));
   };

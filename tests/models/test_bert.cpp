@@ -428,6 +428,33 @@ TEST_CASE("gradient checkpointing is exact: logits and gradients bit-identical, 
   CHECK_THROWS_WITH(plan_step(m, b, opt), Catch::Contains("1 layer plans for 2 encoder layers"));
 }
 
+TEST_CASE("attention by chunks of samples: bit-identical to the whole batch, every policy",
+          "[models][bert][checkpoint]") {
+  BertForSequenceClassification m(tiny_config(), Device::cpu, DType::f32);
+  m.init_weights(41);
+  perturb(m, 42);
+  BertBatch b = tiny_batch(Device::cpu, 3);  // padded sample: the chunked pack skips padding too
+  StepOptions opt{true, 78, 2, true};
+  BackRazorPolicy low = BackRazorPolicy::preset("none");
+  low.apply_overrides("probs=low:fp16");
+  for (int ckpt = 0; ckpt < 2; ++ckpt)
+    for (const BackRazorPolicy& p : {BackRazorPolicy::preset("none"), BackRazorPolicy::preset("seed"),
+                                     BackRazorPolicy::preset("balanced"), low}) {
+      INFO(p.name << " checkpoint " << ckpt);
+      m.policy() = p;
+      m.layer_plans().clear();
+      m.set_gradient_checkpointing(ckpt == 1);
+      m.set_attention_workspace(kAttentionWorkspaceBytes);  // the whole batch of 3 in one chunk
+      const StepOut whole = plan_step(m, b, opt);
+      m.set_attention_workspace(1);  // one sample per chunk
+      const StepOut chunked = plan_step(m, b, opt);
+      m.set_attention_workspace(kAttentionWorkspaceBytes);
+      CHECK(chunked.logits == whole.logits);
+      CHECK(chunked.grads == whole.grads);
+      CHECK(chunked.saved == whole.saved);
+    }
+}
+
 TEST_CASE("a checkpointed layer keeps only its input until backward", "[models][bert][checkpoint]") {
   BertConfig c = tiny_config();
   BertForSequenceClassification m(c, Device::cpu, DType::f32);
