@@ -5,7 +5,9 @@
 // full tmpfs, a read-only folder) names the file, keeps the earlier checkpoints and leaves no tmp
 // folder, and training stops or goes on as --save_on_error says.
 #include <fcntl.h>
+#include <poll.h>
 #include <signal.h>
+#include <sys/inotify.h>
 #include <sys/mount.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -392,10 +394,11 @@ TEST_CASE("a stop signal at a random step, then resume: bit-identical, 2 ranks (
 TEST_CASE("a second signal while the checkpoint is written exits at once; the previous one stays intact",
           "[train][preempt][signal]") {
   TempDir t("preempt_twice");
-  make_model(t.path, 256);  // a few MB of checkpoint: its save takes long enough to be caught
+  make_model(t.path, 512);  // ~50 MB of checkpoint: its save takes long enough to be caught
   make_data(t.path);
   const fs::path out = t.path / "out";
-  const std::vector<std::string> args = train_args(t.path, out, 40, 8, 2);
+  // save_steps 5: the next regular save is far off, so the stop's save is the next one.
+  const std::vector<std::string> args = train_args(t.path, out, 40, 8, 5);
   Child c(args);
   bool saved_before = false;
   while (auto l = c.line())
@@ -404,16 +407,31 @@ TEST_CASE("a second signal while the checkpoint is written exits at once; the pr
       break;
     }
   REQUIRE(saved_before);
+  // Past the step of that save (a signal before its stop check would reuse that checkpoint).
+  while (auto l = c.line())
+    if (is_loss_line(*l)) break;
+  // Wait for the stop's save to begin (inotify sees its tmp folder created), then signal again.
+  const int watch = ::inotify_init1(IN_CLOEXEC);
+  REQUIRE(watch >= 0);
+  REQUIRE(::inotify_add_watch(watch, out.c_str(), IN_CREATE | IN_ONLYDIR) >= 0);
   REQUIRE(::kill(c.pid, SIGTERM) == 0);
-  // Wait for the stop's save to begin (its tmp folder), then signal again.
   std::string tmp;
-  for (auto start = std::chrono::steady_clock::now();
-       tmp.empty() && std::chrono::steady_clock::now() - start < std::chrono::seconds(60);) {
-    for (const std::string& f : tmp_folders(out))
-      if (f.find(".tmp-old-") == std::string::npos) tmp = f;
-    if (tmp.empty()) std::this_thread::sleep_for(std::chrono::microseconds(100));
+  alignas(inotify_event) char buf[4096];
+  while (tmp.empty()) {
+    pollfd pfd{watch, POLLIN, 0};
+    REQUIRE(::poll(&pfd, 1, 60000) == 1);
+    const ssize_t n = ::read(watch, buf, sizeof buf);
+    REQUIRE(n > 0);
+    for (ssize_t at = 0; at < n;) {
+      const auto* e = reinterpret_cast<const inotify_event*>(buf + at);
+      const std::string name = e->len ? e->name : "";
+      if (name.find(".tmp-") != std::string::npos && name.find(".tmp-old-") == std::string::npos)
+        tmp = (out / name).string();
+      at += ssize_t(sizeof(inotify_event) + e->len);
+    }
   }
-  REQUIRE(!tmp.empty());
+  REQUIRE(::kill(c.pid, SIGINT) == 0);
+  ::close(watch);
   REQUIRE(::kill(c.pid, SIGINT) == 0);
   const int status = c.wait();
   INFO(c.output);
