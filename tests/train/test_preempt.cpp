@@ -391,7 +391,7 @@ TEST_CASE("a stop signal at a random step, then resume: bit-identical, 2 ranks (
   }
 }
 
-TEST_CASE("a second signal while the checkpoint is written exits at once; the previous one stays intact",
+TEST_CASE("a second signal while the checkpoint is written exits at once, the previous one stays intact",
           "[train][preempt][signal]") {
   TempDir t("preempt_twice");
   make_model(t.path, 512);  // ~50 MB of checkpoint: its save takes long enough to be caught
