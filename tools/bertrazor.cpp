@@ -16,6 +16,7 @@
 #include "train/launch.h"
 #include "train/memory_report.h"
 #include "train/memory_svg.h"
+#include "train/preempt.h"
 #include "train/trainer.h"
 
 namespace fs = std::filesystem;
@@ -145,7 +146,10 @@ int run(br::Command command, const std::vector<std::string>& rest) {
   switch (command) {
     case br::Command::train:
     case br::Command::eval:
-    case br::Command::predict: br::run_glue(a); return 0;
+    case br::Command::predict: {
+      const br::RunResult r = br::run_glue(a);
+      return r.stop_signal ? br::stop_exit_status(r.stop_signal) : 0;
+    }
     case br::Command::memory: return cmd_memory(a);
     case br::Command::init: return cmd_init(a);
     case br::Command::launch: return br::launch(a.launch);

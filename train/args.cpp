@@ -384,6 +384,11 @@ const std::vector<Field>& fields() {
     t.push_back(field("save_steps", &A::save_steps, "save every N steps"));
     t.push_back(field("save_total_limit", &A::save_total_limit,
                       "keep at most N checkpoints (never the best one)"));
+    t.push_back(string_choice("save_on_error", &A::save_on_error, {"stop", "continue"},
+                              "a checkpoint save that fails (disk full, I/O error, read-only "
+                              "folder): stop the run with the error (nonzero exit), or continue "
+                              "training with a warning; either way the earlier checkpoints stay "
+                              "intact and the half-written one is removed"));
     t.push_back(field("eval_steps", &A::eval_steps, "evaluate every N steps (default: logging_steps)"));
     t.push_back(field("load_best_model_at_end", &A::load_best_model_at_end,
                       "reload the best checkpoint when training ends"));
@@ -406,7 +411,8 @@ const std::vector<Field>& fields() {
                       "accepted for compatibility; data loads in-process"));
     t.back().ignored_note = "data loads in-process";
     t.push_back(field("resume_from_checkpoint", &A::resume_from_checkpoint,
-                      "checkpoint folder to resume from"));
+                      "checkpoint folder to resume from, or True: the newest intact checkpoint "
+                      "in output_dir (as after a stop by signal)"));
     t.push_back(field("disable_tqdm", &A::disable_tqdm, "plain log lines instead of a progress bar"));
     t.push_back(field("local_rank", &A::local_rank, "local process rank (LOCAL_RANK overrides it)"));
     t.push_back(field("ddp_bucket_cap_mb", &A::ddp_bucket_cap_mb,

@@ -91,6 +91,7 @@ struct TrainingArgs {
   IntervalStrategy save_strategy = IntervalStrategy::steps;
   int64_t save_steps = 500;
   std::optional<int64_t> save_total_limit;
+  std::string save_on_error = "stop";  // a checkpoint save that fails: "stop" the run or "continue"
   std::optional<int64_t> eval_steps;  // after parsing: set whenever evaluation_strategy == steps
   bool load_best_model_at_end = false;
   std::optional<std::string> metric_for_best_model;  // as given; see best_metric_key()

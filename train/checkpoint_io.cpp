@@ -29,12 +29,32 @@ std::string unique_suffix() {
   return fmt::format("{}-{:x}-{}", ::getpid(), uint64_t(ticks) & 0xffffff, counter++);
 }
 
-void write_and_sync(const fs::path& path, std::string_view bytes) {
+// fail_checkpoint_writes_after's budget: bytes left, or -1 when off.
+std::atomic<int64_t> g_write_budget{-1};
+
+// How many of `want` checkpoint bytes the injected limit lets through (all of them when off).
+size_t take_write_budget(size_t want) {
+  int64_t left = g_write_budget.load();
+  while (left >= 0) {
+    const int64_t allowed = std::min<int64_t>(left, int64_t(want));
+    if (g_write_budget.compare_exchange_weak(left, left - allowed)) return size_t(allowed);
+  }
+  return want;
+}
+
+[[noreturn]] void fail_injected(const fs::path& path, size_t done, size_t size) {
+  fail("{}: write failed after {} of {} bytes: {} (injected)", path.string(), done, size,
+       std::strerror(ENOSPC));
+}
+
+// Writes and fsyncs `path`; `budgeted`: a checkpoint file, subject to the injected limit.
+void write_and_sync(const fs::path& path, std::string_view bytes, bool budgeted = false) {
   int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
   if (fd < 0) fail("{}: cannot create: {}", path.string(), std::strerror(errno));
+  const size_t allowed = budgeted ? take_write_budget(bytes.size()) : bytes.size();
   size_t done = 0;
-  while (done < bytes.size()) {
-    ssize_t n = ::write(fd, bytes.data() + done, bytes.size() - done);
+  while (done < allowed) {
+    ssize_t n = ::write(fd, bytes.data() + done, allowed - done);
     if (n < 0 && errno == EINTR) continue;
     if (n < 0) {
       int err = errno;
@@ -42,6 +62,10 @@ void write_and_sync(const fs::path& path, std::string_view bytes) {
       fail("{}: write failed after {} of {} bytes: {}", path.string(), done, bytes.size(), std::strerror(err));
     }
     done += size_t(n);
+  }
+  if (allowed < bytes.size()) {
+    ::close(fd);
+    fail_injected(path, done, bytes.size());
   }
   if (::fsync(fd) != 0) {
     int err = errno;
@@ -251,8 +275,16 @@ std::optional<std::string> resume_checkpoint(const TrainingArgs& args, std::vect
   };
   std::error_code ec;
   // HF run_glue's check first: training into a non-empty folder needs a checkpoint in it.
+  // --resume_from_checkpoint True (HF's resume_from_checkpoint=True): the newest intact
+  // checkpoint, which must exist; a folder named True is still a folder.
+  const std::optional<std::string>& named_flag = args.resume_from_checkpoint;
+  const bool newest = named_flag && !fs::is_directory(*named_flag, ec) &&
+                      (*named_flag == "True" || *named_flag == "true");
   std::vector<std::string> all;
-  if (args.do_train && !args.overwrite_output_dir && fs::is_directory(args.output_dir, ec)) {
+  if (newest && fs::is_directory(args.output_dir, ec)) all = sorted_checkpoints(args.output_dir);
+  if (newest && all.empty())
+    fail("--resume_from_checkpoint True: no checkpoint-N folder in --output_dir {}", args.output_dir);
+  if (!newest && args.do_train && !args.overwrite_output_dir && fs::is_directory(args.output_dir, ec)) {
     all = sorted_checkpoints(args.output_dir);
     bool empty = true;
     for (const auto& entry : fs::directory_iterator(args.output_dir))
@@ -261,7 +293,7 @@ std::optional<std::string> resume_checkpoint(const TrainingArgs& args, std::vect
       fail("Output directory ({}) already exists and is not empty. Use --overwrite_output_dir to overcome.",
            args.output_dir);
   }
-  if (args.resume_from_checkpoint) {
+  if (args.resume_from_checkpoint && !newest) {
     const std::string& named = *args.resume_from_checkpoint;
     if (!fs::is_directory(named, ec))
       fail("--resume_from_checkpoint: can't find a valid checkpoint at {}", named);
@@ -305,16 +337,32 @@ CheckpointWriter::~CheckpointWriter() {
   fs::remove_all(tmp_, ec);
 }
 
+void fail_checkpoint_writes_after(std::optional<int64_t> bytes) {
+  BR_CHECK(!bytes || *bytes >= 0, "fail_checkpoint_writes_after: {} bytes", bytes.value_or(0));
+  g_write_budget = bytes.value_or(-1);
+}
+
 void CheckpointWriter::write_file(const std::string& name, std::string_view bytes) const {
   BR_CHECK(!committed_, "CheckpointWriter::write_file: {} already committed", checkpoint_name(step_));
   BR_CHECK(!name.empty() && name.find('/') == std::string::npos && name != "." && name != "..",
            "CheckpointWriter::write_file: '{}' is not a plain file name", name);
-  write_and_sync(tmp_ / name, bytes);
+  write_and_sync(tmp_ / name, bytes, true);
+}
+
+void CheckpointWriter::adopt(const std::string& name) const {
+  const fs::path p = tmp_ / name;
+  std::error_code ec;
+  const auto size = size_t(fs::file_size(p, ec));
+  if (ec) fail("{}: cannot stat: {}", p.string(), ec.message());
+  const size_t allowed = take_write_budget(size);
+  if (allowed == size) return;
+  fs::resize_file(p, allowed, ec);  // what a full disk would have left
+  fail_injected(p, allowed, size);
 }
 
 std::string CheckpointWriter::commit() {
   BR_CHECK(!committed_, "CheckpointWriter::commit: {} already committed", checkpoint_name(step_));
-  write_and_sync(tmp_ / kManifest, manifest_text(tmp_));  // last: it vouches for the rest
+  write_and_sync(tmp_ / kManifest, manifest_text(tmp_), true);  // last: it vouches for the rest
   sync_dir(tmp_);
   const std::string final_path = checkpoint_path(output_dir_, step_);
   std::error_code ec;
@@ -327,7 +375,11 @@ std::string CheckpointWriter::commit() {
     if (ec) fail("CheckpointWriter::commit: cannot move the old {} aside: {}", final_path, ec.message());
   }
   fs::rename(tmp_, final_path, ec);
-  if (ec) fail("CheckpointWriter::commit: cannot rename {} to {}: {}", tmp_.string(), final_path, ec.message());
+  if (ec) {
+    std::error_code back;
+    if (!old.empty()) fs::rename(old, final_path, back);  // the old folder returns to its name
+    fail("CheckpointWriter::commit: cannot rename {} to {}: {}", tmp_.string(), final_path, ec.message());
+  }
   committed_ = true;
   sync_dir(fs::path(final_path).parent_path());
   if (!old.empty()) fs::remove_all(old, ec);
@@ -462,15 +514,26 @@ std::string format_predictions(const std::vector<double>& values) {
   return out;
 }
 
-void write_training_args(const fs::path& path, const TrainingArgs& args) {
-  write_file_atomic(path, python_json_dumps(args.to_json(), 2) + "\n");
+std::string training_args_text(const TrainingArgs& args) {
+  return python_json_dumps(args.to_json(), 2) + "\n";
 }
+
+void write_training_args(const fs::path& path, const TrainingArgs& args) {
+  write_file_atomic(path, training_args_text(args));
+}
+
+namespace {
+
+constexpr const char* kTokenizerFiles[] = {"vocab.txt", "tokenizer_config.json",
+                                           "special_tokens_map.json", "tokenizer.json"};
+
+}  // namespace
 
 void save_model_folder(const BertForSequenceClassification& model, const fs::path& dir,
                        const TrainingArgs& args, const fs::path& tokenizer_dir) {
   save_pretrained(model, dir.string());
   if (!tokenizer_dir.empty())
-    for (const char* f : {"vocab.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"})
+    for (const char* f : kTokenizerFiles)
       if (fs::exists(tokenizer_dir / f))
         fs::copy_file(tokenizer_dir / f, dir / f, fs::copy_options::overwrite_existing);
   write_training_args(dir / "training_args.json", args);
@@ -480,8 +543,16 @@ std::string save_checkpoint(const BertForSequenceClassification& model, const Op
                             const TrainerState& state, const TrainingArgs& args, ResumePoint next,
                             const fs::path& tokenizer_dir) {
   CheckpointWriter w(args.output_dir, state.global_step);
-  save_model_folder(model, w.dir(), args, tokenizer_dir);
+  // save_model_folder's files, each through the writer or adopted by it.
+  save_pretrained(model, w.dir().string());
+  w.adopt("model.safetensors");
+  w.adopt("config.json");
+  if (!tokenizer_dir.empty())
+    for (const char* f : kTokenizerFiles)
+      if (fs::exists(tokenizer_dir / f)) w.write_file(f, read_file(tokenizer_dir / f));
+  w.write_file("training_args.json", training_args_text(args));
   opt.save((w.dir() / "optimizer.safetensors").string());
+  w.adopt("optimizer.safetensors");
   nlohmann::json sched = {{"last_epoch", state.global_step},
                           {"lr_scheduler_type", std::string(scheduler_name(args.lr_scheduler_type))}};
   w.write_file("scheduler.json", sched.dump(2) + "\n");

@@ -66,8 +66,9 @@ std::string file_digest(const fs::path& path);
 
 // run_glue's start-up check: with do_train and without overwrite_output_dir, a non-empty
 // output_dir must hold a checkpoint (stale tmp folders do not count); the checkpoint to resume
-// from is resume_from_checkpoint if given, else the newest intact checkpoint. Throws the HF
-// message. Every checkpoint is verified (verify_checkpoint): a damaged one that
+// from is resume_from_checkpoint if given, else the newest intact checkpoint; the value True
+// (unless a folder has that name) asks for the newest intact checkpoint of output_dir, which
+// must hold one, whatever overwrite_output_dir says. Throws the HF message. Every checkpoint is verified (verify_checkpoint): a damaged one that
 // resume_from_checkpoint names is an error; a damaged newest one is passed over for the next
 // intact one, with a line in *notes naming the file; a legacy one loads with a warning in *notes.
 std::optional<std::string> resume_checkpoint(const TrainingArgs& args,
@@ -75,7 +76,9 @@ std::optional<std::string> resume_checkpoint(const TrainingArgs& args,
 
 // A checkpoint being written: files go into `dir()` (output_dir/checkpoint-N.tmp-<tag>);
 // commit() renames it to checkpoint-N, replacing an older folder of that name. Destroyed without
-// commit(), it removes the tmp folder; a crash leaves it, and listing ignores it.
+// commit(), it removes the tmp folder; a crash leaves it, and listing ignores it. A failed write
+// (ENOSPC, EIO, a read-only folder) throws naming the file; the caller's unwinding then removes
+// the tmp folder, and no checkpoint-N folder, old or new, is touched before commit() succeeds.
 // Multi-process saves pass the same `tag` on every rank so all write into one folder.
 class CheckpointWriter {
  public:
@@ -86,6 +89,9 @@ class CheckpointWriter {
 
   const fs::path& dir() const { return tmp_; }
   void write_file(const std::string& name, std::string_view bytes) const;
+  // Counts a file another writer put into dir() (write_safetensors, config.json) against the
+  // injected byte limit below; a no-op without one.
+  void adopt(const std::string& name) const;
   std::string commit();  // returns checkpoint_path(output_dir, step)
 
  private:
@@ -94,6 +100,12 @@ class CheckpointWriter {
   fs::path tmp_;
   bool committed_ = false;
 };
+
+// Test seam for failing saves: once `bytes` more bytes have gone into checkpoint folders
+// (CheckpointWriter's files, adopted ones and the manifest), every further checkpoint write fails
+// as on a full disk: the file is cut at the limit and the write throws "<file>: write failed
+// after K of N bytes: No space left on device (injected)". nullopt (the default) turns it off.
+void fail_checkpoint_writes_after(std::optional<int64_t> bytes);
 
 // HF TrainerState as trainer_state.json holds it (4.11 fields plus the later logging/eval/save
 // steps and train_batch_size). log_history entries keep their keys; the file sorts them.
@@ -139,6 +151,7 @@ std::string format_predictions(const std::vector<int64_t>& label_ids,
 std::string format_predictions(const std::vector<double>& values);
 
 // training_args.json: args.to_json() with indent 2, sorted keys.
+std::string training_args_text(const TrainingArgs& args);
 void write_training_args(const fs::path& path, const TrainingArgs& args);
 
 // A model folder as run_glue leaves one: save_pretrained's config.json and model.safetensors, the
@@ -156,9 +169,10 @@ struct ResumePoint {
 };
 
 // Writes output_dir/checkpoint-<state.global_step> atomically (CheckpointWriter): the model folder
-// (save_model_folder), optimizer.safetensors, scheduler.json, rng_state.json (seeds and `next`)
-// and trainer_state.json. Returns the folder. Best tracking (TrainerState::update_best) comes
-// before, rotation (rotate_checkpoints) after, as in HF's _save_checkpoint.
+// (the files of save_model_folder), optimizer.safetensors, scheduler.json, rng_state.json (seeds
+// and `next`) and trainer_state.json. Returns the folder. Best tracking
+// (TrainerState::update_best) comes before, rotation (rotate_checkpoints) after, as in HF's
+// _save_checkpoint. A failure throws naming the file and leaves no tmp folder behind.
 std::string save_checkpoint(const BertForSequenceClassification& model, const Optimizer& opt,
                             const TrainerState& state, const TrainingArgs& args, ResumePoint next,
                             const fs::path& tokenizer_dir = {});

@@ -4,6 +4,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
@@ -35,6 +36,7 @@ std::vector<std::string> child_env(const LaunchOptions& o, int local) {
       {"TORCHELASTIC_RESTART_COUNT", "0"},
       {"TORCHELASTIC_MAX_RESTARTS", "0"},
       {"TORCHELASTIC_RUN_ID", "none"},
+      {"BERTRAZOR_LAUNCHER_PID", std::to_string(::getpid())},  // train/preempt.h: who forwards
   };
   const char* omp = std::getenv("OMP_NUM_THREADS");
   if (o.nproc_per_node > 1 && !(omp && *omp)) set.emplace_back("OMP_NUM_THREADS", "1");
@@ -53,6 +55,34 @@ std::vector<std::string> child_env(const LaunchOptions& o, int local) {
   return env;
 }
 
+// Stop signals the launcher got and has not forwarded yet (a bit per kForwarded entry).
+constexpr int kForwarded[] = {SIGTERM, SIGINT, SIGUSR1};
+std::atomic<unsigned> g_to_forward{0};
+static_assert(std::atomic<unsigned>::is_always_lock_free);
+
+void on_launcher_signal(int sig) {
+  for (unsigned i = 0; i < 3; ++i)
+    if (kForwarded[i] == sig) g_to_forward.fetch_or(1u << i);
+}
+
+// While alive, SIGTERM, SIGINT and SIGUSR1 are queued for the ranks instead of ending the
+// launcher, which would leave them running unsupervised.
+struct ForwardSignals {
+  struct sigaction previous[3];
+  ForwardSignals() {
+    g_to_forward = 0;
+    struct sigaction sa;
+    std::memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_launcher_signal;
+    sigemptyset(&sa.sa_mask);
+    sa.sa_flags = SA_RESTART;
+    for (int i = 0; i < 3; ++i) ::sigaction(kForwarded[i], &sa, &previous[i]);
+  }
+  ~ForwardSignals() {
+    for (int i = 0; i < 3; ++i) ::sigaction(kForwarded[i], &previous[i], nullptr);
+  }
+};
+
 int exit_code(int status) {
   if (WIFEXITED(status)) return WEXITSTATUS(status);
   if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
@@ -63,6 +93,7 @@ int exit_code(int status) {
 
 int launch(const LaunchOptions& o, const std::string& exe) {
   BR_CHECK(!o.command.empty(), "launch: empty command");
+  ForwardSignals forward;
   std::vector<pid_t> pids;
   auto kill_all = [&](int sig) {
     for (pid_t p : pids)
@@ -79,6 +110,9 @@ int launch(const LaunchOptions& o, const std::string& exe) {
     envp.push_back(nullptr);
     pid_t pid = ::fork();
     if (pid == 0) {
+      // A process group of its own: a terminal's Ctrl-C reaches the launcher only, which passes
+      // it on once, so a rank never sees one key press as two signals (the second exits at once).
+      ::setpgid(0, 0);
       ::execve(exe.c_str(), argp.data(), envp.data());
       std::fprintf(stderr, "bertrazor launch: cannot execute %s: %s\n", exe.c_str(),
                    std::strerror(errno));
@@ -97,6 +131,9 @@ int launch(const LaunchOptions& o, const std::string& exe) {
   std::chrono::steady_clock::time_point kill_at{};
   bool terminating = false;
   while (running > 0) {
+    if (const unsigned got = g_to_forward.exchange(0))
+      for (unsigned i = 0; i < 3; ++i)
+        if (got & (1u << i)) kill_all(kForwarded[i]);
     for (pid_t& p : pids) {
       if (p <= 0) continue;
       int status = 0;
@@ -106,9 +143,12 @@ int launch(const LaunchOptions& o, const std::string& exe) {
       p = -1;
       --running;
       int code = exit_code(status);
+      // A rank that stopped cleanly on SIGTERM or SIGINT exits 128 + signal itself; the others
+      // stop at the same step (rank 0 may still be saving), so they are left to finish.
+      const bool clean_stop = WIFEXITED(status) && (code == 128 + SIGTERM || code == 128 + SIGINT);
       if (code != 0 && first_failure == 0) {
         first_failure = code;
-        if (running > 0) {
+        if (running > 0 && !clean_stop) {
           std::fprintf(stderr,
                        "bertrazor launch: a rank exited with status %d; stopping the others\n",
                        code);

@@ -21,6 +21,7 @@
 #include "train/grad_reducer.h"
 #include "train/memory_report.h"
 #include "train/optimizer.h"
+#include "train/preempt.h"
 #include "train/progress.h"
 #include "train/tensorboard.h"
 #include "train/pyformat.h"
@@ -242,14 +243,22 @@ ordered_json evaluate_all(BertForSequenceClassification& model, const Run& run) 
 class Training {
  public:
   Training(BertForSequenceClassification& model, const Run& run, std::optional<std::string> resume);
-  // The loop, then the final model, trainer_state.json and train_results.json.
+  // The loop, then the final model, trainer_state.json and train_results.json; or, when a stop
+  // signal arrived, the loop up to the end of that step and a checkpoint (stop_signal() != 0).
   int64_t run();  // the global step it ends at
+  int stop_signal() const { return stop_signal_; }
+  const std::string& last_checkpoint() const { return last_good_; }
 
  private:
   void print_header() const;
   void micro_batch(int64_t epoch, int64_t mb, const std::vector<int64_t>& order);
   void optimizer_step(int64_t epoch, int64_t mb);
   void after_step(int64_t epoch, int64_t mb);  // DefaultFlowCallback: log, evaluate, save
+  // Rank 0 writes checkpoint-<global_step>; every rank learns whether it worked. A failure throws
+  // (--save_on_error stop, or a stop signal) or is a warning; returns whether it was saved.
+  bool save(ResumePoint next, int stopping_signal);
+  // The stop signal any rank has received (the first in rank order), the same on every rank.
+  int agreed_stop_signal();
   void finish();
 
   BertForSequenceClassification& model_;
@@ -270,6 +279,7 @@ class Training {
   double t_start_ = 0, t_last_log_ = 0, tr_loss_since_log_ = 0, tr_loss_total_ = 0, grad_norm_ = 0;
   int64_t steps_since_log_ = 0, peak_saved_ = 0;
   bool memory_reported_ = false, stop_ = false;
+  int stop_signal_ = 0;
   std::string last_good_;  // the newest checkpoint, named when training fails
   std::optional<MemoryPlan> memory_plan_;  // --max_memory: the plan configure_for_training applied
 };
@@ -342,14 +352,22 @@ int64_t Training::run() {
                                  reducer_->buckets().size(), cap >> 20));
   }
   stop_ = state_.global_step >= plan_.max_steps;
-  last_good_ = state_.best_model_checkpoint.value_or(resume_.value_or(""));
-  for (int64_t epoch = start_.epoch; epoch < plan_.num_epochs && !stop_; ++epoch) {
-    // DistributedSampler order for every world size (world 1 included), so a global batch holds
-    // the same examples however it is split across ranks.
-    const std::vector<int64_t> order = distributed_sampler_order(
-        num_examples_, uint64_t(a_.sampler_seed()), epoch, comm_.world_size(), comm_.rank());
-    for (int64_t mb = 0; mb < plan_.batches_per_epoch && !stop_; ++mb)
-      if (epoch != start_.epoch || mb >= start_.micro_batches_in_epoch) micro_batch(epoch, mb, order);
+  last_good_ = resume_.value_or(state_.best_model_checkpoint.value_or(""));
+  {
+    StopSignals signals;  // during the loop a stop signal ends it cleanly (after_step polls it)
+    for (int64_t epoch = start_.epoch; epoch < plan_.num_epochs && !stop_; ++epoch) {
+      // DistributedSampler order for every world size (world 1 included), so a global batch
+      // holds the same examples however it is split across ranks.
+      const std::vector<int64_t> order = distributed_sampler_order(
+          num_examples_, uint64_t(a_.sampler_seed()), epoch, comm_.world_size(), comm_.rank());
+      for (int64_t mb = 0; mb < plan_.batches_per_epoch && !stop_; ++mb)
+        if (epoch != start_.epoch || mb >= start_.micro_batches_in_epoch) micro_batch(epoch, mb, order);
+    }
+  }
+  if (stop_signal_) {
+    progress_->close();
+    if (!main_rank) std::fclose(sink_);
+    return state_.global_step;
   }
   finish();
   return state_.global_step;
@@ -437,20 +455,67 @@ void Training::after_step(int64_t epoch, int64_t mb) {
     metrics = evaluate_all(model_, run_);
     progress_->write(format_log_line(log_entry(state_, run_, *metrics)));
   }
+  const ResumePoint next{epoch_end ? epoch + 1 : epoch, epoch_end ? 0 : mb + 1};
+  bool saved = false;
   if (act.save) {
-    const std::string path = checkpoint_path(a_.output_dir, state_.global_step);
-    if (metrics) state_.update_best(a_, *metrics, path);
-    if (comm_.is_main()) {
-      const ResumePoint next{epoch_end ? epoch + 1 : epoch, epoch_end ? 0 : mb + 1};
-      last_good_ = save_checkpoint(model_, opt_, state_, a_, next, run_.model_dir);
-      rotate_checkpoints(a_.output_dir, a_.save_total_limit, state_.best_model_checkpoint);
-      progress_->write(fmt::format("Saving model checkpoint to {}", last_good_));
-    } else {
-      last_good_ = path;
+    const std::optional<double> best_metric = state_.best_metric;
+    const std::optional<std::string> best = state_.best_model_checkpoint;
+    if (metrics) state_.update_best(a_, *metrics, checkpoint_path(a_.output_dir, state_.global_step));
+    saved = save(next, 0);
+    if (!saved) {  // a checkpoint that was not written cannot be the best
+      state_.best_metric = best_metric;
+      state_.best_model_checkpoint = best;
     }
-    comm_.barrier();
   }
   stop_ = act.stop || state_.global_step >= plan_.max_steps;
+  if (const int sig = agreed_stop_signal()) {
+    if (!saved) save(next, sig);
+    stop_signal_ = sig;
+    stop_ = true;
+    progress_->write(fmt::format("bertrazor: {} received: training stopped after step {} of {}; "
+                                 "checkpoint saved to {} (continue with --resume_from_checkpoint True)",
+                                 stop_signal_name(sig), state_.global_step, plan_.max_steps, last_good_));
+  }
+}
+
+bool Training::save(ResumePoint next, int stopping_signal) {
+  const std::string path = checkpoint_path(a_.output_dir, state_.global_step);
+  std::string error;
+  if (comm_.is_main()) {
+    try {
+      last_good_ = save_checkpoint(model_, opt_, state_, a_, next, run_.model_dir);
+      progress_->write(fmt::format("Saving model checkpoint to {}", last_good_));
+      rotate_checkpoints(a_.output_dir, a_.save_total_limit, state_.best_model_checkpoint);
+    } catch (const Error& e) {
+      error = e.what();
+    }
+  }
+  // Also the barrier that keeps the other ranks from running ahead of rank 0's save.
+  bool ok = error.empty();
+  if (comm_.world_size() > 1) ok = comm_.all_reduce_sum(ok ? 0.0 : 1.0) == 0.0;
+  if (ok) {
+    last_good_ = path;
+    return true;
+  }
+  const std::string what = comm_.is_main() ? fmt::format("saving {} failed: {}", path, error)
+                                           : fmt::format("rank 0 failed to save {} (its log has why)", path);
+  const std::string newest = last_good_.empty() ? std::string("none (nothing saved yet)") : last_good_;
+  if (stopping_signal)
+    fail("{}; training was stopping ({} received); the newest checkpoint is {}", what,
+         stop_signal_name(stopping_signal), newest);
+  if (a_.save_on_error == "stop")
+    fail("{}; training stopped (--save_on_error stop); the newest checkpoint is {}", what, newest);
+  progress_->write(fmt::format("warning: {}; training goes on (--save_on_error continue); the newest "
+                               "checkpoint is {}", what, newest));
+  return false;
+}
+
+int Training::agreed_stop_signal() {
+  const int mine = StopSignals::pending();
+  if (comm_.world_size() == 1) return mine;
+  for (double s : comm_.all_gather(std::vector<double>{double(mine)}))
+    if (s != 0) return int(s);
+  return 0;
 }
 
 void Training::finish() {
@@ -534,7 +599,7 @@ void write_predictions(BertForSequenceClassification& model, const Run& run) {
 
 // ---------------------------------------------------------------------------------------------
 
-void run_glue(const TrainingArgs& asked) {
+RunResult run_glue(const TrainingArgs& asked) {
   // --auto_find_batch_size: the batch sizes that fit --max_memory, before anything runs.
   std::string fit_note;
   const TrainingArgs a = asked.auto_find_batch_size ? fit_batch_sizes(asked, &fit_note) : asked;
@@ -566,9 +631,20 @@ void run_glue(const TrainingArgs& asked) {
         a.logging_dir.value_or(default_logging_dir(a.output_dir)), host_name());
   run.data = load_inputs(a, run.model_dir, run.eval);
   BertForSequenceClassification model = load_model(run);
-  const int64_t global_step = a.do_train ? Training(model, run, resume).run() : 0;
+  RunResult result;
+  int64_t global_step = 0;
+  if (a.do_train) {
+    Training training(model, run, resume);
+    global_step = training.run();
+    result.stop_signal = training.stop_signal();
+    if (result.stop_signal) {
+      result.checkpoint = training.last_checkpoint();
+      return result;  // evaluation and prediction belong to the resumed run
+    }
+  }
   if (a.do_eval) final_evaluation(model, run, global_step);
   if (a.do_predict) write_predictions(model, run);
+  return result;
 }
 
 }  // namespace br
