@@ -4,6 +4,7 @@
 // kernels.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <Eigen/Core>
+#include <oneapi/dnnl/dnnl.h>
 #include <omp.h>
 
 namespace br::cpu {
@@ -47,23 +48,42 @@ void gemm_one(T* c, const T* a, bool ta, const T* b, bool tb, int64_t M, int64_t
 // wake-up of the second thread cost more than they save.
 constexpr int64_t kSerialMacs = int64_t(1) << 23;
 
-// Eigen's own thread count set to 1 for one scope (the calling thread only, outside any parallel
-// region: Eigen's setting is a process global). 0 restores Eigen's default, omp_get_max_threads().
-struct SerialEigen {
-  SerialEigen() { Eigen::setNbThreads(1); }
-  ~SerialEigen() { Eigen::setNbThreads(0); }
+// f32 goes to oneDNN's sgemm (chosen by measurement over Eigen, OpenBLAS and BLIS: docs/RESULTS.md,
+// "GEMM libraries on every product of the step"); it runs with omp_get_max_threads() threads, or
+// one inside a parallel region. f64 (the gradient checks) stays with Eigen: oneDNN has no dgemm.
+void gemm_one(float* c, const float* a, bool ta, const float* b, bool tb, int64_t M, int64_t N,
+              int64_t K, float alpha, float beta) {
+  const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, a,
+                                      ta ? M : K, b, tb ? K : N, beta, c, N);
+  if (st != dnnl_success)
+    fail("matmul: dnnl_sgemm failed (status {}) on M={} N={} K={}", int(st), M, N, K);
+}
+
+// The calling thread's OpenMP thread count set to 1 for one scope (oneDNN and Eigen both read
+// omp_get_max_threads(); this ICV is per thread, so other threads are unaffected).
+struct SerialScope {
+  int saved = omp_get_max_threads();
+  SerialScope() {
+    omp_set_num_threads(1);
+    Eigen::setNbThreads(1);
+  }
+  ~SerialScope() {
+    omp_set_num_threads(saved);
+    Eigen::setNbThreads(0);
+  }
 };
 
-// Large products are threaded inside Eigen's GEMM (OpenMP); many small ones (attention heads) are
-// spread over the batch instead, where Eigen then runs single-threaded; a small lone product runs
-// on the calling thread.
+// Large products are threaded inside the library; many small ones (attention heads) are spread
+// over the batch instead, one library call per thread; a small lone product runs on the calling
+// thread. Which thread computes which output never changes the bits (the libraries split M and
+// N, not K, for these shapes: tests/kernels/test_gemm.cpp checks 1 against 2 threads).
 template <typename T>
 void gemm_batched(T* c, const T* a, bool ta, const T* b, bool tb, int64_t batch, int64_t M,
                   int64_t N, int64_t K, T alpha, T beta) {
   const int64_t sa = M * K, sb = K * N, sc = M * N;
   const bool over_batch = batch > 1 && M * N * K < (int64_t(1) << 21);
   if (!over_batch && M * N * K < kSerialMacs && !omp_in_parallel()) {
-    SerialEigen serial;
+    SerialScope serial;
     for (int64_t g = 0; g < batch; ++g)
       gemm_one(c + g * sc, a + g * sa, ta, b + g * sb, tb, M, N, K, alpha, beta);
     return;

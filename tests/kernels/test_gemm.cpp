@@ -2,6 +2,8 @@
 // batched), beta = 0 and K = 0, accumulation and skipped gradients, and the error messages for bad
 // input. Gradients and CUDA (f32, tf32, bf16) against the CPU: the "matmul" and "linear" op table
 // entries.
+#include <omp.h>
+
 #include <string>
 #include <vector>
 
@@ -242,4 +244,33 @@ TEST_CASE("linear rejects bad input naming the op and the shapes", "[gemm]") {
   CHECK_THROWS_WITH(
       linear_backward(Tensor(), Tensor(), Tensor(), Tensor::zeros({6, 5}, DType::f32), x, w33),
       Catch::Contains("linear_backward") && Catch::Contains("[6, 5]"));
+}
+
+// docs/DEVELOPING.md, "Threads and bits": the f32 CPU products of a BERT step give the same bits
+// at 1 and 2 threads (the library splits the output, never the sum over K).
+TEST_CASE("matmul gives the same bits at 1 and 2 threads on BERT's linear shapes", "[gemm]") {
+  struct Case {
+    int64_t M, N, K;
+    bool ta, tb;
+    float beta;
+  };
+  const int saved = omp_get_max_threads();
+  std::mt19937_64 rng(17);
+  for (Case c : {Case{2048, 1536, 384, false, true, 0.0f}, Case{512, 384, 1536, false, false, 0.0f},
+                 Case{384, 384, 2048, true, false, 1.0f}, Case{1536, 384, 512, true, false, 1.0f},
+                 Case{4096, 384, 384, false, true, 0.0f}}) {
+    Tensor A = random_tensor(c.ta ? Shape{c.K, c.M} : Shape{c.M, c.K}, DType::f32, rng);
+    Tensor B = random_tensor(c.tb ? Shape{c.N, c.K} : Shape{c.K, c.N}, DType::f32, rng);
+    Tensor C0 = random_tensor({c.M, c.N}, DType::f32, rng);
+    std::vector<std::vector<float>> out;
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      Tensor C = C0.clone();
+      matmul(C, A, c.ta, B, c.tb, 1.0f, c.beta);
+      out.push_back(C.to_vector<float>());
+    }
+    INFO("M " << c.M << " N " << c.N << " K " << c.K << " ta " << c.ta);
+    CHECK(out[0] == out[1]);
+  }
+  omp_set_num_threads(saved);
 }
