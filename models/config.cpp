@@ -242,18 +242,22 @@ json BertConfig::to_json() const {
   return j;
 }
 
+BertConfig BertConfig::from_json_text(std::string_view text, const std::string& origin) {
+  json j;
+  try {
+    j = json::parse(text);
+  } catch (const json::exception& e) {
+    fail("config {}: not valid JSON: {}", origin, e.what());
+  }
+  return from_json(j, origin);
+}
+
 BertConfig BertConfig::from_json_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   BR_CHECK(in, "config {}: cannot open: {}", path, std::strerror(errno));
   std::stringstream ss;
   ss << in.rdbuf();
-  json j;
-  try {
-    j = json::parse(ss.str());
-  } catch (const json::exception& e) {
-    fail("config {}: not valid JSON: {}", path, e.what());
-  }
-  return from_json(j, path);
+  return from_json_text(ss.str(), path);
 }
 
 void BertConfig::write_json_file(const std::string& path) const {

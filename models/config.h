@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace br {
@@ -47,6 +48,8 @@ struct BertConfig {
 
   // Reads a config.json; `origin` names the source in error messages.
   static BertConfig from_json(const nlohmann::json& j, const std::string& origin);
+  // The same from a config.json's text (what from_json_file reads; the fuzz target's entry).
+  static BertConfig from_json_text(std::string_view text, const std::string& origin);
   static BertConfig from_json_file(const std::string& path);
   // Checks the invariants (positive sizes, H % N == 0, supported activation and position
   // embedding, labels consistent); from_json calls it, and so does write_json_file.

@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
 # The whole test suite, as CI runs it: dependencies, build (CPU and CUDA code), ctest, install, and
 # the example trainer built against the installed package.
+#   tools/test.sh --sanitize [--thread]   instead: the CPU suite under ASan + UBSan (tools/sanitize.sh)
 set -euo pipefail
 cd "$(dirname "$0")/.."
+if [ "${1:-}" = "--sanitize" ]; then
+  shift
+  tools/install_deps.sh
+  exec tools/sanitize.sh "$@"
+fi
 tools/install_deps.sh
 BUILD="${BUILD_DIR:-build}"
 JOBS="${JOBS:-$(nproc)}"

@@ -626,10 +626,10 @@ void apply_cli(CommandArgs& a, const std::vector<std::string>& argv) {
   }
 }
 
-void apply_json(CommandArgs& a, const std::string& path) {
+void apply_json(CommandArgs& a, std::string_view text, const std::string& path) {
   json j;
   try {
-    j = json::parse(read_file(path));
+    j = json::parse(text);
   } catch (const json::exception& e) {
     fail("{}: invalid JSON: {}", path, e.what());
   }
@@ -856,6 +856,19 @@ bool asks_for_help(Command command, const std::vector<std::string>& argv) {
          }) != argv.end();
 }
 
+// The checks of `command` on the flags applied to `a`.
+void check_command(CommandArgs& a, const std::optional<std::string>& env_local_rank) {
+  switch (a.command) {
+    case Command::train:
+    case Command::eval:
+    case Command::predict: check_run_glue(a, env_local_rank); break;
+    case Command::memory: check_memory(a); break;
+    case Command::init: check_init(a); break;
+    case Command::launch: check_launch(a); break;
+    case Command::info: break;
+  }
+}
+
 CommandArgs parse(Command command, const std::vector<std::string>& argv,
                   const std::optional<std::string>& env_local_rank) {
   CommandArgs a;
@@ -865,20 +878,23 @@ CommandArgs parse(Command command, const std::vector<std::string>& argv,
     return a;
   }
   if (command != Command::launch && argv.size() == 1 && argv[0].ends_with(".json"))
-    apply_json(a, argv[0]);
+    apply_json(a, read_file(argv[0]), argv[0]);
   else
     apply_cli(a, argv);
   if (a.help) return a;
-  switch (command) {
-    case Command::train:
-    case Command::eval:
-    case Command::predict: check_run_glue(a, env_local_rank); break;
-    case Command::memory: check_memory(a); break;
-    case Command::init: check_init(a); break;
-    case Command::launch: check_launch(a); break;
-    case Command::info: break;
-  }
+  check_command(a, env_local_rank);
   return a;
+}
+
+// train is run_glue.py: it does what the do_* flags say (an evaluation strategy other than "no"
+// sets do_eval, as TrainingArguments does); eval and predict are shorthands.
+void check_do_flags(CommandArgs& a) {
+  if (a.help) return;
+  if (a.command == Command::train && !a.do_train && !a.do_eval && !a.do_predict)
+    fail("bertrazor train: nothing to do: give one or more of --do_train, --do_eval, --do_predict "
+         "(as run_glue.py takes them)");
+  if (a.command == Command::eval) a.do_eval = true;
+  if (a.command == Command::predict) a.do_predict = true;
 }
 
 // The preset `name` as these flags shape it: --prune_ratio, --backrazor_dtype, --backrazor_sites,
@@ -948,15 +964,18 @@ std::string config_json_path(const TrainingArgs& a) {
 CommandArgs parse_command_args(Command command, const std::vector<std::string>& argv,
                                const std::optional<std::string>& env_local_rank) {
   CommandArgs a = parse(command, argv, env_local_rank);
-  if (!a.help) {
-    // train is run_glue.py: it does what the do_* flags say (an evaluation strategy other than
-    // "no" sets do_eval, as TrainingArguments does); eval and predict are shorthands.
-    if (command == Command::train && !a.do_train && !a.do_eval && !a.do_predict)
-      fail("bertrazor train: nothing to do: give one or more of --do_train, --do_eval, --do_predict "
-           "(as run_glue.py takes them)");
-    if (command == Command::eval) a.do_eval = true;
-    if (command == Command::predict) a.do_predict = true;
-  }
+  check_do_flags(a);
+  return a;
+}
+
+CommandArgs parse_command_args_json(Command command, std::string_view text, const std::string& path,
+                                    const std::optional<std::string>& env_local_rank) {
+  BR_CHECK(command != Command::launch, "bertrazor launch: takes no args.json ({})", path);
+  CommandArgs a;
+  a.command = command;
+  apply_json(a, text, path);
+  check_command(a, env_local_rank);
+  check_do_flags(a);
   return a;
 }
 

@@ -174,6 +174,10 @@ struct CommandArgs : TrainingArgs {
 CommandArgs parse_command_args(Command command, const std::vector<std::string>& argv);
 CommandArgs parse_command_args(Command command, const std::vector<std::string>& argv,
                                const std::optional<std::string>& env_local_rank);
+// parse_command_args for the single ".json" argument, from the file's text; `path` names it in
+// errors (the fuzz target's entry).
+CommandArgs parse_command_args_json(Command command, std::string_view text, const std::string& path,
+                                    const std::optional<std::string>& env_local_rank);
 // run_glue's arguments: parse_command_args(Command::train, ...) without the do_* check.
 TrainingArgs parse_training_args(const std::vector<std::string>& argv);
 TrainingArgs parse_training_args(const std::vector<std::string>& argv,

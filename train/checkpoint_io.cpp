@@ -240,29 +240,50 @@ std::string manifest_text(const fs::path& dir) {
 
 }  // namespace
 
+std::vector<ManifestEntry> parse_manifest(std::string_view text, const std::string& origin) {
+  std::vector<ManifestEntry> out;
+  try {
+    const nlohmann::json m = nlohmann::json::parse(text);
+    BR_CHECK(m.is_object(), "{}: expected a JSON object, got {}", origin, m.type_name());
+    if (m.at("hash").get<std::string>() != "xxh3-128") fail("{}: unknown hash {}", origin, m.at("hash").dump());
+    const nlohmann::json& files = m.at("files");
+    BR_CHECK(files.is_object(), "{}: 'files' must be an object, got {}", origin, files.type_name());
+    for (const auto& [file, want] : files.items()) {
+      BR_CHECK(!file.empty() && file.find('/') == std::string::npos && file.find('\0') == std::string::npos &&
+                   file != "." && file != "..",
+               "{}: '{}' is not a plain file name in the checkpoint folder", origin, file);
+      BR_CHECK(want.is_object(), "{}: files['{}'] must be an object, got {}", origin, file, want.dump());
+      const nlohmann::json& bytes = want.at("bytes");
+      BR_CHECK(bytes.is_number_integer() && bytes.get<int64_t>() >= 0,
+               "{}: files['{}'].bytes must be a non-negative integer, got {}", origin, file, bytes.dump());
+      std::string digest = want.at("xxh3_128").get<std::string>();
+      BR_CHECK(digest.size() == 32 && digest.find_first_not_of("0123456789abcdef") == std::string::npos,
+               "{}: files['{}'].xxh3_128 must be 32 lower-case hex digits, got '{}'", origin, file, digest);
+      out.push_back({file, bytes.get<int64_t>(), std::move(digest)});
+    }
+  } catch (const nlohmann::json::exception& e) {
+    fail("{}: unreadable: {}", origin, e.what());
+  }
+  return out;
+}
+
 CheckpointCheck verify_checkpoint(const fs::path& dir) {
   const std::string name = dir.filename().string();
   const fs::path mpath = dir / kManifest;
   std::error_code ec;
   if (!fs::exists(mpath, ec)) return {CheckpointCheck::legacy, name + ": no " + kManifest};
-  nlohmann::json m;
   try {
-    m = nlohmann::json::parse(read_file(mpath.string()));
-    if (m.at("hash").get<std::string>() != "xxh3-128")
-      return {CheckpointCheck::damaged, name + "/" + kManifest + ": unknown hash " + m.at("hash").dump()};
-    for (const auto& [file, want] : m.at("files").items()) {
-      const fs::path p = dir / file;
+    for (const ManifestEntry& want : parse_manifest(read_file(mpath.string()), name + "/" + kManifest)) {
+      const fs::path p = dir / want.file;
       if (!fs::is_regular_file(p, ec))
-        return {CheckpointCheck::damaged, name + "/" + file + ": missing"};
-      const int64_t bytes = int64_t(fs::file_size(p, ec)), want_bytes = want.at("bytes").get<int64_t>();
-      if (bytes != want_bytes)
+        return {CheckpointCheck::damaged, name + "/" + want.file + ": missing"};
+      const int64_t bytes = int64_t(fs::file_size(p, ec));
+      if (bytes != want.bytes)
         return {CheckpointCheck::damaged, fmt::format("{}/{}: {} bytes, the manifest says {}", name,
-                                                      file, bytes, want_bytes)};
-      if (file_digest(p) != want.at("xxh3_128").get<std::string>())
-        return {CheckpointCheck::damaged, name + "/" + file + ": contents differ from the manifest's digest"};
+                                                      want.file, bytes, want.bytes)};
+      if (file_digest(p) != want.xxh3_128)
+        return {CheckpointCheck::damaged, name + "/" + want.file + ": contents differ from the manifest's digest"};
     }
-  } catch (const nlohmann::json::exception& e) {
-    return {CheckpointCheck::damaged, name + "/" + kManifest + ": unreadable: " + e.what()};
   } catch (const Error& e) {
     return {CheckpointCheck::damaged, e.what()};
   }
@@ -441,14 +462,21 @@ TrainerState TrainerState::from_json(const nlohmann::json& j) {
 
 std::string TrainerState::to_file_text() const { return python_json_dumps(to_json(), 2) + "\n"; }
 
-TrainerState TrainerState::load(const fs::path& path) {
-  std::string text = read_file(path);
+TrainerState TrainerState::parse(std::string_view text, const std::string& origin) {
+  nlohmann::json j;
   try {
-    return from_json(nlohmann::json::parse(text));
+    j = nlohmann::json::parse(text);
   } catch (const nlohmann::json::parse_error& e) {
-    fail("{}: invalid JSON: {}", path.string(), e.what());
+    fail("{}: invalid JSON: {}", origin, e.what());
+  }
+  try {
+    return from_json(j);
+  } catch (const Error& e) {
+    fail("{}: {}", origin, e.what());
   }
 }
+
+TrainerState TrainerState::load(const fs::path& path) { return parse(read_file(path), path.string()); }
 
 bool TrainerState::update_best(const TrainingArgs& args, const nlohmann::ordered_json& metrics,
                                const std::string& checkpoint_dir) {

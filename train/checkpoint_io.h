@@ -61,6 +61,17 @@ struct CheckpointCheck {
   std::string problem;
 };
 CheckpointCheck verify_checkpoint(const fs::path& dir);
+// One file of a manifest: its plain name in the checkpoint folder, byte size and digest.
+struct ManifestEntry {
+  std::string file;
+  int64_t bytes = 0;
+  std::string xxh3_128;  // 32 lower-case hex digits
+};
+// Reads manifest.json's text (what verify_checkpoint checks the folder against). Throws naming
+// `origin` and the entry for invalid JSON, an unknown hash, a name that is not a plain file name
+// (no '/', not "." or ".."), a size that is not a non-negative integer or a digest that is not
+// 32 hex digits.
+std::vector<ManifestEntry> parse_manifest(std::string_view text, const std::string& origin);
 // The XXH3-128 digest of a file's bytes as 32 hex digits; throws naming the file.
 std::string file_digest(const fs::path& path);
 
@@ -127,6 +138,9 @@ struct TrainerState {
 
   nlohmann::json to_json() const;
   static TrainerState from_json(const nlohmann::json& j);
+  // The same from trainer_state.json's text; `origin` names it in errors (load's parser, the fuzz
+  // target's entry).
+  static TrainerState parse(std::string_view text, const std::string& origin);
   // json.dumps(indent=2, sort_keys=True) + "\n", as TrainerState.save_to_json writes it.
   std::string to_file_text() const;
   static TrainerState load(const fs::path& path);

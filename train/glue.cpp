@@ -55,10 +55,8 @@ const TaskEntry& entry_of(const GlueTask& task) {
 }
 
 // A data file's text without a leading UTF-8 byte-order mark.
-std::string read_text(const std::string& path) {
-  std::string text = read_file(path);
+void strip_bom(std::string& text) {
   if (text.compare(0, 3, "\xEF\xBB\xBF") == 0) text.erase(0, 3);
-  return text;
 }
 
 std::vector<std::string> split_tabs(std::string_view line) {
@@ -144,8 +142,13 @@ std::vector<GlueFile> glue_files(const GlueTask& task, Split split) {
 }
 
 std::vector<Example> load_glue_tsv(const GlueTask& task, const std::string& path, Split split) {
+  return parse_glue_tsv(task, read_file(path), path, split);
+}
+
+std::vector<Example> parse_glue_tsv(const GlueTask& task, std::string text, const std::string& path,
+                                    Split split) {
   const TsvLayout& layout = entry_of(task).tsv;
-  std::string text = read_text(path);
+  strip_bom(text);
   BR_CHECK(!text.empty(), "{}:1: empty file, expected a {} TSV", path, task.name);
 
   // Universal newlines, as Python's open(): "\r\n", "\r" and "\n" all end a line.
@@ -387,7 +390,14 @@ DataTable read_data_file(const std::string& path) {
   std::string ext = ascii_lower(std::filesystem::path(path).extension().string());
   BR_CHECK(ext == ".csv" || ext == ".tsv" || ext == ".json" || ext == ".jsonl",
            "{}: unsupported data file extension '{}' (expected .csv, .tsv, .json or .jsonl)", path, ext);
-  std::string text = read_text(path);
+  return parse_data_file(read_file(path), path);
+}
+
+DataTable parse_data_file(std::string text, const std::string& path) {
+  std::string ext = ascii_lower(std::filesystem::path(path).extension().string());
+  BR_CHECK(ext == ".csv" || ext == ".tsv" || ext == ".json" || ext == ".jsonl",
+           "{}: unsupported data file extension '{}' (expected .csv, .tsv, .json or .jsonl)", path, ext);
+  strip_bom(text);
   BR_CHECK(!text.empty(), "{}:1: empty file", path);
   if (ext == ".csv") return read_delimited(path, text, ',');
   if (ext == ".tsv") return read_delimited(path, text, '\t');

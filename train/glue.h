@@ -57,6 +57,9 @@ std::vector<GlueFile> glue_files(const GlueTask& task, Split split);
 // skipped. QQP rows with missing fields or an empty label are dropped (their idx is skipped) as
 // datasets does; in every other task they are errors naming path:line.
 std::vector<Example> load_glue_tsv(const GlueTask& task, const std::string& path, Split split);
+// The same from the file's bytes; `path` names it in errors (the fuzz target's entry).
+std::vector<Example> parse_glue_tsv(const GlueTask& task, std::string text, const std::string& path,
+                                    Split split);
 // load_glue_tsv over glue_files(task, split) under data_dir; one example list per file.
 std::vector<std::vector<Example>> load_glue_split(const GlueTask& task, const std::string& data_dir,
                                                   Split split);
@@ -78,6 +81,8 @@ struct DataTable {
   int column(std::string_view name) const;  // -1 when absent
 };
 DataTable read_data_file(const std::string& path);
+// The same from the file's bytes; `path` picks the format by its extension and names it in errors.
+DataTable parse_data_file(std::string text, const std::string& path);
 
 // Which columns hold the texts: a task's own feature names, or run_glue's rule for other files
 // (sentence1/sentence2 when both exist, else the first two non-label columns, else the first).

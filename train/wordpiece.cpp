@@ -237,14 +237,18 @@ WordPieceTokenizer WordPieceTokenizer::from_tokens(std::vector<std::string> toke
 }
 
 WordPieceTokenizer WordPieceTokenizer::from_vocab_file(const std::string& path, bool do_lower_case) {
-  std::string text = read_file(path);
+  return from_vocab_text(read_file(path), do_lower_case, path);
+}
+
+WordPieceTokenizer WordPieceTokenizer::from_vocab_text(std::string_view text, bool do_lower_case,
+                                                       const std::string& path) {
   BR_CHECK(!text.empty(), "{}:1: empty vocabulary file", path);
   std::vector<std::string> tokens;
   size_t pos = 0;
   while (pos < text.size()) {
     size_t nl = text.find('\n', pos);
     size_t end = nl == std::string::npos ? text.size() : nl;
-    std::string line = text.substr(pos, end - pos);
+    std::string line(text.substr(pos, end - pos));
     if (!line.empty() && line.back() == '\r') line.pop_back();
     tokens.push_back(std::move(line));
     pos = end + 1;

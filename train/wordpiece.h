@@ -37,6 +37,9 @@ class WordPieceTokenizer {
   // naming path:line for an unreadable or empty file, invalid UTF-8, a duplicate token, or a
   // missing [PAD]/[UNK]/[CLS]/[SEP].
   static WordPieceTokenizer from_vocab_file(const std::string& path, bool do_lower_case = true);
+  // The same from the file's bytes; `source` names it in errors (the fuzz target's entry).
+  static WordPieceTokenizer from_vocab_text(std::string_view text, bool do_lower_case = true,
+                                            const std::string& source = "<vocab>");
   // The same from tokens in id order; `source` names them in errors.
   static WordPieceTokenizer from_tokens(std::vector<std::string> tokens, bool do_lower_case = true,
                                         const std::string& source = "<tokens>");

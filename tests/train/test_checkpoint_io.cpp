@@ -1,7 +1,10 @@
 // Output-directory I/O: atomic writes, checkpoint listing and rotation (HF _sorted_checkpoints /
 // _rotate_checkpoints), auto-resume, trainer_state.json and results files in Python's formats.
 #include <catch2/catch.hpp>
+#include <sys/wait.h>
 #include <unistd.h>
+
+#include <csignal>
 
 #include <fstream>
 
@@ -110,13 +113,26 @@ TEST_CASE("atomic checkpoint writes", "[train][checkpoint]") {
   make_checkpoint(out.str(), 100);
   CHECK(fs::exists(out.path / "checkpoint-100" / "trainer_state.json"));
   // A crash mid-write: files in the tmp folder, no rename. The previous checkpoint is intact and
-  // the tmp folder is invisible to listing and resume.
+  // the tmp folder is invisible to listing and resume. The crash is real: a child process starts
+  // the checkpoint and is killed (SIGKILL) before its writer can commit or clean up, so nothing
+  // leaks in this process either.
   {
-    auto w = std::make_unique<CheckpointWriter>(out.str(), 200, "crashed");
-    w->write_file("model.safetensors", "partial");
+    const pid_t child = ::fork();
+    REQUIRE(child >= 0);
+    if (child == 0) {
+      try {
+        CheckpointWriter w(out.str(), 200, "crashed");
+        w.write_file("model.safetensors", "partial");
+        ::raise(SIGKILL);
+      } catch (...) {
+      }
+      ::_exit(1);  // only when the write failed: the parent sees exit 1, not SIGKILL
+    }
+    int status = 0;
+    REQUIRE(::waitpid(child, &status, 0) == child);
+    REQUIRE(WIFSIGNALED(status));
+    CHECK(WTERMSIG(status) == SIGKILL);
     CHECK(fs::exists(out.path / "checkpoint-200.tmp-crashed" / "model.safetensors"));
-    // Simulate the process dying: the destructor never runs.
-    static_cast<void>(w.release());
   }
   CHECK(names(sorted_checkpoints(out.str())) == std::vector<std::string>{"checkpoint-100"});
   CHECK(last_checkpoint(out.str()) == std::optional<std::string>(out.str() + "/checkpoint-100"));

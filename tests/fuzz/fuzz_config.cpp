@@ -1,0 +1,22 @@
+// libFuzzer target for config.json (models/config.h, BertConfig::from_json_text). An input is
+// rejected with a br::Error naming the file, or it parses into a config that validates and
+// survives to_json -> from_json unchanged.
+#include "fuzz.h"
+#include "models/config.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  const std::string origin = "fuzz/config.json";
+  br::BertConfig c;
+  try {
+    c = br::BertConfig::from_json_text(std::string_view(reinterpret_cast<const char*>(data), size), origin);
+  } catch (const br::Error& e) {
+    fuzz::require_names(e, origin);
+    return 0;
+  }
+  c.validate(origin);  // from_json validated it: throwing here escapes and aborts
+  fuzz::require(c.num_labels() >= 1 && c.head_dim() >= 1, "labels and head dim are positive");
+  const nlohmann::json j = c.to_json();
+  br::BertConfig back = br::BertConfig::from_json(j, origin);
+  fuzz::require(back.to_json() == j, "to_json -> from_json -> to_json is the identity", j.dump());
+  return 0;
+}
