@@ -52,6 +52,10 @@ void read_string(const json& j, const char* key, std::string& out, const std::st
 
 std::string label_name(int64_t i) { return "LABEL_" + std::to_string(i); }
 
+// More labels than any classification head is given; a bound so that a typo such as
+// "num_labels": 3000000000 is an error, not billions of LABEL_i names.
+constexpr int64_t kMaxLabels = int64_t(1) << 20;
+
 }  // namespace
 
 void BertConfig::set_labels(const std::vector<std::string>& labels) {
@@ -96,8 +100,9 @@ void read_labels(const json& j, BertConfig& c, const std::string& origin) {
     }
     c.set_labels(names);
   } else if (auto n = j.find("num_labels"); n != j.end()) {
-    BR_CHECK(n->is_number_integer() && n->get<int64_t>() >= 1,
-             "config {}: 'num_labels' must be a positive integer, got {}", origin, n->dump());
+    BR_CHECK(n->is_number_integer() && n->get<int64_t>() >= 1 && n->get<int64_t>() <= kMaxLabels,
+             "config {}: 'num_labels' must be an integer in [1, {}], got {}", origin, kMaxLabels,
+             n->dump());
     c.set_num_labels(n->get<int64_t>());
   }
   if (auto it = j.find("label2id"); it != j.end() && !it->is_null()) {

@@ -8,9 +8,11 @@
 #include <algorithm>
 #include <atomic>
 #include <cerrno>
+#include <cmath>
 #include <chrono>
 #include <cstdio>
 #include <cstring>
+#include <type_traits>
 
 #include <fmt/format.h>
 
@@ -434,8 +436,27 @@ nlohmann::json TrainerState::to_json() const {
 TrainerState TrainerState::from_json(const nlohmann::json& j) {
   BR_CHECK(j.is_object(), "TrainerState::from_json: expected an object");
   TrainerState s;
+  // Each field has its JSON type: an integer (or an integral float, as Python may write 3.0),
+  // a number, or a boolean; anything else names the key (a cast of 1e300 to int64 is undefined).
   auto num = [&](const char* key, auto& out) {
-    if (j.contains(key) && !j[key].is_null()) out = j[key].get<std::decay_t<decltype(out)>>();
+    using T = std::decay_t<decltype(out)>;
+    if (!j.contains(key) || j[key].is_null()) return;
+    const nlohmann::json& v = j[key];
+    if constexpr (std::is_same_v<T, bool>) {
+      BR_CHECK(v.is_boolean(), "TrainerState::from_json: '{}' must be true or false, got {}", key, v.dump());
+      out = v.get<bool>();
+    } else if constexpr (std::is_integral_v<T>) {
+      const bool integral_float = v.is_number_float() && std::isfinite(v.get<double>()) &&
+                                  v.get<double>() == std::trunc(v.get<double>()) &&
+                                  std::fabs(v.get<double>()) < 9.2e18;
+      BR_CHECK((v.is_number_integer() && !(v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX))) ||
+                   integral_float,
+               "TrainerState::from_json: '{}' must be an integer, got {}", key, v.dump());
+      out = v.is_number_integer() ? v.get<T>() : T(v.get<double>());
+    } else {
+      BR_CHECK(v.is_number(), "TrainerState::from_json: '{}' must be a number, got {}", key, v.dump());
+      out = v.get<double>();
+    }
   };
   try {
     num("epoch", s.epoch);
@@ -449,11 +470,17 @@ TrainerState TrainerState::from_json(const nlohmann::json& j) {
     num("train_batch_size", s.train_batch_size);
     num("is_local_process_zero", s.is_local_process_zero);
     num("is_world_process_zero", s.is_world_process_zero);
+    BR_CHECK(s.global_step >= 0, "TrainerState::from_json: 'global_step' must be >= 0, got {}", s.global_step);
+    BR_CHECK(!j.contains("log_history") || j["log_history"].is_array(),
+             "TrainerState::from_json: 'log_history' must be a list, got {}", j["log_history"].dump());
     if (j.contains("best_metric") && !j["best_metric"].is_null()) s.best_metric = j["best_metric"].get<double>();
     if (j.contains("best_model_checkpoint") && !j["best_model_checkpoint"].is_null())
       s.best_model_checkpoint = j["best_model_checkpoint"].get<std::string>();
     if (j.contains("log_history"))
-      for (const auto& e : j["log_history"]) s.log_history.push_back(nlohmann::ordered_json::parse(e.dump()));
+      for (const auto& e : j["log_history"]) {
+        BR_CHECK(e.is_object(), "TrainerState::from_json: a 'log_history' entry must be an object, got {}", e.dump());
+        s.log_history.push_back(nlohmann::ordered_json::parse(e.dump()));
+      }
   } catch (const nlohmann::json::exception& e) {
     fail("TrainerState::from_json: {}", e.what());
   }
@@ -466,7 +493,7 @@ TrainerState TrainerState::parse(std::string_view text, const std::string& origi
   nlohmann::json j;
   try {
     j = nlohmann::json::parse(text);
-  } catch (const nlohmann::json::parse_error& e) {
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for 1e999
     fail("{}: invalid JSON: {}", origin, e.what());
   }
   try {
