@@ -1,5 +1,9 @@
 #include "kernels/cpu/cpu_ops.h"
 
+#include <algorithm>
+
+#include "kernels/cpu/half_simd.h"
+
 namespace br::cpu {
 
 namespace {
@@ -30,6 +34,15 @@ void store(const Tensor& t, int64_t i, double v) {
   }
 }
 
+// f(start, length) over [0, n) in chunks of 2^14 elements, on every thread when n > 2^16.
+template <class F>
+void in_chunks(int64_t n, F&& f) {
+  constexpr int64_t kChunk = 1 << 14;
+  const int64_t chunks = (n + kChunk - 1) / kChunk;
+#pragma omp parallel for schedule(static) if (n > (1 << 16))
+  for (int64_t c = 0; c < chunks; ++c) f(c * kChunk, std::min(kChunk, n - c * kChunk));
+}
+
 }  // namespace
 
 void cast(const Tensor& out, const Tensor& in) {
@@ -41,13 +54,13 @@ void cast(const Tensor& out, const Tensor& in) {
   if (in.dtype() == DType::f32 && out.dtype() == DType::f16) {
     const float* s = in.data<float>();
     auto* d = static_cast<uint16_t*>(out.raw());
-    for (int64_t i = 0; i < n; ++i) d[i] = float_to_half(s[i]);
+    in_chunks(n, [&](int64_t i, int64_t len) { halves_from_floats(d + i, s + i, len); });
     return;
   }
   if (in.dtype() == DType::f16 && out.dtype() == DType::f32) {
     const auto* s = static_cast<const uint16_t*>(in.raw());
     float* d = out.data<float>();
-    for (int64_t i = 0; i < n; ++i) d[i] = half_to_float(s[i]);
+    in_chunks(n, [&](int64_t i, int64_t len) { floats_from_halves(d + i, s + i, len); });
     return;
   }
   for (int64_t i = 0; i < n; ++i) store(out, i, load(in, i));

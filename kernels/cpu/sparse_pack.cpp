@@ -1,11 +1,14 @@
 #include "kernels/cpu/cpu_ops.h"
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <bit>
 #include <functional>
 #include <type_traits>
 #include <vector>
+
+#include "kernels/cpu/half_simd.h"
 
 namespace br::cpu {
 
@@ -73,8 +76,43 @@ struct Threshold {
   int64_t ties = 0;
 };
 
-constexpr int64_t kSmallSample = 2048;  // below this, nth_element beats a 65536-bin histogram
+constexpr int64_t kSmallSample = 2048;  // below this, nth_element on every key is fastest
+constexpr int kTopBits = 12;             // the histogram's digit: the key's top 12 bits
 
+#if BR_CPU_F16C
+// Lane j of 8: for compaction, the index of the j-th set bit of m (lanes past popcount(m) are
+// don't-cares); for expansion, the number of set bits of m below bit j. 4 bits per lane.
+struct LaneTables {
+  std::array<uint32_t, 256> compact{}, expand{};
+  LaneTables() {
+    for (uint32_t m = 0; m < 256; ++m) {
+      uint32_t c = 0, e = 0;
+      int q = 0;
+      for (int j = 0; j < 8; ++j) {
+        if (m >> j & 1u) c |= uint32_t(j) << (4 * q++);
+        e |= uint32_t(std::popcount(m & ((1u << j) - 1u))) << (4 * j);
+      }
+      compact[m] = c;
+      expand[m] = e;
+    }
+  }
+};
+const LaneTables& lane_tables() {
+  static const LaneTables t;
+  return t;
+}
+inline __m256i lane_indices(uint32_t nibbles) {
+  return _mm256_and_si256(_mm256_srlv_epi32(_mm256_set1_epi32(int(nibbles)),
+                                            _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28)),
+                          _mm256_set1_epi32(15));
+}
+inline __m256i lane_bits() { return _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128); }
+#endif
+
+// The k-th largest key of a sample and how many of the keys equal to it are kept. Keys are
+// counted in a 4096-bin histogram of their top bits (one pass, L1-resident); the bin holding the
+// k-th largest is then gathered (a second pass) and nth_element finds the key inside it. Exact,
+// whatever the distribution: a sample of equal keys gathers all n of them.
 template <DType D>
 Threshold<D> select_threshold(const typename Traits<D>::Raw* x, int64_t n, int64_t k,
                               std::vector<typename Traits<D>::Key>& keys,
@@ -82,45 +120,206 @@ Threshold<D> select_threshold(const typename Traits<D>::Raw* x, int64_t n, int64
   using T = Traits<D>;
   using Key = typename T::Key;
   Threshold<D> r;
+  if (keys.size() < size_t(n + 8)) keys.resize(size_t(n + 8));
   if (n <= kSmallSample) {
-    keys.resize(size_t(n));
     for (int64_t i = 0; i < n; ++i) keys[size_t(i)] = T::key(x[i]);
-    std::nth_element(keys.begin(), keys.begin() + (k - 1), keys.end(), std::greater<Key>());
+    std::nth_element(keys.begin(), keys.begin() + (k - 1), keys.begin() + n, std::greater<Key>());
     r.t = keys[size_t(k - 1)];
     int64_t greater = 0;
     for (int64_t i = 0; i < n; ++i) greater += T::key(x[i]) > r.t;
     r.ties = k - greater;
     return r;
   }
-  // Radix select over 16-bit digits, most significant first: find the digit holding the rank-th
-  // largest key among those matching the prefix so far, then narrow the rank to that digit.
-  hist.resize(65536);
-  Key prefix = 0, pmask = 0;
-  int64_t rank = k;
-  for (int shift = T::kKeyBits - 16; shift >= 0; shift -= 16) {
-    std::fill(hist.begin(), hist.end(), 0u);
-    if (pmask == 0) {
-      for (int64_t i = 0; i < n; ++i) ++hist[size_t((T::key(x[i]) >> shift) & 0xffffu)];
-    } else {
-      for (int64_t i = 0; i < n; ++i) {
-        Key key = T::key(x[i]);
-        if ((key & pmask) == prefix) ++hist[size_t((key >> shift) & 0xffffu)];
-      }
+  constexpr int shift = T::kKeyBits - 1 - kTopBits;  // the sign bit is always clear
+  // Two interleaved histograms: consecutive keys in one bin do not wait on each other's store.
+  constexpr size_t kBins = size_t(1) << kTopBits;
+  hist.assign(2 * kBins, 0u);
+  {
+    int64_t i = 0;
+    for (; i + 2 <= n; i += 2) {
+      ++hist[size_t(T::key(x[i]) >> shift)];
+      ++hist[kBins + size_t(T::key(x[i + 1]) >> shift)];
     }
-    int64_t above = 0;
-    uint32_t d = 65535;
-    for (; d > 0; --d) {
-      if (above + int64_t(hist[d]) >= rank) break;
-      above += hist[d];
-    }
-    prefix |= Key(d) << shift;
-    pmask |= Key(0xffffu) << shift;
-    rank -= above;
+    if (i < n) ++hist[size_t(T::key(x[i]) >> shift)];
+    for (size_t b = 0; b < kBins; ++b) hist[b] += hist[kBins + b];
   }
-  r.t = prefix;
-  r.ties = rank;
+  int64_t above = 0;
+  uint32_t d = (1u << kTopBits) - 1u;
+  for (; d > 0; --d) {
+    if (above + int64_t(hist[d]) >= k) break;
+    above += hist[d];
+  }
+  const int64_t rank = k - above;  // 1-based, among the keys of bin d
+  int64_t c = 0;
+  int64_t i = 0;
+#if BR_CPU_F16C
+  if constexpr (D == DType::f32) {
+    const LaneTables& lt = lane_tables();
+    const __m256i abs = _mm256_set1_epi32(0x7fffffff);
+    const __m256i lo = _mm256_set1_epi32(int(d << shift) - 1);
+    const __m256i hi = _mm256_set1_epi32(int(((d + 1u) << shift) - 1u));  // 2^31 - 1 at most
+    for (; i + 8 <= n; i += 8) {
+      const __m256i key = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)), abs);
+      // lo < key <= hi, i.e. key >> shift == d (hi's top bin ends at 2^31 - 1, its own maximum)
+      const __m256i in = _mm256_andnot_si256(_mm256_cmpgt_epi32(key, hi), _mm256_cmpgt_epi32(key, lo));
+      const uint32_t m = uint32_t(_mm256_movemask_ps(_mm256_castsi256_ps(in)));
+      _mm256_storeu_si256(reinterpret_cast<__m256i*>(keys.data() + c),
+                          _mm256_permutevar8x32_epi32(key, lane_indices(lt.compact[m])));
+      c += std::popcount(m);
+    }
+  }
+#endif
+  for (; i < n; ++i) {
+    const Key key = T::key(x[i]);
+    keys[size_t(c)] = key;
+    c += (key >> shift) == d;
+  }
+  std::nth_element(keys.begin(), keys.begin() + (rank - 1), keys.begin() + c, std::greater<Key>());
+  r.t = keys[size_t(rank - 1)];
+  int64_t greater = 0;
+  for (int64_t j = 0; j < c; ++j) greater += keys[size_t(j)] > r.t;
+  r.ties = rank - greater;
   return r;
 }
+
+// Keep decision of one element: above the threshold, or equal to it among the first `ties`.
+template <DType D>
+inline bool keep_element(typename Traits<D>::Key key, const Threshold<D>& th, int64_t& ties_left) {
+  bool keep = key > th.t;
+  if (key == th.t && ties_left > 0) {
+    keep = true;
+    --ties_left;
+  }
+  return keep;
+}
+
+// One sample, any dtypes: mask words and the kept values in order, in one pass. Returns the
+// number of kept elements (k unless something is wrong).
+template <DType In, DType Out>
+int64_t pack_sample(const typename Traits<In>::Raw* xb, typename Traits<Out>::Raw* vb,
+                    uint32_t* mb, int64_t n, int64_t k, const Threshold<In>& th, int64_t w0,
+                    int64_t pos) {
+  using TI = Traits<In>;
+  const int64_t W = sparse_mask_row_bytes(n) / 4;
+  int64_t ties_left = th.ties;
+  typename TI::Raw kept[32];
+  for (int64_t w = w0; w < W; ++w) {
+    const int64_t base = w * 32;
+    const int end = int(std::min<int64_t>(32, n - base));
+    uint32_t word = 0;
+    int count = 0;
+    for (int j = 0; j < end; ++j) {
+      const typename TI::Raw v = xb[base + j];
+      const bool keep = keep_element<In>(TI::key(v), th, ties_left);
+      word |= uint32_t(keep) << j;
+      kept[count] = v;
+      count += keep;
+    }
+    if (pos + count <= k)
+      for (int q = 0; q < count; ++q) vb[pos + q] = convert<In, Out>(kept[q]);
+    pos += count;
+    mb[w] = word;
+  }
+  return pos;
+}
+
+#if BR_CPU_F16C
+// One f32 sample into f32 or f16 values, 8 lanes at a time: compare the keys with the threshold,
+// take the first ties of the equal ones in index order, compact the kept lanes with a permute
+// and convert them; whole 32-element words, then pack_sample for a tail word. The vector store
+// writes 8 values and is used only while they stay inside this sample's k.
+template <DType Out>
+int64_t pack_sample_f32(const float* xb, typename Traits<Out>::Raw* vb, uint32_t* mb, int64_t n,
+                        int64_t k, const Threshold<DType::f32>& th) {
+  const LaneTables& lt = lane_tables();
+  const __m256i abs = _mm256_set1_epi32(0x7fffffff), t = _mm256_set1_epi32(int(th.t));
+  const int64_t full = n / 32;
+  int64_t pos = 0, ties_left = th.ties;
+  for (int64_t w = 0; w < full; ++w) {
+    uint32_t word = 0;
+    for (int q = 0; q < 4; ++q) {
+      const float* xq = xb + w * 32 + q * 8;
+      const __m256 v = _mm256_loadu_ps(xq);
+      const __m256i key = _mm256_and_si256(_mm256_castps_si256(v), abs);
+      uint32_t m = uint32_t(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpgt_epi32(key, t))));
+      if (ties_left > 0) {
+        uint32_t eq = uint32_t(_mm256_movemask_ps(_mm256_castsi256_ps(_mm256_cmpeq_epi32(key, t))));
+        for (; eq && ties_left > 0; eq &= eq - 1, --ties_left) m |= eq & (0u - eq);
+      }
+      word |= m << (8 * q);
+      // No branch on m == 0 (a coin flip at 20% kept): an empty group stores 8 don't-cares that
+      // the next group overwrites.
+      const int count = std::popcount(m);
+      if (pos + count > k) {  // more than k: reported by the caller, nothing written past k
+        pos += count;
+        continue;
+      }
+      const __m256 c = _mm256_permutevar8x32_ps(v, lane_indices(lt.compact[m]));
+      if constexpr (Out == DType::f32) {
+        if (pos + 8 <= k) {
+          _mm256_storeu_ps(vb + pos, c);
+        } else if (count) {
+          alignas(32) float tmp[8];
+          _mm256_store_ps(tmp, c);
+          std::copy(tmp, tmp + count, vb + pos);
+        }
+      } else {
+        alignas(16) uint16_t tmp[8];
+        uint16_t* dst = pos + 8 <= k ? vb + pos : tmp;
+        if (!halves8_from_floats(dst, c)) {
+          alignas(32) float f[8];
+          _mm256_store_ps(f, c);
+          for (int j = 0; j < count; ++j) dst[j] = float_to_half(f[j]);
+        }
+        if (dst == tmp) std::copy(tmp, tmp + count, vb + pos);  // count may be 0
+      }
+      pos += count;
+    }
+    mb[w] = word;
+  }
+  if (full * 32 < n) {
+    Threshold<DType::f32> rest{th.t, ties_left};
+    pos = pack_sample<DType::f32, Out>(xb, vb, mb, n, k, rest, full, pos);
+  }
+  return pos;
+}
+
+// One sample of f32 or f16 values into f32, 8 lanes at a time: each mask byte's lanes take the
+// next values in order (an expanding permute of 8 loaded values), the rest zero. Loads of 8
+// values are used only while they stay inside this sample's k.
+template <DType V>
+void unpack_sample_f32(float* ob, const typename Traits<V>::Raw* vb, const uint32_t* mb,
+                       int64_t n, int64_t k) {
+  const LaneTables& lt = lane_tables();
+  const __m256i bits = lane_bits();
+  const int64_t chunks = n / 8;
+  int64_t pos = 0;
+  for (int64_t c = 0; c < chunks; ++c) {
+    const uint32_t m = (mb[c / 4] >> (8 * (c % 4))) & 0xffu;
+    float* oc = ob + c * 8;  // no branch on m == 0: an empty group selects no lane
+    const int count = std::popcount(m);
+    __m256 v;
+    bool vec = pos + 8 <= k;
+    if (vec) {
+      if constexpr (V == DType::f32)
+        v = _mm256_loadu_ps(vb + pos);
+      else
+        vec = floats8_from_halves(&v, _mm_loadu_si128(reinterpret_cast<const __m128i*>(vb + pos)));
+    }
+    if (!vec) {
+      alignas(32) float f[8] = {};
+      for (int j = 0; j < count; ++j) f[j] = convert<V, DType::f32>(vb[pos + j]);
+      v = _mm256_load_ps(f);
+    }
+    const __m256i sel = _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_set1_epi32(int(m)), bits), bits);
+    const __m256 e = _mm256_permutevar8x32_ps(v, lane_indices(lt.expand[m]));
+    _mm256_storeu_ps(oc, _mm256_and_ps(e, _mm256_castsi256_ps(sel)));
+    pos += count;
+  }
+  for (int64_t j = chunks * 8; j < n; ++j)
+    ob[j] = (mb[j / 32] >> (j % 32) & 1u) ? convert<V, DType::f32>(vb[pos++]) : 0.0f;
+}
+#endif
 
 // Per sample: threshold, then one pass writing mask words and compacting kept values in order.
 template <DType In, DType Out>
@@ -131,41 +330,22 @@ void pack_typed(const SparsePack& p, const Tensor& x) {
   auto* ms = static_cast<uint32_t*>(p.mask.raw());
   const int64_t B = p.batch, n = p.n, k = p.k, W = sparse_mask_row_bytes(n) / 4;
   std::atomic<int64_t> bad_sample{-1};
-#pragma omp parallel
+#pragma omp parallel if (B > 1 && B * n > (1 << 15))
   {
     std::vector<typename TI::Key> keys;
     std::vector<uint32_t> hist;
 #pragma omp for schedule(dynamic, 1)
     for (int64_t b = 0; b < B; ++b) {
       const typename TI::Raw* xb = xs + b * n;
-      auto* vb = vs + b * k;
-      uint32_t* mb = ms + b * W;
-      Threshold<In> th = select_threshold<In>(xb, n, k, keys, hist);
-      int64_t pos = 0, ties_left = th.ties;
-      typename TI::Raw kept[32];
-      for (int64_t w = 0; w < W; ++w) {
-        const int64_t base = w * 32;
-        const int end = int(std::min<int64_t>(32, n - base));
-        uint32_t word = 0;
-        int count = 0;
-        for (int j = 0; j < end; ++j) {
-          const typename TI::Raw v = xb[base + j];
-          const auto key = TI::key(v);
-          bool keep = key > th.t;
-          if (key == th.t && ties_left > 0) {
-            keep = true;
-            --ties_left;
-          }
-          word |= uint32_t(keep) << j;
-          kept[count] = v;
-          count += keep;
-        }
-        if (pos + count <= k)
-          for (int q = 0; q < count; ++q) vb[pos + q] = convert<In, Out>(kept[q]);
-        pos += count;
-        mb[w] = word;
-      }
-      if (pos != k) bad_sample = b;
+      const Threshold<In> th = select_threshold<In>(xb, n, k, keys, hist);
+      int64_t kept;
+#if BR_CPU_F16C
+      if constexpr (In == DType::f32 && (Out == DType::f32 || Out == DType::f16))
+        kept = pack_sample_f32<Out>(xb, vs + b * k, ms + b * W, n, k, th);
+      else
+#endif
+        kept = pack_sample<In, Out>(xb, vs + b * k, ms + b * W, n, k, th, 0, 0);
+      if (kept != k) bad_sample = b;
     }
   }
   BR_CHECK(bad_sample < 0, "pack_topk: internal error, sample {} of {} kept a count other than k={}",
@@ -181,11 +361,17 @@ void unpack_typed(const Tensor& out, const SparsePack& p) {
   auto* os = static_cast<typename TO::Raw*>(out.raw());
   const int64_t B = p.batch, n = p.n, k = p.k, W = sparse_mask_row_bytes(n) / 4;
   const typename TO::Raw zero = convert<DType::f32, Out>(0.0f);
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if (B > 1 && B * n > (1 << 15))
   for (int64_t b = 0; b < B; ++b) {
     const uint32_t* mb = ms + b * W;
     const auto* vb = vs + b * k;
     auto* ob = os + b * n;
+#if BR_CPU_F16C
+    if constexpr (Out == DType::f32 && (V == DType::f32 || V == DType::f16)) {
+      unpack_sample_f32<V>(ob, vb, mb, n, k);
+      continue;
+    }
+#endif
     int64_t pos = 0;
     for (int64_t w = 0; w < W; ++w) {
       const int64_t base = w * 32;

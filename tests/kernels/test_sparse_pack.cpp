@@ -226,6 +226,28 @@ TEST_CASE("pack_topk keeps NaN and inf first", "[kernels][sparse]") {
   check_against_reference(x, 0.6, p);
 }
 
+TEST_CASE("pack_topk on long samples: NaN, inf, f16 overflow, ties inside the histogram bin", "[kernels][sparse]") {
+  uint64_t seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  for (int64_t n : {2049, 4133, 6000, 49152}) {
+    Tensor x = test::random_tensor({3, n}, DType::f32, rng, Device::cpu, -3.0, 3.0);
+    float* v = x.data<float>();
+    for (int64_t i = 0; i < 3 * n; i += 97) v[i] = NAN;
+    for (int64_t i = 5; i < 3 * n; i += 101) v[i] = (i & 1) ? INFINITY : -INFINITY;
+    for (int64_t i = 7; i < 3 * n; i += 89) v[i] = 1e5f;  // overflows f16 to inf
+    // Many exact copies of magnitudes near the 80% threshold, so the threshold bin holds ties.
+    for (int64_t i = 11; i < 3 * n; i += 13) v[i] = (i & 2) ? 0.6f : -0.6f;
+    for (double ratio : {0.5, 0.8, 0.95})
+      for (DType vd : {DType::f32, DType::f16, DType::bf16}) {
+        INFO("n " << n << " ratio " << ratio << " values " << dtype_name(vd));
+        SparsePack p = pack_topk(x, ratio, vd);
+        check_against_reference(x, ratio, p);
+        check_round_trip(x, p);
+      }
+  }
+}
+
 TEST_CASE("unpack(pack(x)) is the pruned tensor, and keep-all is exact", "[kernels][sparse]") {
   uint64_t seed = test::fresh_seed();
   INFO("seed " << seed);
