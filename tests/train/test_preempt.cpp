@@ -16,6 +16,8 @@
 #include <sys/socket.h>
 
 #include <catch2/catch.hpp>
+
+#include "free_port.h"
 #include <chrono>
 #include <cstdio>
 #include <fstream>
@@ -199,19 +201,7 @@ struct Child {
 
 bool is_loss_line(const std::string& l) { return l.find("{'loss':") != std::string::npos; }
 
-// A port the kernel just handed out.
-int free_port() {
-  int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  REQUIRE(::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0);
-  socklen_t len = sizeof a;
-  REQUIRE(::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0);
-  ::close(fd);
-  return ntohs(a.sin_port);
-}
+using test::free_port;
 
 std::vector<std::string> launched(int nproc, std::vector<std::string> args) {
   std::vector<std::string> r = {"launch", "--nproc_per_node", std::to_string(nproc), "--master_port",
