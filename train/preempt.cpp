@@ -19,6 +19,7 @@ constexpr int kStopSignals[] = {SIGTERM, SIGINT, SIGUSR1};
 std::atomic<int> g_pending{0};
 std::atomic<int> g_from_launcher{0}, g_from_others{0};  // signals received, by sender
 std::atomic<bool> g_installed{false};
+bool g_lingering = false;  // our handler outlived a StopSignals that saw a stop (see the destructor)
 pid_t g_launcher = 0;  // `bertrazor launch`, our parent, or 0
 struct sigaction g_previous[3];
 static_assert(std::atomic<int>::is_always_lock_free && std::atomic<bool>::is_always_lock_free);
@@ -50,11 +51,21 @@ StopSignals::StopSignals() {
   sigemptyset(&sa.sa_mask);
   for (int s : kStopSignals) sigaddset(&sa.sa_mask, s);  // one handler runs at a time
   sa.sa_flags = SA_SIGINFO | SA_RESTART;  // a write or a collective's poll in progress goes on
-  for (size_t i = 0; i < 3; ++i) ::sigaction(kStopSignals[i], &sa, &g_previous[i]);
+  for (size_t i = 0; i < 3; ++i)
+    ::sigaction(kStopSignals[i], &sa, g_lingering ? nullptr : &g_previous[i]);
+  g_lingering = false;
 }
 
 StopSignals::~StopSignals() {
-  for (size_t i = 0; i < 3; ++i) ::sigaction(kStopSignals[i], &g_previous[i], nullptr);
+  // After a stop, the same request may still be on its way by the other path (a scheduler's
+  // direct signal behind the launcher's forwarded one, or the reverse). With the previous
+  // handlers back it would kill a rank that stopped cleanly, so ours stays until the process
+  // ends, still counting by sender: the duplicate is ignored, a real second signal exits at once.
+  if (g_pending.load() != 0) {
+    g_lingering = true;
+  } else {
+    for (size_t i = 0; i < 3; ++i) ::sigaction(kStopSignals[i], &g_previous[i], nullptr);
+  }
   g_installed = false;
 }
 

@@ -11,7 +11,9 @@
 namespace br {
 
 // While alive, SIGTERM, SIGINT and SIGUSR1 are recorded instead of ending the process; the
-// previous handlers come back when it is destroyed. One at a time per process.
+// previous handlers come back when it is destroyed, unless a stop was requested: then the handler
+// stays until the process exits, so the same request arriving late by its other path is ignored.
+// One at a time per process.
 class StopSignals {
  public:
   StopSignals();

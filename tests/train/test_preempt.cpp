@@ -312,6 +312,45 @@ TEST_CASE("stop signals: recorded by the handler, the second exits at once", "[t
   CHECK(WEXITSTATUS(status) == 128 + SIGINT);
 }
 
+TEST_CASE("stop signals: after a stop, the same request by its other path is ignored",
+          "[train][preempt]") {
+  // A rank whose stop came directly may get the launcher's forwarded copy after the training
+  // loop has ended (or the reverse). The child plays the rank, this process its launcher.
+  int ready[2], go[2];
+  REQUIRE(::pipe(ready) == 0);
+  REQUIRE(::pipe(go) == 0);
+  pid_t pid = ::fork();
+  REQUIRE(pid >= 0);
+  if (pid == 0) {
+    ::setenv("BERTRAZOR_LAUNCHER_PID", std::to_string(::getppid()).c_str(), 1);
+    {
+      StopSignals s;
+      ::raise(SIGUSR1);  // the direct signal
+      if (StopSignals::pending() != SIGUSR1) ::_exit(3);
+    }  // the training loop is over
+    char c = 'r';
+    if (::write(ready[1], &c, 1) != 1) ::_exit(4);
+    ssize_t n;
+    while ((n = ::read(go[0], &c, 1)) < 0 && errno == EINTR) {
+    }
+    ::raise(SIGUSR1);  // a second direct one is a real second signal
+    ::_exit(5);        // not reached
+  }
+  ::close(ready[1]);
+  ::close(go[0]);
+  char c = 0;
+  REQUIRE(::read(ready[0], &c, 1) == 1);
+  REQUIRE(::kill(pid, SIGUSR1) == 0);  // the launcher's copy, late
+  REQUIRE(::write(go[1], &c, 1) == 1);
+  int status = 0;
+  REQUIRE(::waitpid(pid, &status, 0) == pid);
+  ::close(ready[0]);
+  ::close(go[1]);
+  INFO("status " << status);
+  REQUIRE(WIFEXITED(status));  // not ended by the late copy
+  CHECK(WEXITSTATUS(status) == 128 + SIGUSR1);
+}
+
 TEST_CASE("a stop signal at a random step, then resume: bit-identical, 1 rank (real binary)",
           "[train][preempt][signal]") {
   TempDir t("preempt1");
@@ -387,23 +426,24 @@ TEST_CASE("a second signal while the checkpoint is written exits at once, the pr
   make_model(t.path, 512);  // ~50 MB of checkpoint: its save takes long enough to be caught
   make_data(t.path);
   const fs::path out = t.path / "out";
-  // save_steps 5: the next regular save is far off, so the stop's save is the next one.
-  const std::vector<std::string> args = train_args(t.path, out, 40, 8, 5);
-  Child c(args);
-  bool saved_before = false;
-  while (auto l = c.line())
-    if (l->find("Saving model checkpoint to") != std::string::npos) {
-      saved_before = true;
-      break;
-    }
-  REQUIRE(saved_before);
-  // Past the step of that save (a signal before its stop check would reuse that checkpoint).
-  while (auto l = c.line())
-    if (is_loss_line(*l)) break;
-  // Wait for the stop's save to begin (inotify sees its tmp folder created), then signal again.
+  // A first run leaves checkpoint-5. The second resumes from it with no regular save before its
+  // end, so the only checkpoint it starts is the stop's: a regular save already under way when the
+  // signal came (this process reads the output behind the child) would be reused by the stop.
+  {
+    Child first(train_args(t.path, out, 5, 8, 5));
+    const int status = first.wait();
+    INFO(first.output);
+    REQUIRE(status == 0);
+  }
+  const std::vector<std::string> args =
+      with(train_args(t.path, out, 40, 8, 1000), {"--resume_from_checkpoint", "True"});
+  // Watch for the stop's save to begin (inotify sees its tmp folder created), then signal again.
   const int watch = ::inotify_init1(IN_CLOEXEC);
   REQUIRE(watch >= 0);
   REQUIRE(::inotify_add_watch(watch, out.c_str(), IN_CREATE | IN_ONLYDIR) >= 0);
+  Child c(args);
+  while (auto l = c.line())
+    if (is_loss_line(*l)) break;
   REQUIRE(::kill(c.pid, SIGTERM) == 0);
   std::string tmp;
   alignas(inotify_event) char buf[4096];
@@ -415,7 +455,8 @@ TEST_CASE("a second signal while the checkpoint is written exits at once, the pr
     for (ssize_t at = 0; at < n;) {
       const auto* e = reinterpret_cast<const inotify_event*>(buf + at);
       const std::string name = e->len ? e->name : "";
-      if (name.find(".tmp-") != std::string::npos && name.find(".tmp-old-") == std::string::npos)
+      if (name.rfind("checkpoint-", 0) == 0 && name.find(".tmp-") != std::string::npos &&
+          name.find(".tmp-old-") == std::string::npos)
         tmp = (out / name).string();
       at += ssize_t(sizeof(inotify_event) + e->len);
     }
@@ -433,8 +474,7 @@ TEST_CASE("a second signal while the checkpoint is written exits at once, the pr
   REQUIRE(!done.empty());
   for (const std::string& d : done) CHECK(verify_checkpoint(d).kind == CheckpointCheck::intact);
   // The next run clears the interrupted save's tmp folder and resumes from the newest intact one.
-  Child r(with(args, {"--resume_from_checkpoint", "True", "--max_steps",
-                      std::to_string(*checkpoint_step(fs::path(done.back())) + 1)}));
+  Child r(with(args, {"--max_steps", std::to_string(*checkpoint_step(fs::path(done.back())) + 1)}));
   const int rstatus = r.wait();
   INFO(r.output);
   CHECK(rstatus == 0);
