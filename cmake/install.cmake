@@ -2,8 +2,11 @@
 include(GNUInstallDirs)
 include(CMakePackageConfigHelpers)
 
-install(TARGETS bertrazor bertrazor_cli EXPORT bertrazorTargets
+# bertrazor::omp_defaults is one object file (tools/omp_defaults.cpp) an executable links.
+set_target_properties(bertrazor_omp_defaults PROPERTIES EXPORT_NAME omp_defaults)
+install(TARGETS bertrazor bertrazor_cli bertrazor_omp_defaults EXPORT bertrazorTargets
   ARCHIVE DESTINATION ${CMAKE_INSTALL_LIBDIR}
+  OBJECTS DESTINATION ${CMAKE_INSTALL_LIBDIR}/bertrazor
   RUNTIME DESTINATION ${CMAKE_INSTALL_BINDIR})
 foreach(layer core kernels models train)
   install(DIRECTORY ${layer}/ DESTINATION ${CMAKE_INSTALL_INCLUDEDIR}/bertrazor/${layer}
