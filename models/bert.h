@@ -141,6 +141,10 @@ class BertForSequenceClassification {
   // (kAttentionWorkspaceBytes by default; models/bert_layers.h). No result depends on it.
   void set_attention_workspace(int64_t bytes) { attention_workspace_ = bytes; }
   int64_t attention_workspace() const { return attention_workspace_; }
+  // The feed-forward backward's bound on one chunk's [b,S,F] buffer (kFfnWorkspaceBytes by
+  // default; models/bert_layers.h). The weight gradients' rounding depends on it, no plan does.
+  void set_ffn_workspace(int64_t bytes) { ffn_workspace_ = bytes; }
+  int64_t ffn_workspace() const { return ffn_workspace_; }
   void set_attention_kernel(AttentionKernel k) { attention_kernel_ = k; }
   AttentionKernel attention_kernel() const { return attention_kernel_; }
   // Whether the next forward runs the fused kernel, given the device, head dim and policy; throws
@@ -213,6 +217,7 @@ class BertForSequenceClassification {
   DType compute_dtype_;
   AttentionKernel attention_kernel_ = AttentionKernel::automatic;
   int64_t attention_workspace_ = kAttentionWorkspaceBytes;
+  int64_t ffn_workspace_ = kFfnWorkspaceBytes;
   BertWeights params_;
   BertWeights compute_params_;  // bf16 compute only: see compute_weights()
   BertWeights grads_;

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <array>
+#include <optional>
 #include <utility>
 
 #include "kernels/activation.h"
@@ -320,10 +321,45 @@ Tensor ffn2_gelu_backward(const StepContext& ctx, int l, const BertLayerWeights&
   return df;
 }
 
+// A saved site read by chunks of samples: a copy the tape keeps (sparse, low precision) is
+// reconstructed chunk by chunk into a buffer of `cb` samples and released at the end; a tensor the
+// tape keeps as is comes back whole and is read through views.
+class SampleRows {
+ public:
+  SampleRows(const StepContext& ctx, Tape& tape, TapeKey key, const SitePolicy& policy,
+             const Shape& sample_shape, int64_t cb)
+      : tape_(tape), key_(key) {
+    if (Tape::rows_chunkable(policy, ctx.act_dtype)) {
+      Shape s = sample_shape;
+      s.insert(s.begin(), cb);
+      buf_ = ctx.act(s);
+    } else {
+      whole_ = tape.restore(key);
+    }
+  }
+  SampleRows(const SampleRows&) = delete;
+  SampleRows& operator=(const SampleRows&) = delete;
+  ~SampleRows() {
+    if (buf_.defined()) tape_.release(key_);
+  }
+  // Samples [b0, b1) of the dense reconstruction; valid until the next call.
+  Tensor rows(int64_t b0, int64_t b1) {
+    if (whole_.defined()) return whole_.rows(b0, b1);
+    const Tensor out = b1 - b0 == buf_.size(0) ? buf_ : buf_.rows(0, b1 - b0);
+    tape_.restore_rows(key_, b0, out);
+    return out;
+  }
+
+ private:
+  Tape& tape_;
+  TapeKey key_;
+  Tensor buf_, whole_;
+};
+
 // Adjoint of feed_forward_forward: dh1 = the LN2 input gradient (residual) + FFN1's input gradient.
 Tensor feed_forward_backward(const StepContext& ctx, int l, const BertLayerWeights& w,
                              BertLayerWeights& gw, Tensor dout, const LayerRecord& rec, Tape& tape) {
-  const int64_t B = ctx.B, S = ctx.S, H = ctx.H;
+  const int64_t B = ctx.B, S = ctx.S, H = ctx.H, F = ctx.F;
   // LN2 over o + h1: the gradient of the sum flows to both.
   Tensor dx2 = ctx.act({B, S, H});
   {
@@ -331,11 +367,46 @@ Tensor feed_forward_backward(const StepContext& ctx, int l, const BertLayerWeigh
     layernorm_backward(dx2, gw.ln2_w, gw.ln2_b, dout, tape.restore({l, Site::ln2_input}), mean,
                        rstd, w.ln2_w);
   }
-  const Tensor df = ffn2_gelu_backward(ctx, l, w, gw, dx2, rec, tape);
-  Tensor dh1 = ctx.act({B, S, H});
-  linear_backward(dh1, gw.ffn1_w, gw.ffn1_b, df, tape.restore({l, Site::ffn1_input}), w.ffn1_w);
-  add(dh1, dh1, dx2);
-  return dh1;
+  dout = Tensor();
+  const int64_t cb = ctx.ffn_chunk();
+  if (cb >= B) {
+    const Tensor df = ffn2_gelu_backward(ctx, l, w, gw, dx2, rec, tape);
+    Tensor dh1 = ctx.act({B, S, H});
+    linear_backward(dh1, gw.ffn1_w, gw.ffn1_b, df, tape.restore({l, Site::ffn1_input}), w.ffn1_w);
+    add(dh1, dh1, dx2);
+    return dh1;
+  }
+  // By chunks of samples (kFfnWorkspaceBytes): no [B,S,F] buffer is ever whole, and dh1 is
+  // accumulated into dx2's rows as each chunk finishes with them.
+  const bool recompute_g = rec.ffn2_recomputed();
+  const BackRazorPolicy& p = rec.policy;
+  std::optional<SampleRows> g_in;
+  if (!recompute_g) g_in.emplace(ctx, tape, TapeKey{l, Site::ffn2_input}, p[Site::ffn2_input], Shape{S, F}, cb);
+  SampleRows f_in(ctx, tape, {l, Site::gelu_input}, p[Site::gelu_input], {S, F}, cb);
+  SampleRows h1_in(ctx, tape, {l, Site::ffn1_input}, p[Site::ffn1_input], {S, H}, cb);
+  Tensor d_o_buf = ctx.act({cb, S, H}), dg_buf = ctx.act({cb, S, F}), dxp_buf = ctx.act({cb, S, H});
+  Tensor g_buf = recompute_g ? ctx.act({cb, S, F}) : Tensor();
+  const DropoutKey key = ctx.key(dropout_site(l, kDropFfnOut));
+  auto first = [](const Tensor& t, int64_t n) { return t.size(0) == n ? t : t.rows(0, n); };
+  for (int64_t b0 = 0; b0 < B; b0 += cb) {
+    const int64_t b1 = std::min(B, b0 + cb), n = b1 - b0;
+    const Tensor d_o = first(d_o_buf, n), dg = first(dg_buf, n), dxp = first(dxp_buf, n);
+    const Tensor dx2c = dx2.rows(b0, b1);
+    dropout_backward(d_o, dx2c, ctx.p_hidden, key, sample_rows(ctx.example_ids, b0, b1));
+    const Tensor f = f_in.rows(b0, b1);
+    Tensor g;
+    if (recompute_g) {
+      g = first(g_buf, n);
+      gelu_forward(g, f);
+    } else {
+      g = g_in->rows(b0, b1);
+    }
+    linear_backward(dg, gw.ffn2_w, gw.ffn2_b, d_o, g, w.ffn2_w);
+    gelu_backward(dg, dg, f);  // df, in place
+    linear_backward(dxp, gw.ffn1_w, gw.ffn1_b, dg, h1_in.rows(b0, b1), w.ffn1_w);
+    add(dx2c, dxp, dx2c);  // dh1 = FFN1's input gradient + the residual's, as the whole-batch sum
+  }
+  return dx2;
 }
 
 }  // namespace

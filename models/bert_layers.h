@@ -35,11 +35,28 @@ inline uint32_t dropout_site(int layer, uint32_t which) { return uint32_t(layer)
 // of up to 21 samples stay whole. Every (sample, head) is independent in the kernels, so the chunk
 // size changes no bit of any result, only the transient bytes (models/memory_plan.cpp counts them).
 constexpr int64_t kAttentionWorkspaceBytes = int64_t(16) << 20;
-inline int64_t attention_chunk_samples(int64_t B, int64_t N, int64_t S, int64_t elem_bytes,
-                                       int64_t workspace) {
-  const int64_t per_sample = N * S * S * elem_bytes;
+// The most of B samples of `per_sample` bytes each that fit `workspace`, at least one.
+inline int64_t samples_per_chunk(int64_t B, int64_t per_sample, int64_t workspace) {
   const int64_t fit = per_sample > 0 ? workspace / per_sample : B;
   return fit < 1 ? 1 : fit > B ? B : fit;
+}
+inline int64_t attention_chunk_samples(int64_t B, int64_t N, int64_t S, int64_t elem_bytes,
+                                       int64_t workspace) {
+  return samples_per_chunk(B, N * S * S * elem_bytes, workspace);
+}
+
+// The feed-forward backward goes through the batch in chunks of samples when one [B,S,F]
+// activation is larger than this bound: each chunk's FFN2 and GELU backward and FFN1 input
+// gradient run on [b,S,F] buffers, its saved inputs restored chunk by chunk when the tape keeps
+// copies (sparse, low precision). The weight and bias gradients then sum chunk after chunk, which
+// changes their rounding against one whole-batch product, so the chunk size depends on the shapes
+// only (never on the save policy or on checkpointing): every plan of a step gets the same bits.
+// bert-base at seq 512 works on one sample ([512, 3072] fp32, 6.3 MB) at a time; MiniLM at seq
+// 128 on 10 samples; short sequences stay whole.
+constexpr int64_t kFfnWorkspaceBytes = int64_t(8) << 20;
+inline int64_t ffn_chunk_samples(int64_t B, int64_t S, int64_t F, int64_t elem_bytes,
+                                 int64_t workspace) {
+  return samples_per_chunk(B, S * F * elem_bytes, workspace);
 }
 
 // What every piece of one step shares: shapes, dtypes, dropout, the batch's masks.
@@ -57,10 +74,15 @@ struct StepContext {
   Tensor mask;         // f32 [B,S] additive attention mask (0 real, lowest() padded)
   Tensor padding;      // i32 [B,S] token mask when sparse sites skip padding, else undefined
   int64_t attention_workspace = kAttentionWorkspaceBytes;  // bytes of P per attention chunk
+  int64_t ffn_workspace = kFfnWorkspaceBytes;              // bytes of [b,S,F] per FFN chunk
 
   // Samples per materialized-attention chunk (attention_chunk_samples).
   int64_t attention_chunk() const {
     return attention_chunk_samples(B, N, S, int64_t(dtype_size(act_dtype)), attention_workspace);
+  }
+  // Samples per feed-forward backward chunk (ffn_chunk_samples).
+  int64_t ffn_chunk() const {
+    return ffn_chunk_samples(B, S, F, int64_t(dtype_size(act_dtype)), ffn_workspace);
   }
 
   Tensor act(const Shape& s) const { return Tensor::empty(s, act_dtype, device); }

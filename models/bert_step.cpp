@@ -32,6 +32,7 @@ StepContext BertForSequenceClassification::context(const BertBatch& batch,
   ctx.step = opt.step;
   ctx.example_ids = batch.example_ids;
   ctx.attention_workspace = attention_workspace_;
+  ctx.ffn_workspace = ffn_workspace_;
   return ctx;
 }
 

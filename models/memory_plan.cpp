@@ -206,6 +206,9 @@ struct Step {
   Sim& sim;
   int64_t B, S, H, N, F, C;
   int64_t attention_workspace;
+  int64_t ffn_workspace;
+  // Samples per feed-forward backward chunk (bert_layers.h).
+  int64_t ffn_chunk() const { return ffn_chunk_samples(B, S, F, kE, ffn_workspace); }
   // Samples per materialized-attention chunk, and the bytes of that chunk's P (bert_layers.h).
   int64_t chunk() const { return attention_chunk_samples(B, N, S, kE, attention_workspace); }
   int64_t chunk_P() const { return chunk() * N * S * S * kE; }
@@ -290,7 +293,8 @@ Sim::Buf layer_forward(Step& st, int l, Sim::Buf x, const BackRazorPolicy& p, Si
   return out;
 }
 
-// bert_layers.cpp feed_forward_backward (with ffn2_gelu_backward); consumes dout.
+// bert_layers.cpp feed_forward_backward (with ffn2_gelu_backward, or by chunks of samples with
+// SampleRows); consumes dout.
 Sim::Buf ffn_backward(Step& st, int l, Sim::Buf dout, const BackRazorPolicy& p, SimTape& tape) {
   Sim& s = st.sim;
   Sim::Buf dx2 = st.x();
@@ -299,27 +303,56 @@ Sim::Buf ffn_backward(Step& st, int l, Sim::Buf dout, const BackRazorPolicy& p, 
     Sim::Buf in = tape.restore(l, Site::ln2_input);
     s.drop_all({&in, &mean, &rstd});
   }
-  Sim::Buf dg = s.alloc(st.FX());
-  Sim::Buf f = -1;
-  {
-    Sim::Buf d_o = st.x();
-    if (p[Site::ffn2_input].mode == SaveMode::recompute) {
-      f = tape.restore(l, Site::gelu_input);
-      Sim::Buf g = s.alloc(st.FX());
-      s.drop(g);
-    } else {
-      Sim::Buf g = tape.restore(l, Site::ffn2_input);
-      s.drop(g);
-      f = tape.restore(l, Site::gelu_input);
+  s.drop(dout);
+  const bool recompute_g = p[Site::ffn2_input].mode == SaveMode::recompute;
+  const int64_t cb = st.ffn_chunk();
+  if (cb >= st.B) {
+    Sim::Buf dg = s.alloc(st.FX());
+    Sim::Buf f = -1;
+    {
+      Sim::Buf d_o = st.x();
+      if (recompute_g) {
+        f = tape.restore(l, Site::gelu_input);
+        Sim::Buf g = s.alloc(st.FX());
+        s.drop(g);
+      } else {
+        Sim::Buf g = tape.restore(l, Site::ffn2_input);
+        s.drop(g);
+        f = tape.restore(l, Site::gelu_input);
+      }
+      s.drop(d_o);
     }
-    s.drop(d_o);
+    Sim::Buf df = s.alloc(st.FX());
+    s.drop_all({&dg, &f});
+    Sim::Buf dh1 = st.x();
+    Sim::Buf in = tape.restore(l, Site::ffn1_input);
+    s.drop_all({&in, &df, &dx2});
+    return dh1;
   }
-  Sim::Buf df = s.alloc(st.FX());
-  s.drop_all({&dg, &f});
-  Sim::Buf dh1 = st.x();
-  Sim::Buf in = tape.restore(l, Site::ffn1_input);
-  s.drop_all({&in, &df, &dx2, &dout});
-  return dh1;
+  // By chunks: each SampleRows holds a chunk buffer (a copy the tape keeps, released at the end)
+  // or the whole restored tensor.
+  const int64_t cX = cb * st.S * st.H * kE, cF = cb * st.S * st.F * kE;
+  struct Reader {
+    Site site;
+    Sim::Buf buf;
+    bool chunked;
+  };
+  std::vector<Reader> readers;
+  auto read = [&](Site site, int64_t chunk_bytes) {
+    const bool chunked = SimTape::chunkable(p[site], kE);
+    readers.push_back({site, chunked ? s.alloc(chunk_bytes) : tape.restore(l, site), chunked});
+  };
+  if (!recompute_g) read(Site::ffn2_input, cF);
+  read(Site::gelu_input, cF);
+  read(Site::ffn1_input, cX);
+  Sim::Buf d_o = s.alloc(cX), dg = s.alloc(cF), dxp = s.alloc(cX);
+  Sim::Buf g = recompute_g ? s.alloc(cF) : -1;
+  s.drop_all({&g, &dxp, &dg, &d_o});
+  for (auto it = readers.rbegin(); it != readers.rend(); ++it) {
+    s.drop(it->buf);
+    if (it->chunked) tape.release(l, it->site);
+  }
+  return dx2;
 }
 
 // bert_layers.cpp self_attention_backward (materialized attention); consumes dh1.
@@ -371,7 +404,8 @@ StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& pl
           c.num_attention_heads,
           c.intermediate_size,
           c.num_labels(),
-          plan.attention_workspace};
+          plan.attention_workspace,
+          plan.ffn_workspace};
   const int L = int(c.num_hidden_layers);
   BR_CHECK(!train || int(plan.layers.size()) == L, "byte model: {} layer plans for {} layers",
            plan.layers.size(), L);
@@ -702,6 +736,7 @@ std::optional<MemoryPlan> plan_memory(const PlannerInput& in, MemoryPlan* smalle
   MemoryPlan prev = make_plan(in, dense, 0, PlanKind::dense);
   if (fits(prev)) return prev;
   // (b) in increasing recompute: k layers, then k layers with the FFN2 input recomputed
+  std::optional<MemoryPlan> exact_min;  // the exact plan with the smallest peak
   for (int k = 0; k <= L; ++k)
     for (const BackRazorPolicy* p : {&dense, &ffn2r}) {
       if (k == 0 && p == &dense) continue;
@@ -710,9 +745,11 @@ std::optional<MemoryPlan> plan_memory(const PlannerInput& in, MemoryPlan* smalle
         m.rejected = why_not(prev);
         return m;
       }
+      // Usually every layer checkpointed with the FFN2 input recomputed; not always, as the last
+      // layer's recompute can cost more than its tape (it is whole at its backward either way).
+      if (!exact_min || m.bytes.peak < exact_min->bytes.peak) exact_min = m;
       prev = std::move(m);
     }
-  const MemoryPlan exact_min = prev;  // every layer checkpointed, FFN2 input recomputed
   // Every site sparse inside every checkpointed layer: the smallest step there is. If even that
   // does not fit, no Back Razor plan does (d).
   BackRazorPolicy all = named("all sparse");
@@ -721,7 +758,7 @@ std::optional<MemoryPlan> plan_memory(const PlannerInput& in, MemoryPlan* smalle
     all.sites[size_t(s)] = SitePolicy{SaveMode::sparse, in.value_dtype, in.prune_ratio};
   const MemoryPlan all_sparse = make_plan(in, all, L, PlanKind::backrazor);
   if (!fits(all_sparse)) {
-    if (smallest) *smallest = all_sparse.bytes.peak < exact_min.bytes.peak ? all_sparse : exact_min;
+    if (smallest) *smallest = all_sparse.bytes.peak < exact_min->bytes.peak ? all_sparse : *exact_min;
     return std::nullopt;
   }
   // (c) least prior damage first; equal damage: the smaller peak
@@ -745,7 +782,7 @@ std::optional<MemoryPlan> plan_memory(const PlannerInput& in, MemoryPlan* smalle
         break;
       }
     }
-    best->rejected = "no exact plan fits: " + why_not(exact_min);
+    best->rejected = "no exact plan fits: " + why_not(*exact_min);
     if (last_rejected)
       best->rejected += "; the next less damaging Back Razor plan: " + why_not(*last_rejected);
     return best;

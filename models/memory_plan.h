@@ -39,6 +39,8 @@ struct SavePlan {
   // The materialized attention's chunk bound (models/bert_layers.h; the model's
   // attention_workspace()).
   int64_t attention_workspace = kAttentionWorkspaceBytes;
+  // The feed-forward backward's chunk bound (the model's ffn_workspace()).
+  int64_t ffn_workspace = kFfnWorkspaceBytes;
 };
 
 // The predicted bytes of one training step (forward, loss, backward; the optimizer allocates

@@ -70,7 +70,10 @@ TEST_CASE("memory plan: the byte model orders plans as the design says", "[model
   for (int k = 1; k <= L; ++k) {
     const int64_t p = peak(uniform(c, dense, k));
     INFO("k " << k);
-    CHECK(p <= prev);
+    // Checkpointing the last layer too saves nothing at its backward, where its whole tape exists
+    // either way; its recompute's forward transients may even cost a little more.
+    if (k < L) CHECK(p <= prev);
+    else CHECK(double(p) <= 1.01 * double(prev));
     if (k <= L / 2) CHECK(p < prev);
     prev = p;
   }
@@ -132,7 +135,9 @@ TEST_CASE("memory plan: rule (a)-(d) around each boundary", "[models][memory_pla
   }
 
   // (c) below every exact plan: Back Razor inside, the least damaging that fits
-  const int64_t exact_min = peak(uniform(c, ffn2r, L));
+  int64_t exact_min = peak(uniform(c, ffn2r, 0));
+  for (int k = 1; k <= L; ++k)
+    exact_min = std::min({exact_min, peak(uniform(c, dense, k)), peak(uniform(c, ffn2r, k))});
   auto e = plan_memory(input(exact_min));
   REQUIRE(e);
   CHECK(e->kind == PlanKind::exact);

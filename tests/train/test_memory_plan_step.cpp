@@ -53,6 +53,7 @@ Measured measure(const BertConfig& c, int64_t batch, int64_t seq, const SavePlan
   model.policy() = plan.policy;
   model.layer_plans() = plan.layers;
   model.set_attention_workspace(plan.attention_workspace);
+  model.set_ffn_workspace(plan.ffn_workspace);
   TrainingArgs a;
   a.per_device_train_batch_size = batch;
   a.max_seq_length = seq;
@@ -87,17 +88,20 @@ TEST_CASE("memory plan: predicted step peak within 2% of the allocator's", "[tra
   for (auto [B, S] : {std::pair<int64_t, int64_t>{2, 16}, {4, 32}, {3, 64}}) {
     for (const std::string name : {"none", "seed", "all", "balanced", "checkpoint",
                                    "checkpoint+balanced", "checkpoint+all", "mixed"}) {
-      // the default bound (one chunk at these sizes), and the materialized attention one sample
-      // (workspace 1) or two samples at a time
-      for (int64_t ws : {kAttentionWorkspaceBytes, int64_t(1), 2 * c.num_attention_heads * S * S * 4}) {
+      // the default bounds (one chunk at these sizes), and the materialized attention and the
+      // FFN backward one sample (workspace 1) or two samples at a time
+      const int64_t two_p = 2 * c.num_attention_heads * S * S * 4, two_f = 2 * S * c.intermediate_size * 4;
+      for (auto [ws, fws] : {std::pair{kAttentionWorkspaceBytes, kFfnWorkspaceBytes},
+                             std::pair{int64_t(1), int64_t(1)}, std::pair{two_p, two_f}}) {
         SavePlan plan = named_plan(name, L);
         plan.attention_workspace = ws;
+        plan.ffn_workspace = fws;
         const StepBytes pred = predict_step_bytes(c, B, S, plan);
         const Measured got = measure(c, B, S, plan);
         const double err = double(pred.peak - got.peak) / double(got.peak);
         worst = std::max(worst, std::fabs(err));
-        INFO(fmt::format("plan {} B {} S {} attention workspace {}: predicted {} (at {}), measured {}",
-                         name, B, S, ws, pred.peak, pred.peak_at, got.peak));
+        INFO(fmt::format("plan {} B {} S {} attention workspace {}, FFN workspace {}: predicted {} "
+                         "(at {}), measured {}", name, B, S, ws, fws, pred.peak, pred.peak_at, got.peak));
         CHECK(std::fabs(err) <= 0.02);
         CHECK(pred.peak == got.peak);  // the byte model replays the allocations exactly
         CHECK(pred.saved_activations == got.saved);
