@@ -7,8 +7,10 @@
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
+#include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 
 #include "core/error.h"
 
@@ -28,6 +30,23 @@ inline void require(bool ok, const char* what, std::string_view detail = {}) {
 inline void require_names(const br::Error& e, std::string_view origin) {
   std::string_view msg = e.what();
   if (msg.find(origin) == std::string_view::npos) violated("the error does not name the input", msg);
+}
+
+// The input as text (no copy).
+inline std::string_view text(const uint8_t* data, size_t size) {
+  return {reinterpret_cast<const char*>(data), size};
+}
+
+// Runs a parser: its value, or nullopt when it rejected the input with a br::Error that names
+// origin (one that does not is a violation; any other exception escapes and aborts).
+template <class Parse>
+auto try_parse(std::string_view origin, Parse&& parse) -> std::optional<decltype(parse())> {
+  try {
+    return parse();
+  } catch (const br::Error& e) {
+    require_names(e, origin);
+    return std::nullopt;
+  }
 }
 
 // The first byte of an input picks a mode (task, split, command, ...); the rest is the text.

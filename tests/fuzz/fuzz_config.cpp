@@ -6,13 +6,10 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string origin = "fuzz/config.json";
-  br::BertConfig c;
-  try {
-    c = br::BertConfig::from_json_text(std::string_view(reinterpret_cast<const char*>(data), size), origin);
-  } catch (const br::Error& e) {
-    fuzz::require_names(e, origin);
-    return 0;
-  }
+  const std::optional<br::BertConfig> parsed =
+      fuzz::try_parse(origin, [&] { return br::BertConfig::from_json_text(fuzz::text(data, size), origin); });
+  if (!parsed) return 0;
+  const br::BertConfig& c = *parsed;
   c.validate(origin);  // from_json validated it: throwing here escapes and aborts
   fuzz::require(c.num_labels() >= 1 && c.head_dim() >= 1, "labels and head dim are positive");
   const nlohmann::json j = c.to_json();

@@ -13,13 +13,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   static const char* const kExt[] = {".tsv", ".csv", ".jsonl", ".json"};
   const std::string path = std::string("fuzz/train") + kExt[in.mode % 4];
   const bool as_task = (in.mode / 4) % 2 == 1;
-  br::DataTable t;
-  try {
-    t = br::parse_data_file(std::move(in.text), path);
-  } catch (const br::Error& e) {
-    fuzz::require_names(e, path);
-    return 0;
-  }
+  const std::optional<br::DataTable> parsed =
+      fuzz::try_parse(path, [&] { return br::parse_data_file(std::move(in.text), path); });
+  if (!parsed) return 0;
+  const br::DataTable& t = *parsed;
   fuzz::require(!t.columns.empty(), "a table has columns");
   fuzz::require(t.rows.size() == t.lines.size(), "a source line per row");
   int64_t last_line = 0;
@@ -28,22 +25,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     fuzz::require(t.lines[r] > last_line, "rows start on increasing lines");
     last_line = t.lines[r];
   }
-  try {
-    const br::GlueTask& rte = br::glue_task("rte");
-    br::LabelScheme labels = as_task ? br::task_label_scheme(rte) : br::infer_label_scheme(t);
-    br::TextColumns cols = as_task ? br::task_text_columns(rte) : br::choose_text_columns(t);
-    std::vector<br::Example> ex = br::load_examples(t, cols, labels);
-    fuzz::require(ex.size() == t.rows.size(), "an example per row");
-    for (const br::Example& e : ex) {
-      fuzz::require(e.text_b.has_value() == !cols.b.empty(), "text_b exactly when a second column is used");
-      if (labels.is_regression())
-        fuzz::require(e.label == -1 && (std::isnan(e.value) || std::isfinite(e.value)), "regression targets are finite");
-      else
-        fuzz::require(e.label >= -1 && e.label < int32_t(labels.names.size()) && std::isnan(e.value),
-                      "class labels index the label list");
-    }
-  } catch (const br::Error& e) {
-    fuzz::require_names(e, path);
+  const br::GlueTask& rte = br::glue_task("rte");
+  br::LabelScheme labels;
+  br::TextColumns cols;
+  const auto ex = fuzz::try_parse(path, [&] {
+    labels = as_task ? br::task_label_scheme(rte) : br::infer_label_scheme(t);
+    cols = as_task ? br::task_text_columns(rte) : br::choose_text_columns(t);
+    return br::load_examples(t, cols, labels);
+  });
+  if (!ex) return 0;
+  fuzz::require(ex->size() == t.rows.size(), "an example per row");
+  for (const br::Example& e : *ex) {
+    fuzz::require(e.text_b.has_value() == !cols.b.empty(), "text_b exactly when a second column is used");
+    if (labels.is_regression())
+      fuzz::require(e.label == -1 && (std::isnan(e.value) || std::isfinite(e.value)), "regression targets are finite");
+    else
+      fuzz::require(e.label >= -1 && e.label < int32_t(labels.names.size()) && std::isnan(e.value),
+                    "class labels index the label list");
   }
   return 0;
 }

@@ -12,15 +12,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const br::GlueTask& task = br::glue_tasks()[in.mode % 9];
   const br::Split split = br::Split((in.mode / 9) % 3);
   const std::string path = "fuzz/" + task.name + "/train.tsv";
-  std::vector<br::Example> rows;
-  try {
-    rows = br::parse_glue_tsv(task, std::move(in.text), path, split);
-  } catch (const br::Error& e) {
-    fuzz::require_names(e, path);
-    return 0;
-  }
+  const auto rows = fuzz::try_parse(path, [&] { return br::parse_glue_tsv(task, std::move(in.text), path, split); });
+  if (!rows) return 0;
   int64_t last_idx = -1;
-  for (const br::Example& ex : rows) {
+  for (const br::Example& ex : *rows) {
     fuzz::require(ex.idx > last_idx, "idx increases row by row");
     last_idx = ex.idx;
     fuzz::require(ex.text_b.has_value() == !task.key_b.empty(), "a pair task has text_b, a single one not");

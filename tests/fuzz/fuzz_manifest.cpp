@@ -9,15 +9,10 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = "fuzz/checkpoint-1/manifest.json";
-  std::vector<br::ManifestEntry> files;
-  try {
-    files = br::parse_manifest(std::string_view(reinterpret_cast<const char*>(data), size), path);
-  } catch (const br::Error& e) {
-    fuzz::require_names(e, path);
-    return 0;
-  }
+  const auto files = fuzz::try_parse(path, [&] { return br::parse_manifest(fuzz::text(data, size), path); });
+  if (!files) return 0;
   std::set<std::string> seen;
-  for (const br::ManifestEntry& f : files) {
+  for (const br::ManifestEntry& f : *files) {
     fuzz::require(seen.insert(f.file).second, "each file once");
     fuzz::require(!f.file.empty() && f.file.find('/') == std::string::npos && f.file != "." && f.file != ".." &&
                       br::fs::path(f.file).filename() == f.file,

@@ -1,26 +1,15 @@
-// libFuzzer target for the safetensors reader (built with -DBERTRAZOR_FUZZ=ON and clang).
-// Any input must either be rejected with br::Error or parse into entries that satisfy the format's
-// invariants; a parsed file with loadable dtypes must survive write -> read unchanged.
-// Run: build/tests/fuzz_safetensors -max_total_time=120 CORPUS_DIR tests/fuzz/corpus
+// libFuzzer target for the safetensors reader (models/safetensors.h, SafetensorsFile::from_bytes).
+// An input is rejected with a br::Error naming the file, or it parses into entries that satisfy the
+// format's invariants; a parsed file with loadable dtypes must survive write -> read unchanged.
 #include <unistd.h>
 
-#include <cstdint>
-#include <cstdio>
 #include <cstring>
-#include <optional>
-#include <string>
 #include <vector>
 
+#include "fuzz.h"
 #include "models/safetensors.h"
 
 namespace {
-
-void require(bool ok, const char* what) {
-  if (!ok) {
-    std::fprintf(stderr, "fuzz_safetensors: invariant violated: %s\n", what);
-    __builtin_trap();
-  }
-}
 
 std::string scratch_path() {
   const char* dir = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
@@ -30,13 +19,10 @@ std::string scratch_path() {
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
-  std::vector<uint8_t> bytes(data, data + size);
-  std::optional<br::SafetensorsFile> file;
-  try {
-    file.emplace(br::SafetensorsFile::from_bytes(std::move(bytes), "fuzz"));
-  } catch (const br::Error&) {
-    return 0;
-  }
+  const std::string origin = "fuzz/model.safetensors";
+  const std::optional<br::SafetensorsFile> file = fuzz::try_parse(
+      origin, [&] { return br::SafetensorsFile::from_bytes(std::vector<uint8_t>(data, data + size), origin); });
+  if (!file) return 0;
   const br::SafetensorsFile& f = *file;
   uint64_t header = 0;
   std::memcpy(&header, data, 8);
@@ -44,23 +30,23 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   bool loadable = true;
   std::vector<std::pair<std::string, br::Tensor>> tensors;
   for (const br::SafetensorsEntry& e : f.entries()) {
-    require(e.begin == pos && e.end >= e.begin, "entries tile the data buffer in order");
+    fuzz::require(e.begin == pos && e.end >= e.begin, "entries tile the data buffer in order");
     pos = e.end;
-    require(f.has(e.name) && &f.entry(e.name) == &e, "index finds every entry");
+    fuzz::require(f.has(e.name) && &f.entry(e.name) == &e, "index finds every entry");
     std::span<const uint8_t> b = f.bytes(e.name);
-    require(b.size() == e.nbytes(), "bytes() spans the entry");
-    require(b.empty() || (b.data() >= f.bytes(f.entries().front().name).data()), "bytes() in buffer");
+    fuzz::require(b.size() == e.nbytes(), "bytes() spans the entry");
+    fuzz::require(b.empty() || (b.data() >= f.bytes(f.entries().front().name).data()), "bytes() in buffer");
     try {
       br::Tensor t = f.load(e.name);
-      require(t.nbytes() == e.nbytes() && t.shape() == e.shape, "load gives the entry's shape");
-      require(t.nbytes() == 0 || std::memcmp(t.raw(), b.data(), b.size()) == 0, "load copies the bytes");
+      fuzz::require(t.nbytes() == e.nbytes() && t.shape() == e.shape, "load gives the entry's shape");
+      fuzz::require(t.nbytes() == 0 || std::memcmp(t.raw(), b.data(), b.size()) == 0, "load copies the bytes");
       tensors.push_back({e.name, t});
     } catch (const br::Error&) {
-      require(!br::dtype_from_safetensors(e.dtype).has_value(), "only unsupported dtypes fail to load");
+      fuzz::require(!br::dtype_from_safetensors(e.dtype).has_value(), "only unsupported dtypes fail to load");
       loadable = false;
     }
   }
-  require(8 + header + pos == size, "the tensors end where the file ends");
+  fuzz::require(8 + header + pos == size, "the tensors end where the file ends");
 
   if (loadable) {
     std::string path = scratch_path();
@@ -70,13 +56,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       return 0;  // a name or metadata that is not valid UTF-8 cannot be re-encoded
     }
     br::SafetensorsFile g = br::SafetensorsFile::open(path);
-    require(g.entries().size() == f.entries().size(), "round trip keeps every tensor");
-    require(g.metadata() == f.metadata(), "round trip keeps the metadata");
+    fuzz::require(g.entries().size() == f.entries().size(), "round trip keeps every tensor");
+    fuzz::require(g.metadata() == f.metadata(), "round trip keeps the metadata");
     for (const br::SafetensorsEntry& e : f.entries()) {
       const br::SafetensorsEntry& h = g.entry(e.name);
-      require(h.dtype == e.dtype && h.shape == e.shape, "round trip keeps dtype and shape");
+      fuzz::require(h.dtype == e.dtype && h.shape == e.shape, "round trip keeps dtype and shape");
       std::span<const uint8_t> x = f.bytes(e.name), y = g.bytes(e.name);
-      require(x.size() == y.size() && (x.empty() || std::memcmp(x.data(), y.data(), x.size()) == 0),
+      fuzz::require(x.size() == y.size() && (x.empty() || std::memcmp(x.data(), y.data(), x.size()) == 0),
               "round trip keeps the bytes");
     }
     std::remove(path.c_str());

@@ -6,13 +6,10 @@
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   const std::string path = "fuzz/checkpoint-1/trainer_state.json";
-  br::TrainerState s;
-  try {
-    s = br::TrainerState::parse(std::string_view(reinterpret_cast<const char*>(data), size), path);
-  } catch (const br::Error& e) {
-    fuzz::require_names(e, path);
-    return 0;
-  }
+  const std::optional<br::TrainerState> parsed =
+      fuzz::try_parse(path, [&] { return br::TrainerState::parse(fuzz::text(data, size), path); });
+  if (!parsed) return 0;
+  const br::TrainerState& s = *parsed;
   std::string text;
   try {
     text = s.to_file_text();

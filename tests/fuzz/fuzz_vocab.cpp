@@ -2,21 +2,15 @@
 // first byte's low bit is do_lower_case. An input is rejected with a br::Error naming the file, or
 // the vocabulary maps ids and tokens both ways, and encoding text with it (the vocabulary's own
 // bytes, a pair, truncated and padded) gives ids inside it.
-#include <optional>
-
 #include "fuzz.h"
 #include "train/wordpiece.h"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   fuzz::Input in(data, size);
   const std::string path = "fuzz/vocab.txt";
-  std::optional<br::WordPieceTokenizer> tok;
-  try {
-    tok.emplace(br::WordPieceTokenizer::from_vocab_text(in.text, in.mode & 1, path));
-  } catch (const br::Error& e) {
-    fuzz::require_names(e, path);
-    return 0;
-  }
+  const std::optional<br::WordPieceTokenizer> tok =
+      fuzz::try_parse(path, [&] { return br::WordPieceTokenizer::from_vocab_text(in.text, in.mode & 1, path); });
+  if (!tok) return 0;
   const br::WordPieceTokenizer& t = *tok;
   for (int32_t id = 0; id < t.vocab_size(); ++id)
     fuzz::require(t.token_to_id(t.id_to_token(id)) == id, "token_to_id inverts id_to_token");
