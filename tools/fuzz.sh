@@ -15,7 +15,7 @@ shift || true
 BUILD="${FUZZ_BUILD_DIR:-build-fuzz}"
 JOBS="${JOBS:-$(nproc)}"
 RSS_MB="${FUZZ_RSS_MB:-2048}"
-ALL=(safetensors config glue_tsv glue_export vocab wordpiece args trainer_state manifest)
+ALL=(safetensors config glue_tsv glue_export vocab wordpiece args trainer_state manifest rng_state)
 TARGETS=("$@")
 [ ${#TARGETS[@]} -eq 0 ] && TARGETS=("${ALL[@]}")
 max_len() {
@@ -27,7 +27,7 @@ max_len() {
 }
 dict() {
   case "$1" in
-    config | trainer_state | manifest | args | glue_export) echo "-dict=tests/fuzz/json.dict" ;;
+    config | trainer_state | manifest | rng_state | args | glue_export) echo "-dict=tests/fuzz/json.dict" ;;
   esac
 }
 

@@ -433,11 +433,29 @@ nlohmann::json TrainerState::to_json() const {
   return j;
 }
 
+namespace {
+
+// A JSON integer that fits int64, or an integral float in its range (Python may write 3.0); nullopt
+// for anything else (a cast of 1e300 to int64 is undefined, and 2^64-1 would wrap).
+std::optional<int64_t> json_int64(const nlohmann::json& v) {
+  if (v.is_number_unsigned()) {
+    if (v.get<uint64_t>() > uint64_t(INT64_MAX)) return std::nullopt;
+    return int64_t(v.get<uint64_t>());
+  }
+  if (v.is_number_integer()) return v.get<int64_t>();
+  if (!v.is_number_float()) return std::nullopt;
+  const double d = v.get<double>();
+  if (!std::isfinite(d) || d != std::trunc(d) || std::fabs(d) >= 9.2e18) return std::nullopt;
+  return int64_t(d);
+}
+
+}  // namespace
+
 TrainerState TrainerState::from_json(const nlohmann::json& j) {
   BR_CHECK(j.is_object(), "TrainerState::from_json: expected an object");
   TrainerState s;
-  // Each field has its JSON type: an integer (or an integral float, as Python may write 3.0),
-  // a number, or a boolean; anything else names the key (a cast of 1e300 to int64 is undefined).
+  // Each field has its JSON type: an integer (json_int64), a number, or a boolean; anything else
+  // names the key.
   auto num = [&](const char* key, auto& out) {
     using T = std::decay_t<decltype(out)>;
     if (!j.contains(key) || j[key].is_null()) return;
@@ -446,13 +464,9 @@ TrainerState TrainerState::from_json(const nlohmann::json& j) {
       BR_CHECK(v.is_boolean(), "TrainerState::from_json: '{}' must be true or false, got {}", key, v.dump());
       out = v.get<bool>();
     } else if constexpr (std::is_integral_v<T>) {
-      const bool integral_float = v.is_number_float() && std::isfinite(v.get<double>()) &&
-                                  v.get<double>() == std::trunc(v.get<double>()) &&
-                                  std::fabs(v.get<double>()) < 9.2e18;
-      BR_CHECK((v.is_number_integer() && !(v.is_number_unsigned() && v.get<uint64_t>() > uint64_t(INT64_MAX))) ||
-                   integral_float,
-               "TrainerState::from_json: '{}' must be an integer, got {}", key, v.dump());
-      out = v.is_number_integer() ? v.get<T>() : T(v.get<double>());
+      const std::optional<int64_t> i = json_int64(v);
+      BR_CHECK(i, "TrainerState::from_json: '{}' must be an integer, got {}", key, v.dump());
+      out = *i;
     } else {
       BR_CHECK(v.is_number(), "TrainerState::from_json: '{}' must be a number, got {}", key, v.dump());
       out = v.get<double>();
@@ -594,6 +608,29 @@ void save_model_folder(const BertForSequenceClassification& model, const fs::pat
   write_training_args(dir / "training_args.json", args);
 }
 
+std::string rng_state_text(const TrainingArgs& args, ResumePoint next, int64_t global_step) {
+  nlohmann::json rng = {{"seed", args.seed}, {"sampler_seed", args.sampler_seed()}, {"epoch", next.epoch},
+                        {"micro_batches_in_epoch", next.micro_batches_in_epoch}, {"global_step", global_step}};
+  return rng.dump(2) + "\n";
+}
+
+ResumePoint parse_rng_state(std::string_view text, const std::string& origin) {
+  nlohmann::json rng;
+  try {
+    rng = nlohmann::json::parse(text);
+  } catch (const nlohmann::json::exception& e) {  // parse_error, and out_of_range for 1e999
+    fail("{}: invalid JSON: {}", origin, e.what());
+  }
+  BR_CHECK(rng.is_object(), "{}: expected a JSON object, got {}", origin, rng.type_name());
+  auto count = [&](const char* key) {
+    BR_CHECK(rng.contains(key), "{}: '{}' is missing", origin, key);
+    const std::optional<int64_t> i = json_int64(rng[key]);
+    BR_CHECK(i && *i >= 0, "{}: '{}' must be a non-negative integer, got {}", origin, key, rng[key].dump());
+    return *i;
+  };
+  return {count("epoch"), count("micro_batches_in_epoch")};
+}
+
 std::string save_checkpoint(const BertForSequenceClassification& model, const Optimizer& opt,
                             const TrainerState& state, const TrainingArgs& args, ResumePoint next,
                             const fs::path& tokenizer_dir) {
@@ -611,10 +648,7 @@ std::string save_checkpoint(const BertForSequenceClassification& model, const Op
   nlohmann::json sched = {{"last_epoch", state.global_step},
                           {"lr_scheduler_type", std::string(scheduler_name(args.lr_scheduler_type))}};
   w.write_file("scheduler.json", sched.dump(2) + "\n");
-  nlohmann::json rng = {{"seed", args.seed}, {"sampler_seed", args.sampler_seed()}, {"epoch", next.epoch},
-                        {"micro_batches_in_epoch", next.micro_batches_in_epoch},
-                        {"global_step", state.global_step}};
-  w.write_file("rng_state.json", rng.dump(2) + "\n");
+  w.write_file("rng_state.json", rng_state_text(args, next, state.global_step));
   w.write_file("trainer_state.json", state.to_file_text());
   return w.commit();
 }
@@ -625,14 +659,7 @@ ResumePoint load_checkpoint(const fs::path& dir, BertForSequenceClassification& 
   opt.load((dir / "optimizer.safetensors").string());
   state = TrainerState::load(dir / "trainer_state.json");
   const fs::path rng_path = dir / "rng_state.json";
-  ResumePoint r;
-  try {
-    nlohmann::json rng = nlohmann::json::parse(read_file(rng_path.string()));
-    r.epoch = rng.at("epoch").get<int64_t>();
-    r.micro_batches_in_epoch = rng.at("micro_batches_in_epoch").get<int64_t>();
-  } catch (const nlohmann::json::exception& e) {
-    fail("{}: {}", rng_path.string(), e.what());
-  }
+  const ResumePoint r = parse_rng_state(read_file(rng_path.string()), rng_path.string());
   BR_CHECK(opt.num_steps() == state.global_step, "{}: optimizer step {} != global_step {}",
            dir.string(), opt.num_steps(), state.global_step);
   return r;

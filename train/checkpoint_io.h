@@ -182,6 +182,12 @@ struct ResumePoint {
   int64_t micro_batches_in_epoch = 0;
 };
 
+// rng_state.json: the seeds (args.seed, args.sampler_seed()), global_step and `next`, as
+// save_checkpoint writes it. parse_rng_state reads `next` back as a resume does: both counts must be
+// non-negative integers; anything else is a br::Error naming origin.
+std::string rng_state_text(const TrainingArgs& args, ResumePoint next, int64_t global_step);
+ResumePoint parse_rng_state(std::string_view text, const std::string& origin);
+
 // Writes output_dir/checkpoint-<state.global_step> atomically (CheckpointWriter): the model folder
 // (the files of save_model_folder), optimizer.safetensors, scheduler.json, rng_state.json (seeds
 // and `next`) and trainer_state.json. Returns the folder. Best tracking

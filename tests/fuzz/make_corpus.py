@@ -176,6 +176,17 @@ def main():
     write("manifest", "bad-files.json", '{"hash": "xxh3-128", "files": [1, 2]}')
     write("manifest", "truncated.json", json.dumps(manifest)[:60])
 
+    # rng_state.json (as save_checkpoint writes it)
+    rng = {"seed": 42, "sampler_seed": 42, "epoch": 1, "micro_batches_in_epoch": 3, "global_step": 10}
+    write("rng_state", "rng_state.json", json.dumps(rng, indent=2) + "\n")
+    write("rng_state", "integral-float.json", '{"epoch": 2.0, "micro_batches_in_epoch": 0}')
+    write("rng_state", "bad-missing.json", '{"epoch": 1}')
+    write("rng_state", "bad-negative.json", '{"epoch": -1, "micro_batches_in_epoch": 3}')
+    write("rng_state", "bad-huge.json", '{"epoch": 1e300, "micro_batches_in_epoch": 18446744073709551615}')
+    write("rng_state", "bad-fraction.json", '{"epoch": 0.5, "micro_batches_in_epoch": "3"}')
+    write("rng_state", "bad-array.json", '[1, 3]')
+    write("rng_state", "truncated.json", json.dumps(rng)[:40])
+
 
 if __name__ == "__main__":
     main()

@@ -325,6 +325,23 @@ TEST_CASE("trainer_state.json fields and round trip", "[train][checkpoint]") {
   CHECK_THROWS_WITH(TrainerState::load(out.path / "bad2.json"), Contains("bad2.json") && Contains("invalid JSON"));
 }
 
+TEST_CASE("rng_state.json: the resume point round trips, and a bad count is an error naming the file",
+          "[train][checkpoint]") {
+  const TrainingArgs a = args_of({"--seed", "7"});
+  const std::string text = rng_state_text(a, {3, 12}, 40);
+  CHECK_THAT(text, Contains("\"seed\": 7") && Contains("\"global_step\": 40"));
+  const ResumePoint r = parse_rng_state(text, "ck/rng_state.json");
+  CHECK(r.epoch == 3);
+  CHECK(r.micro_batches_in_epoch == 12);
+  CHECK(parse_rng_state(R"({"epoch": 2.0, "micro_batches_in_epoch": 0})", "x").epoch == 2);
+  for (const char* bad : {R"({"epoch": -1, "micro_batches_in_epoch": 0})", R"({"epoch": 1e300, "micro_batches_in_epoch": 0})",
+                          R"({"epoch": 0.5, "micro_batches_in_epoch": 0})", R"({"epoch": 0})", R"([0, 0])", "{",
+                          R"({"epoch": 0, "micro_batches_in_epoch": 18446744073709551615})"}) {
+    INFO(bad);
+    CHECK_THROWS_WITH(parse_rng_state(bad, "ck/rng_state.json"), Contains("ck/rng_state.json"));
+  }
+}
+
 TEST_CASE("save_metrics: results files and the all_results merge", "[train][checkpoint]") {
   TempDir out;
   save_metrics(out.str(), "train",
