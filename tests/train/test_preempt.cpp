@@ -26,6 +26,7 @@
 #include <thread>
 
 #include "harness.h"
+#include "trainer_fixtures.h"
 #include "core/text.h"
 #include "models/bert_io.h"
 #include "models/safetensors.h"
@@ -37,63 +38,15 @@
 
 using namespace br;
 using Catch::Contains;
+using test::make_data;
+using test::TempDir;
+using test::weights;
 namespace fs = std::filesystem;
 
 namespace {
 
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name) {
-    path = fs::temp_directory_path() /
-           fmt::format("bertrazor_{}_{}_{}", name, ::getpid(), test::fresh_seed() % 1000000);
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() {
-    std::error_code ec;
-    fs::remove_all(path, ec);
-  }
-};
-
-// A small random BERT (hidden `hidden`) with the committed tiny vocabulary.
-fs::path make_model(const fs::path& root, int hidden = 32) {
-  fs::path dir = root / "model";
-  BertConfig c;
-  c.vocab_size = 35;
-  c.hidden_size = hidden;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 2 * hidden;
-  c.max_position_embeddings = 32;
-  c.set_labels({"entailment", "not_entailment"});
-  BertForSequenceClassification m(c, Device::cpu);
-  m.init_weights(3);
-  save_pretrained(m, dir.string());
-  fs::copy_file(fs::path(BERTRAZOR_SOURCE_DIR) / "tests/data/tiny_vocab.txt", dir / "vocab.txt");
-  return dir;
-}
-
-fs::path make_data(const fs::path& root) {
-  fs::path dir = root / "RTE";
-  fs::create_directories(dir);
-  const char* words[] = {"the", "hello", "world", "cafe", "resume", "a", "b", "x", "unaffable"};
-  std::mt19937 rng(5);
-  auto sentence = [&](int len) {
-    std::string s;
-    for (int i = 0; i < len; ++i) s += std::string(i ? " " : "") + words[rng() % 9];
-    return s + " .";
-  };
-  for (auto [name, n] : {std::pair<const char*, int>{"train.tsv", 40}, {"dev.tsv", 12}}) {
-    std::ofstream f(dir / name);
-    f << "index\tsentence1\tsentence2\tlabel\n";
-    for (int i = 0; i < n; ++i) {
-      bool ent = rng() % 2;
-      f << i << "\t" << sentence(3 + int(rng() % 6)) << "\t" << (ent ? "hello world" : sentence(2)) << "\t"
-        << (ent ? "entailment" : "not_entailment") << "\n";
-    }
-  }
-  return dir;
-}
+// The model of every run here: H 32, F 64 (test::make_model).
+fs::path make_model(const fs::path& root, int hidden = 32) { return test::make_model(root, hidden, 2 * hidden); }
 
 // Flags of every run here: 40 examples, batch 8 (4 per rank on 2 ranks), a loss line per step.
 std::vector<std::string> train_args(const fs::path& root, const fs::path& out, int64_t max_steps,
@@ -104,13 +57,6 @@ std::vector<std::string> train_args(const fs::path& root, const fs::path& out, i
           "--learning_rate", "1e-3", "--seed", "7", "--device", "cpu", "--disable_tqdm", "True",
           "--max_steps", std::to_string(max_steps), "--logging_steps", "1", "--save_steps", std::to_string(save_steps),
           "--weight_decay", "0.01", "--warmup_steps", "3", "--report_to", "none"};
-}
-
-std::vector<std::vector<float>> weights(const fs::path& file) {
-  SafetensorsFile f = SafetensorsFile::open(file.string());
-  std::vector<std::vector<float>> r;
-  for (const SafetensorsEntry& e : f.entries()) r.push_back(f.load(e.name).to_vector<float>());
-  return r;
 }
 
 // The per-step entries of trainer_state.json's history (loss, grad_norm, learning rate, epoch, step).

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "harness.h"
+#include "trainer_fixtures.h"
 #include "core/text.h"
 #include "models/bert_io.h"
 #include "models/safetensors.h"
@@ -25,64 +26,13 @@
 #include "train/wordpiece.h"
 
 using namespace br;
+using test::make_data;
+using test::make_model;
+using test::TempDir;
+using test::weights;
 namespace fs = std::filesystem;
 
 namespace {
-
-// A fresh temporary folder per test, removed at the end.
-struct TempDir {
-  fs::path path;
-  explicit TempDir(const std::string& name) {
-    path = fs::temp_directory_path() / ("bertrazor_" + name + "_" + std::to_string(test::fresh_seed() % 1000000));
-    fs::remove_all(path);
-    fs::create_directories(path);
-  }
-  ~TempDir() { fs::remove_all(path); }
-};
-
-// Tiny random BERT with the committed tiny vocabulary, and an RTE-layout data folder.
-fs::path make_model(const fs::path& root) {
-  fs::path dir = root / "model";
-  BertConfig c;
-  c.vocab_size = 35;
-  c.hidden_size = 16;
-  c.num_hidden_layers = 2;
-  c.num_attention_heads = 2;
-  c.intermediate_size = 24;
-  c.max_position_embeddings = 32;
-  c.set_labels({"entailment", "not_entailment"});
-  BertForSequenceClassification m(c, Device::cpu);
-  m.init_weights(3);
-  save_pretrained(m, dir.string());
-  fs::copy_file(fs::path(BERTRAZOR_SOURCE_DIR) / "tests/data/tiny_vocab.txt", dir / "vocab.txt");
-  return dir;
-}
-
-// min_words: the shortest first sentence (20 fills max_seq_length 24, so batches hold no padding).
-fs::path make_data(const fs::path& root, int n_train = 40, int n_dev = 12, int min_words = 3) {
-  fs::path dir = root / "RTE";
-  fs::create_directories(dir);
-  const char* words[] = {"the", "hello", "world", "cafe", "resume", "a", "b", "x", "unaffable"};
-  std::mt19937 rng(5);
-  auto sentence = [&](int len) {
-    std::string s;
-    for (int i = 0; i < len; ++i) s += std::string(i ? " " : "") + words[rng() % 9];
-    return s + " .";
-  };
-  for (auto [name, n] : {std::pair<const char*, int>{"train.tsv", n_train}, {"dev.tsv", n_dev},
-                          {"test.tsv", n_dev}}) {
-    const bool test = std::string(name) == "test.tsv";
-    std::ofstream f(dir / name);
-    f << "index\tsentence1\tsentence2" << (test ? "" : "\tlabel") << "\n";
-    for (int i = 0; i < n; ++i) {
-      bool ent = rng() % 2;
-      f << i << "\t" << sentence(min_words + int(rng() % 6)) << "\t" << (ent ? "hello world" : sentence(2));
-      if (!test) f << "\t" << (ent ? "entailment" : "not_entailment");
-      f << "\n";
-    }
-  }
-  return dir;
-}
 
 std::vector<std::string> base_args(const fs::path& model, const fs::path& data, const fs::path& out) {
   return {"--model_name_or_path", model.string(), "--task_name", "rte", "--data_dir", data.string(),
@@ -94,18 +44,6 @@ std::vector<std::string> base_args(const fs::path& model, const fs::path& data, 
 void run(std::vector<std::string> args, const std::vector<std::string>& extra) {
   args.insert(args.end(), extra.begin(), extra.end());
   run_glue(parse_training_args(args));
-}
-
-// Every tensor of a model file; without_key_bias leaves out the key biases: their gradient is exactly
-// zero in exact arithmetic (softmax is shift invariant), so AdamW turns rounding noise into +-lr
-// steps, and runs that sum in a different order disagree on them.
-std::vector<std::vector<float>> weights(const fs::path& file, bool without_key_bias = false) {
-  SafetensorsFile f = SafetensorsFile::open(file.string());
-  std::vector<std::vector<float>> r;
-  for (const SafetensorsEntry& e : f.entries())
-    if (!without_key_bias || e.name.find("attention.self.key.bias") == std::string::npos)
-      r.push_back(f.load(e.name).to_vector<float>());
-  return r;
 }
 
 }  // namespace
