@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
+#include <utf8proc.h>
 
 #include "core/error.h"
 #include "core/text.h"
@@ -114,6 +115,19 @@ bool parse_bool(const std::string& flag, const std::string& v) {
   fail("--{}: expected a boolean (yes/true/t/y/1 or no/false/f/n/0), got '{}'", flag, v);
 }
 
+// A text flag's value as given, when it is UTF-8: training_args.json and the ranks' flag check
+// write every value as JSON, which cannot hold other bytes.
+const std::string& utf8_value(const std::string& v, const std::string& flag) {
+  const auto* p = reinterpret_cast<const utf8proc_uint8_t*>(v.data());
+  for (size_t i = 0; i < v.size();) {
+    utf8proc_int32_t cp;
+    const utf8proc_ssize_t n = utf8proc_iterate(p + i, utf8proc_ssize_t(v.size() - i), &cp);
+    if (n <= 0) fail("{}: the value is not valid UTF-8 (byte 0x{:02x} at offset {})", flag, p[i], i);
+    i += size_t(n);
+  }
+  return v;
+}
+
 // One command-line field: how to set it from a string, reset it (JSON null), and read it back
 // (run_glue fields only: what training_args.json holds), and which commands accept it.
 struct Field {
@@ -167,7 +181,7 @@ Field field(std::string name, T S::*m, std::string help) {
     f.set = [m, flag](CommandArgs& a, const std::string& v) { a.*m = parse_double(v, flag); };
   } else if constexpr (std::is_same_v<T, std::string>) {
     f.default_text = (defaults.*m).empty() ? "required" : defaults.*m;
-    f.set = [m](CommandArgs& a, const std::string& v) { a.*m = v; };
+    f.set = [m, flag](CommandArgs& a, const std::string& v) { a.*m = utf8_value(v, flag); };
   } else if constexpr (std::is_same_v<T, std::optional<int64_t>>) {
     f.nullable = true;
     f.default_text = "None";
@@ -175,7 +189,7 @@ Field field(std::string name, T S::*m, std::string help) {
   } else if constexpr (std::is_same_v<T, std::optional<std::string>>) {
     f.nullable = true;
     f.default_text = "None";
-    f.set = [m](CommandArgs& a, const std::string& v) { a.*m = v; };
+    f.set = [m, flag](CommandArgs& a, const std::string& v) { a.*m = utf8_value(v, flag); };
   } else if constexpr (std::is_same_v<T, std::optional<bool>>) {
     f.is_bool = true;
     f.nullable = true;
@@ -184,7 +198,7 @@ Field field(std::string name, T S::*m, std::string help) {
   } else if constexpr (std::is_same_v<T, std::vector<std::string>>) {
     f.is_list = true;
     f.default_text = "[]";
-    f.set = [m](CommandArgs& a, const std::string& v) { (a.*m).push_back(v); };
+    f.set = [m, flag](CommandArgs& a, const std::string& v) { (a.*m).push_back(utf8_value(v, flag)); };
     f.reset = [m](CommandArgs& a) { (a.*m).clear(); };
   } else {
     static_assert(sizeof(T) == 0, "unsupported field type");

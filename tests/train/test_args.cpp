@@ -150,6 +150,12 @@ TEST_CASE("args: errors name the flag and the value", "[train][args]") {
   CHECK_THAT(error_of({"--output_dir", "o", "--task_name", "rte"}),
              Contains("required: --model_name_or_path"));
   CHECK_THAT(error_of({"--task_name", "rte"}), Contains("--model_name_or_path, --output_dir"));
+  // Text values become JSON (training_args.json): bytes that are not UTF-8 are refused by name.
+  CHECK_THAT(error_of(base({"--logging_dir", "a\xb3"})),
+             Contains("--logging_dir: the value is not valid UTF-8 (byte 0xb3 at offset 1)"));
+  CHECK_THAT(error_of(base({"--report_to", "none", "\xed\xa0\x80"})), Contains("--report_to: the value is not valid UTF-8"));
+  CHECK_THAT(error_of(base({"--output_dir", "caf\xc3"})), Contains("--output_dir: the value is not valid UTF-8"));
+  CHECK(parse({"--logging_dir", "caf\xc3\xa9 \xe6\x88\x91"}).logging_dir == "caf\xc3\xa9 \xe6\x88\x91");
 }
 
 TEST_CASE("args: post-init rules", "[train][args]") {
