@@ -88,9 +88,12 @@ int32_t class_id(const std::vector<std::string>& names, std::string_view raw, co
   return int32_t(*v);
 }
 
+// The target is float32 (Example::value): a number beyond its range would train on inf.
 float regression_value(std::string_view raw, const std::string& where) {
   std::optional<double> v = to_double(raw);
   BR_CHECK(v && std::isfinite(*v), "{}: bad number '{}' for a regression label", where, raw);
+  BR_CHECK(std::fabs(*v) <= double(std::numeric_limits<float>::max()),
+           "{}: regression label '{}' is outside float32's range", where, raw);
   return float(*v);
 }
 

@@ -260,6 +260,10 @@ TEST_CASE("glue TSV: malformed input names file, line and expectation", "[train]
                                          "sentence2\tscore\n0\tg\tf\ty\t0\tn\tn\tA.\tB.\tfive\n");
   CHECK_THROWS_WITH(load_glue_tsv(glue_task("stsb"), num, Split::train),
                     Catch::Contains(num + ":2: bad number 'five'"));
+  std::string big = write("bad/big.tsv", "index\tgenre\tfilename\tyear\told_index\tsource1\tsource2\tsentence1\t"
+                                         "sentence2\tscore\n0\tg\tf\ty\t0\tn\tn\tA.\tB.\t-1e39\n");
+  CHECK_THROWS_WITH(load_glue_tsv(glue_task("stsb"), big, Split::train),
+                    Catch::Contains(big + ":2: regression label '-1e39' is outside float32's range"));
   std::string cola = write("bad/cola.tsv", "gj04\t1\tx\n");
   CHECK_THROWS_WITH(load_glue_tsv(glue_task("cola"), cola, Split::train),
                     Catch::Contains(cola + ":1: expected 4 columns, found 3"));
