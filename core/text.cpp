@@ -64,6 +64,12 @@ double parse_double(std::string_view s, std::string_view what) {
 }
 
 std::string read_file(const std::string& path) {
+  // The OS reads a path up to its first NUL: "a.bin\0.json" would open a.bin under another name.
+  if (path.find('\0') != std::string::npos) {
+    std::string shown;
+    for (char c : path) shown += c ? std::string(1, c) : std::string("\\0");
+    fail("{}: cannot open (a path cannot hold a NUL byte)", shown);
+  }
   std::ifstream in(path, std::ios::binary);
   if (!in) fail("{}: cannot open ({})", path, std::strerror(errno));
   std::ostringstream s;

@@ -26,7 +26,8 @@ std::optional<double> to_double(std::string_view s);
 // to_double, or throws "<what>: invalid float value '<s>'".
 double parse_double(std::string_view s, std::string_view what);
 
-// The whole file as bytes; throws "<path>: cannot open (<reason>)".
+// The whole file as bytes; throws "<path>: cannot open (<reason>)", also for a path holding a NUL
+// byte (shown as \0).
 std::string read_file(const std::string& path);
 
 }  // namespace br

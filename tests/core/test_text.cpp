@@ -45,4 +45,8 @@ TEST_CASE("text: read_file returns the bytes or names the file", "[train][text]"
   CHECK(read_file(path.string()) == bytes);
   std::filesystem::remove(path);
   CHECK_THROWS_WITH(read_file(path.string()), Contains(path.string() + ": cannot open"));
+  std::ofstream(path, std::ios::binary) << bytes;
+  CHECK_THROWS_WITH(read_file(path.string() + std::string("\0.json", 6)),
+                    Contains(path.string() + "\\0.json: cannot open (a path cannot hold a NUL byte)"));
+  std::filesystem::remove(path);
 }
