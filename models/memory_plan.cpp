@@ -1,6 +1,7 @@
 #include "models/memory_plan.h"
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <cmath>
 #include <utility>
@@ -245,38 +246,48 @@ Sim::Buf attention_forward(Step& st, int l, Sim::Buf x, const BackRazorPolicy& p
     Sim::Buf buf = s.alloc(st.chunk_P());
     s.drop(buf);
   }
-  Sim::Buf attn = st.x();
-  s.drop(ctx_h);
-  Sim::Buf x1 = st.x(), h1 = st.x();
-  Sim::Buf mean = s.alloc(st.stats()), rstd = s.alloc(st.stats());
-  {
-    Sim::Buf a = st.x();
-    s.drop(a);
-  }
-  st.save(tape, l, Site::attn_input, x, SH, p[Site::attn_input]);
   st.save(tape, l, Site::q, q, SH, p[Site::q]);
   st.save(tape, l, Site::k, k, SH, p[Site::k]);
   if (probs >= 0) st.save(tape, l, Site::probs, probs, st.N * st.S * st.S, p[Site::probs]);
   st.save(tape, l, Site::v, v, SH, p[Site::v]);
+  s.drop_all({&q, &k, &v, &probs});
+  Sim::Buf attn = st.x();
+  s.drop(ctx_h);
+  Sim::Buf a = st.x();
   st.save(tape, l, Site::attn_out_input, attn, SH, p[Site::attn_out_input]);
+  s.drop(attn);
+  Sim::Buf x1 = st.x(), h1 = st.x();
+  Sim::Buf mean = s.alloc(st.stats()), rstd = s.alloc(st.stats());
+  s.drop(a);
+  st.save(tape, l, Site::attn_input, x, SH, p[Site::attn_input]);
   st.save(tape, l, Site::ln1_input, x1, SH, p[Site::ln1_input]);
   st.save_stat(tape, l, Site::ln1_mean, mean);
   st.save_stat(tape, l, Site::ln1_rstd, rstd);
-  s.drop_all({&q, &k, &v, &probs, &attn, &x1, &mean, &rstd});
+  s.drop_all({&x1, &mean, &rstd});
   return h1;
 }
 
-// bert_layers.cpp feed_forward_forward.
+// bert_layers.cpp feed_forward_forward: by chunks of samples, f and g whole only when the tape
+// keeps them as they are.
 Sim::Buf ffn_forward(Step& st, int l, Sim::Buf h1, const BackRazorPolicy& p, SimTape* tape) {
   Sim& s = st.sim;
-  const int64_t SH = st.S * st.H, SF = st.S * st.F;
-  Sim::Buf f = s.alloc(st.FX()), g = s.alloc(st.FX());
+  const int64_t SH = st.S * st.H, SF = st.S * st.F, cF = st.ffn_chunk() * SF * kE;
+  const SitePolicy &pf = p[Site::gelu_input], &pg = p[Site::ffn2_input];
+  const bool f_copy = tape && SimTape::chunkable(pf, kE);
+  const bool g_copy = tape && SimTape::chunkable(pg, kE);
+  const bool f_whole = tape && !f_copy;
+  const bool g_whole = tape && !g_copy && pg.mode != SaveMode::recompute;
+  Sim::Buf f = s.alloc(f_whole ? st.FX() : cF), g = s.alloc(g_whole ? st.FX() : cF);
+  if (f_copy) tape->begin_rows(l, Site::gelu_input, st.B, SF, pf, kE);
+  if (g_copy) tape->begin_rows(l, Site::ffn2_input, st.B, SF, pg, kE);
   Sim::Buf o = st.x();
+  if (!f_whole) s.drop(f);
+  if (!g_whole) s.drop(g);
   Sim::Buf x2 = st.x(), out = st.x();
   Sim::Buf mean = s.alloc(st.stats()), rstd = s.alloc(st.stats());
   st.save(tape, l, Site::ffn1_input, h1, SH, p[Site::ffn1_input]);
-  st.save(tape, l, Site::gelu_input, f, SF, p[Site::gelu_input]);
-  st.save(tape, l, Site::ffn2_input, g, SF, p[Site::ffn2_input]);
+  if (f_whole) st.save(tape, l, Site::gelu_input, f, SF, pf);
+  if (g_whole) st.save(tape, l, Site::ffn2_input, g, SF, pg);
   st.save(tape, l, Site::ln2_input, x2, SH, p[Site::ln2_input]);
   st.save_stat(tape, l, Site::ln2_mean, mean);
   st.save_stat(tape, l, Site::ln2_rstd, rstd);
@@ -293,19 +304,47 @@ Sim::Buf layer_forward(Step& st, int l, Sim::Buf x, const BackRazorPolicy& p, Si
   return out;
 }
 
+// bert_layers.cpp SampleRows: a chunk buffer for a copy the tape keeps (released at the end), else
+// the whole restored tensor.
+struct Reader {
+  Site site;
+  Sim::Buf buf;
+  bool chunked;
+};
+void read(Step& st, SimTape& tape, int l, std::vector<Reader>& readers, Site site,
+          const SitePolicy& policy, int64_t chunk_bytes) {
+  const bool chunked = SimTape::chunkable(policy, kE);
+  readers.push_back({site, chunked ? st.sim.alloc(chunk_bytes) : tape.restore(l, site), chunked});
+}
+// The readers' end, newest first (their destructors).
+void unread(Step& st, SimTape& tape, int l, std::vector<Reader>& readers) {
+  for (auto it = readers.rbegin(); it != readers.rend(); ++it) {
+    if (it->chunked) tape.release(l, it->site);
+    st.sim.drop(it->buf);
+  }
+  readers.clear();
+}
+
+// bert_layers.cpp layernorm_backward_rows: the statistics back, the input read by chunks.
+void layernorm_backward_rows(Step& st, SimTape& tape, int l, Site input, Site mean_site,
+                             Site rstd_site, const SitePolicy& policy, int64_t cb) {
+  Sim::Buf mean = tape.restore(l, mean_site), rstd = tape.restore(l, rstd_site);
+  std::vector<Reader> readers;
+  read(st, tape, l, readers, input, policy, cb * st.S * st.H * kE);
+  unread(st, tape, l, readers);
+  st.sim.drop_all({&rstd, &mean});
+}
+
 // bert_layers.cpp feed_forward_backward (with ffn2_gelu_backward, or by chunks of samples with
 // SampleRows); consumes dout.
 Sim::Buf ffn_backward(Step& st, int l, Sim::Buf dout, const BackRazorPolicy& p, SimTape& tape) {
   Sim& s = st.sim;
+  const int64_t cb = st.ffn_chunk();
   Sim::Buf dx2 = st.x();
-  {
-    Sim::Buf mean = tape.restore(l, Site::ln2_mean), rstd = tape.restore(l, Site::ln2_rstd);
-    Sim::Buf in = tape.restore(l, Site::ln2_input);
-    s.drop_all({&in, &mean, &rstd});
-  }
+  layernorm_backward_rows(st, tape, l, Site::ln2_input, Site::ln2_mean, Site::ln2_rstd,
+                          p[Site::ln2_input], cb);
   s.drop(dout);
   const bool recompute_g = p[Site::ffn2_input].mode == SaveMode::recompute;
-  const int64_t cb = st.ffn_chunk();
   if (cb >= st.B) {
     Sim::Buf dg = s.alloc(st.FX());
     Sim::Buf f = -1;
@@ -332,64 +371,38 @@ Sim::Buf ffn_backward(Step& st, int l, Sim::Buf dout, const BackRazorPolicy& p, 
   // By chunks: each SampleRows holds a chunk buffer (a copy the tape keeps, released at the end)
   // or the whole restored tensor.
   const int64_t cX = cb * st.S * st.H * kE, cF = cb * st.S * st.F * kE;
-  struct Reader {
-    Site site;
-    Sim::Buf buf;
-    bool chunked;
-  };
   std::vector<Reader> readers;
-  auto read = [&](Site site, int64_t chunk_bytes) {
-    const bool chunked = SimTape::chunkable(p[site], kE);
-    readers.push_back({site, chunked ? s.alloc(chunk_bytes) : tape.restore(l, site), chunked});
-  };
-  if (!recompute_g) read(Site::ffn2_input, cF);
-  read(Site::gelu_input, cF);
-  read(Site::ffn1_input, cX);
+  if (!recompute_g) read(st, tape, l, readers, Site::ffn2_input, p[Site::ffn2_input], cF);
+  read(st, tape, l, readers, Site::gelu_input, p[Site::gelu_input], cF);
+  read(st, tape, l, readers, Site::ffn1_input, p[Site::ffn1_input], cX);
   Sim::Buf d_o = s.alloc(cX), dg = s.alloc(cF), dxp = s.alloc(cX);
   Sim::Buf g = recompute_g ? s.alloc(cF) : -1;
   s.drop_all({&g, &dxp, &dg, &d_o});
-  for (auto it = readers.rbegin(); it != readers.rend(); ++it) {
-    s.drop(it->buf);
-    if (it->chunked) tape.release(l, it->site);
-  }
+  unread(st, tape, l, readers);
   return dx2;
 }
 
-// bert_layers.cpp self_attention_backward (materialized attention); consumes dh1.
+// bert_layers.cpp self_attention_backward (materialized attention, by chunks of samples);
+// consumes dh1.
 Sim::Buf attention_backward(Step& st, int l, Sim::Buf dh1, const BackRazorPolicy& p,
                             SimTape& tape) {
   Sim& s = st.sim;
+  const int64_t cb = st.chunk(), cX = cb * st.S * st.H * kE;
   Sim::Buf dx = st.x();
-  {
-    Sim::Buf mean = tape.restore(l, Site::ln1_mean), rstd = tape.restore(l, Site::ln1_rstd);
-    Sim::Buf in = tape.restore(l, Site::ln1_input);
-    s.drop_all({&in, &mean, &rstd});
-  }
+  layernorm_backward_rows(st, tape, l, Site::ln1_input, Site::ln1_mean, Site::ln1_rstd,
+                          p[Site::ln1_input], cb);
   s.drop(dh1);
-  // attention_output_backward
-  Sim::Buf dattn = st.x();
-  {
-    Sim::Buf da = st.x();
-    Sim::Buf attn = tape.restore(l, Site::attn_out_input);
-    s.drop_all({&attn, &da});
-  }
-  Sim::Buf dctx_h = st.x();
-  s.drop(dattn);
-  // attention_core_backward
-  Sim::Buf d0 = st.x(), d1 = st.x(), d2 = st.x();
-  Sim::Buf v = tape.restore(l, Site::v), k = tape.restore(l, Site::k), q = tape.restore(l, Site::q);
-  Sim::Buf probs = -1;
-  if (!SimTape::chunkable(p[Site::probs], kE)) {
-    probs = tape.restore(l, Site::probs);
-  } else {  // one chunk's reconstruction at a time, then the tape's copy goes
-    Sim::Buf buf = s.alloc(st.chunk_P());
-    s.drop(buf);
-    tape.release(l, Site::probs);
-  }
-  s.drop_all({&probs, &q, &k, &v, &dctx_h});
-  Sim::Buf x = tape.restore(l, Site::attn_input);
-  Sim::Buf dproj = st.x(), dxp = st.x();
-  s.drop_all({&dproj, &dxp, &x, &d0, &d1, &d2});
+  std::vector<Reader> readers;
+  read(st, tape, l, readers, Site::attn_out_input, p[Site::attn_out_input], cX);
+  read(st, tape, l, readers, Site::v, p[Site::v], cX);
+  read(st, tape, l, readers, Site::k, p[Site::k], cX);
+  read(st, tape, l, readers, Site::q, p[Site::q], cX);
+  read(st, tape, l, readers, Site::probs, p[Site::probs], st.chunk_P());
+  read(st, tape, l, readers, Site::attn_input, p[Site::attn_input], cX);
+  std::array<Sim::Buf, 6> buf;
+  for (Sim::Buf& b : buf) b = s.alloc(cX);
+  for (auto it = buf.rbegin(); it != buf.rend(); ++it) s.drop(*it);
+  unread(st, tape, l, readers);
   return dx;
 }
 

@@ -93,19 +93,36 @@ void Tape::save(TapeKey key, const Tensor& x, const SitePolicy& policy) {
   }
   if (mode == SaveMode::dense || mode == SaveMode::low_precision)
     e.kept_per_sample = sample_numel(x);
+  note(key, e, int64_t(x.nbytes()));
+  if (mode != SaveMode::recompute) entries_.emplace(key, std::move(e));
+}
+
+void Tape::note(TapeKey key, const SavedTensor& e, int64_t dense_bytes) {
   SiteRecord r;
   r.key = key;
-  r.site = site;
+  r.site = key.name();
   r.shape = e.shape;
   r.dtype = e.dtype;
-  r.policy = policy;
-  r.dense_bytes = int64_t(x.nbytes());
+  r.policy = e.policy;
+  r.dense_bytes = dense_bytes;
   r.stored_bytes = e.bytes();
   r.kept_per_sample = e.kept_per_sample;
   bytes_ += r.stored_bytes;
   peak_bytes_ = std::max(peak_bytes_, bytes_);
-  if (mode != SaveMode::recompute) entries_.emplace(key, std::move(e));
   records_.push_back(std::move(r));
+}
+
+void Tape::record_recompute(TapeKey key, const Shape& shape, DType dtype,
+                            const SitePolicy& policy) {
+  BR_CHECK(policy.mode == SaveMode::recompute,
+           "Tape::record_recompute: site '{}' has a {} policy, not recompute", key.name(),
+           save_mode_name(policy.mode));
+  BR_CHECK(!entries_.count(key), "Tape::record_recompute: site '{}' is already saved", key.name());
+  SavedTensor e;
+  e.shape = shape;
+  e.dtype = dtype;
+  e.policy = policy;
+  note(key, e, shape_numel(shape) * int64_t(dtype_size(dtype)));
 }
 
 Tensor Tape::restore(TapeKey key) {
@@ -189,19 +206,8 @@ void Tape::begin_rows(TapeKey key, const Shape& shape, DType dtype, const SitePo
     e.kept_per_sample = n;
     e.dense = Tensor::empty(shape, policy.value_dtype, device_, MemCategory::saved_activations);
   }
-  SiteRecord r;
-  r.key = key;
-  r.site = site;
-  r.shape = shape;
-  r.dtype = dtype;
-  r.policy = policy;
-  r.dense_bytes = shape_numel(shape) * int64_t(dtype_size(dtype));
-  r.stored_bytes = e.bytes();
-  r.kept_per_sample = e.kept_per_sample;
-  bytes_ += r.stored_bytes;
-  peak_bytes_ = std::max(peak_bytes_, bytes_);
+  note(key, e, shape_numel(shape) * int64_t(dtype_size(dtype)));
   entries_.emplace(key, std::move(e));
-  records_.push_back(std::move(r));
 }
 
 void Tape::save_rows(TapeKey key, int64_t b0, const Tensor& x) {

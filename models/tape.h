@@ -130,6 +130,9 @@ class Tape {
   // into out; the entry stays until release(key) frees it.
   void restore_rows(TapeKey key, int64_t b0, const Tensor& out) const;
   void release(TapeKey key);
+  // What save() of a whole `shape`/`dtype` tensor under a recompute policy does, without the
+  // tensor (its owner forms it only by chunks): records the site, holds nothing.
+  void record_recompute(TapeKey key, const Shape& shape, DType dtype, const SitePolicy& policy);
 
   int64_t bytes() const { return bytes_; }            // held now
   int64_t peak_bytes() const { return peak_bytes_; }  // max held since clear()
@@ -139,6 +142,8 @@ class Tape {
 
  private:
   Device device_;
+  // Appends the site's record and counts the bytes its entry holds.
+  void note(TapeKey key, const SavedTensor& e, int64_t dense_bytes);
   std::map<TapeKey, SavedTensor> entries_;
   std::vector<SiteRecord> records_;
   int64_t bytes_ = 0;

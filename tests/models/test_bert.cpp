@@ -1,5 +1,8 @@
 #include <catch2/catch.hpp>
 
+#include <cmath>
+#include <functional>
+
 #include "harness.h"
 #include "kernels/cast.h"
 #include "models/bert.h"
@@ -428,7 +431,53 @@ TEST_CASE("gradient checkpointing is exact: logits and gradients bit-identical, 
   CHECK_THROWS_WITH(plan_step(m, b, opt), Catch::Contains("1 layer plans for 2 encoder layers"));
 }
 
-TEST_CASE("attention by chunks of samples: bit-identical to the whole batch, every policy",
+namespace {
+
+// Chunk sums and chunk products round differently from one whole-batch product, and nothing else
+// differs.
+void check_close(const std::vector<float>& got, const std::vector<float>& want) {
+  REQUIRE(got.size() == want.size());
+  double worst = 0, scale = 0;
+  for (size_t i = 0; i < want.size(); ++i) {
+    worst = std::max(worst, double(std::fabs(got[i] - want[i])));
+    scale = std::max(scale, double(std::fabs(want[i])));
+  }
+  CHECK(scale > 0);
+  CHECK(worst <= 1e-5 * scale);
+}
+
+// With the chunking `set_chunked(true)` makes, every plan's step (with and without checkpointing)
+// has the same logits, checkpointing changes no bit of the gradients, the tape holds what it holds
+// for the whole batch, and logits and gradients stay close to the whole batch's.
+void check_chunking(BertForSequenceClassification& m, const BertBatch& b, const StepOptions& opt,
+                    const std::vector<BackRazorPolicy>& plans,
+                    const std::function<void(bool)>& set_chunked) {
+  std::vector<float> chunked_logits;  // the forward is exact: one set of logits for every plan
+  for (const BackRazorPolicy& p : plans) {
+    INFO(p.name);
+    m.policy() = p;
+    m.layer_plans().clear();
+    m.set_gradient_checkpointing(false);
+    const StepOut whole = plan_step(m, b, opt);
+    set_chunked(true);
+    const StepOut chunked = plan_step(m, b, opt);
+    m.set_gradient_checkpointing(true);
+    const StepOut chunked_ckpt = plan_step(m, b, opt);
+    set_chunked(false);
+    m.set_gradient_checkpointing(false);
+    if (chunked_logits.empty()) chunked_logits = chunked.logits;
+    CHECK(chunked.logits == chunked_logits);
+    CHECK(chunked.saved == whole.saved);  // per-sample packs: the same bytes chunk by chunk
+    CHECK(chunked_ckpt.logits == chunked.logits);
+    CHECK(chunked_ckpt.grads == chunked.grads);
+    check_close(chunked.logits, whole.logits);
+    check_close(chunked.grads, whole.grads);
+  }
+}
+
+}  // namespace
+
+TEST_CASE("attention by chunks of samples: the same bits under every plan, close to the whole batch",
           "[models][bert][checkpoint]") {
   BertForSequenceClassification m(tiny_config(), Device::cpu, DType::f32);
   m.init_weights(41);
@@ -436,26 +485,16 @@ TEST_CASE("attention by chunks of samples: bit-identical to the whole batch, eve
   BertBatch b = tiny_batch(Device::cpu, 3);  // padded sample: the chunked pack skips padding too
   StepOptions opt{true, 78, 2, true};
   BackRazorPolicy low = BackRazorPolicy::preset("none");
-  low.apply_overrides("probs=low:fp16");
-  for (int ckpt = 0; ckpt < 2; ++ckpt)
-    for (const BackRazorPolicy& p : {BackRazorPolicy::preset("none"), BackRazorPolicy::preset("seed"),
-                                     BackRazorPolicy::preset("balanced"), low}) {
-      INFO(p.name << " checkpoint " << ckpt);
-      m.policy() = p;
-      m.layer_plans().clear();
-      m.set_gradient_checkpointing(ckpt == 1);
-      m.set_attention_workspace(kAttentionWorkspaceBytes);  // the whole batch of 3 in one chunk
-      const StepOut whole = plan_step(m, b, opt);
-      m.set_attention_workspace(1);  // one sample per chunk
-      const StepOut chunked = plan_step(m, b, opt);
-      m.set_attention_workspace(kAttentionWorkspaceBytes);
-      CHECK(chunked.logits == whole.logits);
-      CHECK(chunked.grads == whole.grads);
-      CHECK(chunked.saved == whole.saved);
-    }
+  low.apply_overrides("probs=low:fp16,q=low:bf16,attn_input=low:fp16");
+  check_chunking(m, b, opt,
+                 {BackRazorPolicy::preset("none"), BackRazorPolicy::preset("seed"),
+                  BackRazorPolicy::preset("balanced"), BackRazorPolicy::preset("all"), low},
+                 [&](bool on) {  // one sample per chunk, or the whole batch of 3 in one
+                   m.set_attention_workspace(on ? 1 : kAttentionWorkspaceBytes);
+                 });
 }
 
-TEST_CASE("FFN backward by chunks of samples: the same bits under every plan, close to the whole batch",
+TEST_CASE("FFN by chunks of samples: the same bits under every plan, close to the whole batch",
           "[models][bert][checkpoint]") {
   BertForSequenceClassification m(tiny_config(), Device::cpu, DType::f32);
   m.init_weights(43);
@@ -464,33 +503,14 @@ TEST_CASE("FFN backward by chunks of samples: the same bits under every plan, cl
   StepOptions opt{true, 79, 2, true};
   BackRazorPolicy low = BackRazorPolicy::preset("none");
   low.apply_overrides("gelu_input=low:fp16,ffn2_input=recompute,ffn1_input=low:fp16");
-  for (const BackRazorPolicy& p : {BackRazorPolicy::preset("none"), BackRazorPolicy::preset("seed"),
-                                   BackRazorPolicy::preset("balanced"), low}) {
-    INFO(p.name);
-    m.policy() = p;
-    m.layer_plans().clear();
-    m.set_gradient_checkpointing(false);
-    const StepOut whole = plan_step(m, b, opt);
-    m.set_ffn_workspace(1);  // one sample per chunk
-    const StepOut chunked = plan_step(m, b, opt);
-    m.set_gradient_checkpointing(true);
-    const StepOut chunked_ckpt = plan_step(m, b, opt);
-    m.set_ffn_workspace(kFfnWorkspaceBytes);
-    m.set_gradient_checkpointing(false);
-    CHECK(chunked.logits == whole.logits);  // backward only
-    CHECK(chunked.saved == whole.saved);
-    CHECK(chunked_ckpt.logits == chunked.logits);
-    CHECK(chunked_ckpt.grads == chunked.grads);  // checkpointing changes no bit at a given chunking
-    // Chunk sums round differently from one product, and nothing else differs.
-    REQUIRE(chunked.grads.size() == whole.grads.size());
-    double worst = 0, scale = 0;
-    for (size_t i = 0; i < whole.grads.size(); ++i) {
-      worst = std::max(worst, double(std::fabs(chunked.grads[i] - whole.grads[i])));
-      scale = std::max(scale, double(std::fabs(whole.grads[i])));
-    }
-    CHECK(scale > 0);
-    CHECK(worst <= 1e-5 * scale);
-  }
+  BackRazorPolicy sparse_ffn = BackRazorPolicy::preset("none");
+  sparse_ffn.apply_overrides("gelu_input=sparse:fp32:0.6,ffn2_input=sparse:fp16:0.7");
+  check_chunking(m, b, opt,
+                 {BackRazorPolicy::preset("none"), BackRazorPolicy::preset("seed"),
+                  BackRazorPolicy::preset("balanced"), low, sparse_ffn},
+                 [&](bool on) {  // one sample per chunk, forward and backward
+                   m.set_ffn_workspace(on ? 1 : kFfnWorkspaceBytes);
+                 });
 }
 
 TEST_CASE("a checkpointed layer keeps only its input until backward", "[models][bert][checkpoint]") {

@@ -198,6 +198,22 @@ TEST_CASE("tape peak, clear and error messages", "[models][tape]") {
   CHECK(tape.records()[0].dense_bytes == 4 * 6 * 4);
   CHECK(r.category() == MemCategory::activations);
   CHECK_THROWS_WITH(tape.restore(TapeKey{0, Site::ffn2_input}), Catch::Contains("site 'layer0.ffn2_input' was saved as recompute"));
+  // the same record without the tensor (its owner forms it only by chunks)
+  const SitePolicy rp{SaveMode::recompute, DType::f32, 0.0};
+  tape.record_recompute(TapeKey{1, Site::ffn2_input}, {3, 5, 7}, DType::f32, rp);
+  CHECK(tape.bytes() == 0);
+  REQUIRE(tape.records().size() == 2);
+  CHECK(tape.records()[1].site == "layer1.ffn2_input");
+  CHECK(tape.records()[1].shape == Shape{3, 5, 7});
+  CHECK(tape.records()[1].stored_bytes == 0);
+  CHECK(tape.records()[1].dense_bytes == 3 * 5 * 7 * 4);
+  CHECK(tape.records()[1].policy == rp);
+  CHECK_THROWS_WITH(tape.restore(TapeKey{1, Site::ffn2_input}), Catch::Contains("site 'layer1.ffn2_input' was saved as recompute"));
+  CHECK_THROWS_WITH(tape.record_recompute(TapeKey{1, Site::gelu_input}, {3, 5, 7}, DType::f32, SitePolicy{}),
+                    Catch::Contains("site 'layer1.gelu_input' has a dense policy, not recompute"));
+  tape.save(TapeKey{2, Site::ffn2_input}, r);
+  CHECK_THROWS_WITH(tape.record_recompute(TapeKey{2, Site::ffn2_input}, {4, 6}, DType::f32, rp),
+                    Catch::Contains("site 'layer2.ffn2_input' is already saved"));
   tape.clear();
   CHECK(save_mode_name(SaveMode::recompute) == "recompute");
   CHECK(save_mode_name(SaveMode::sparse) == "sparse");
