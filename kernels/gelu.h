@@ -1,5 +1,5 @@
 // GELU, erf form (BERT). Shapes: any, identical for all arguments. dtypes: CPU f32/f64, CUDA f32/bf16
-// (fp32 math). dinp may alias dout.
+// (fp32 math). out may alias inp, and dinp dout.
 #pragma once
 #include "core/tensor.h"
 

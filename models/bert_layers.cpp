@@ -129,6 +129,71 @@ class SampleRows {
   Tensor buf_, whole_;
 };
 
+// A site formed by chunks of samples in forward (SampleRows's counterpart): whole when the tape
+// keeps the tensor as is (dense: each chunk is a view, and finish() saves the whole), else one
+// chunk's buffer, reused, each chunk going into the tape's copy (sparse, low precision) once
+// forward is done with it, or nowhere (no tape; a recompute site, which finish() records). A chunk
+// buffer may be another site's (`share`, of cb samples): the two are then formed in place.
+class ChunkedSite {
+ public:
+  ChunkedSite(const StepContext& ctx, Tape* tape, int l, Site site, const SitePolicy& policy,
+              const Shape& sample_shape, int64_t cb, const Tensor& share = Tensor())
+      : ctx_(ctx), tape_(tape), key_{l, site}, policy_(policy), shape_(sample_shape) {
+    shape_.insert(shape_.begin(), ctx.B);
+    copy_ = kept_as_copy(tape, policy, ctx);
+    whole_ = kept_whole(tape, policy, ctx);
+    Shape s = sample_shape;
+    s.insert(s.begin(), whole_ ? ctx.B : cb);
+    t_ = !whole_ && share.defined() ? share : ctx.act(s);
+    BR_CHECK(t_.shape() == s, "ChunkedSite '{}': a shared buffer {} for chunks of {}",
+             key_.name(), t_.str(), shape_str(s));
+    if (copy_) tape->begin_rows(key_, shape_, ctx.act_dtype, policy);
+  }
+  // Whether a tape keeps a site of `policy` as a copy (sparse, low precision), or as it is.
+  static bool kept_as_copy(const Tape* tape, const SitePolicy& policy, const StepContext& ctx) {
+    return tape && Tape::rows_chunkable(policy, ctx.act_dtype);
+  }
+  static bool kept_whole(const Tape* tape, const SitePolicy& policy, const StepContext& ctx) {
+    return tape && !Tape::rows_chunkable(policy, ctx.act_dtype) &&
+           policy.mode != SaveMode::recompute;
+  }
+  ChunkedSite(const ChunkedSite&) = delete;
+  ChunkedSite& operator=(const ChunkedSite&) = delete;
+  // The chunk buffer, for a site formed in place in it.
+  const Tensor& chunk_buffer() const { return t_; }
+  // Where samples [b0, b1) are formed.
+  Tensor rows(int64_t b0, int64_t b1) const {
+    return whole_ ? t_.rows(b0, b1) : leading(t_, b1 - b0);
+  }
+  // Forward is done with samples [b0, b0 + x.size(0)) (x from rows()): into the tape's copy, a
+  // sparse one skipping padding, zeroed just before packing (as save_site).
+  void done(int64_t b0, const Tensor& x) const {
+    if (!copy_) return;
+    if (policy_.mode == SaveMode::sparse && ctx_.padding.defined())
+      zero_padding_rows(x, ctx_.padding.rows(b0, b0 + x.size(0)));
+    tape_->save_rows(key_, b0, x);
+  }
+  // Every chunk is done: a whole tensor goes onto the tape, a recompute site is recorded, and the
+  // buffer is let go.
+  void finish() {
+    if (whole_)
+      save_site(*tape_, ctx_, key_.layer, key_.site, t_, policy_);
+    else if (tape_ && policy_.mode == SaveMode::recompute)
+      tape_->record_recompute(key_, shape_, ctx_.act_dtype, policy_);
+    t_ = Tensor();
+  }
+  bool whole() const { return whole_; }
+
+ private:
+  const StepContext& ctx_;
+  Tape* tape_;
+  TapeKey key_;
+  SitePolicy policy_;
+  Shape shape_;  // the whole site's
+  bool copy_ = false, whole_ = false;
+  Tensor t_;
+};
+
 // dinp = LN'(dout) over the samples by chunks of cb, its input read through SampleRows (so a
 // copy the tape keeps is never whole in dense form); dweight and dbias sum chunk after chunk.
 void layernorm_backward_rows(const StepContext& ctx, Tape& tape, int l, Site input, Site mean_site,
@@ -147,84 +212,79 @@ void layernorm_backward_rows(const StepContext& ctx, Tape& tape, int l, Site inp
 
 // h1 = LN1(dropout(merge(softmax(Q Kᵀ · scale + mask) V) W_ao + b_ao) + x), Q/K/V = split(x W + b).
 // Saves the attention input, Q, K, V, P (or, with flash, the logsumexp and possibly the output),
-// the attention-output dense input and the LN1 input with its statistics.
+// the attention-output dense input and the LN1 input with its statistics. The materialized
+// attention goes through the batch by chunks of samples (ctx.attention_chunk(), shapes only, so
+// every plan and evaluation get the same bits): each saved site is whole only when the tape keeps
+// it as is (ChunkedSite), and only x and h1 are always whole. Flash runs on the whole batch.
 Tensor self_attention_forward(const StepContext& ctx, int l, const BertLayerWeights& w,
                               const Tensor& x, const LayerRecord& rec, Tape* tape) {
   const int64_t B = ctx.B, S = ctx.S, H = ctx.H, N = ctx.N, D = ctx.D;
-  const Tensor& ids = ctx.example_ids;
-  Tensor q = ctx.act({B, N, S, D}), k = ctx.act({B, N, S, D}), v = ctx.act({B, N, S, D});
-  {
-    Tensor t = ctx.act({B, S, H});
-    linear_forward(t, x, w.q_w, w.q_b);
-    split_heads(q, t, N);
-    linear_forward(t, x, w.k_w, w.k_b);
-    split_heads(k, t, N);
-    linear_forward(t, x, w.v_w, w.v_b);
-    split_heads(v, t, N);
-  }
-  Tensor ctx_h = ctx.act({B, N, S, D});
-  Tensor probs, lse;
-  const DropoutKey attn_key = ctx.key(dropout_site(l, kDropAttention));
-  if (rec.flash) {
+  const int64_t cb = rec.flash ? B : ctx.attention_chunk();
+  const BackRazorPolicy& p = rec.policy;
+  ChunkedSite q(ctx, tape, l, Site::q, p[Site::q], {N, S, D}, cb);
+  ChunkedSite k(ctx, tape, l, Site::k, p[Site::k], {N, S, D}, cb);
+  ChunkedSite v(ctx, tape, l, Site::v, p[Site::v], {N, S, D}, cb);
+  Tensor t = ctx.act({cb, S, H});
+  // the attention output: kept dense beside a non-dense dense input when flash needs it
+  ChunkedSite out_h(ctx, rec.attn_out_saved() ? tape : nullptr, l, Site::attn_out, SitePolicy{},
+                    {N, S, D}, cb);
+  Tensor lse;
+  std::optional<ChunkedSite> probs;
+  if (rec.flash)
     lse = Tensor::empty({B, N, S}, DType::f32, ctx.device);
-    flash_attention_forward(ctx_h, lse, q, k, v, ctx.mask, ctx.scale, ctx.p_attn, attn_key, ids);
-  } else if (tape && !Tape::rows_chunkable(rec.policy[Site::probs], ctx.act_dtype)) {
-    probs = ctx.act({B, N, S, S});  // the tape keeps P itself: it is whole anyway
-    attention_forward(ctx_h, probs, q, k, v, ctx.mask, ctx.scale, ctx.p_attn, attn_key, ids);
-  } else {
-    // By chunks of samples (kAttentionWorkspaceBytes): each chunk's P is packed (or cast) onto the
-    // tape as soon as it is formed, or dropped when nothing keeps it.
-    const TapeKey pk{l, Site::probs};
-    const SitePolicy& pp = rec.policy[Site::probs];
-    if (tape) tape->begin_rows(pk, {B, N, S, S}, ctx.act_dtype, pp);
-    const int64_t cb = ctx.attention_chunk();
-    Tensor buf = ctx.act({cb, N, S, S});
-    for (int64_t b0 = 0; b0 < B; b0 += cb) {
-      const int64_t b1 = std::min(B, b0 + cb);
-      const Tensor pc = b1 - b0 == cb ? buf : buf.rows(0, b1 - b0);
-      attention_forward(ctx_h.rows(b0, b1), pc, q.rows(b0, b1), k.rows(b0, b1), v.rows(b0, b1),
-                        sample_rows(ctx.mask, b0, b1), ctx.scale, ctx.p_attn, attn_key,
-                        sample_rows(ids, b0, b1));
-      if (!tape) continue;
-      // as save_site: a sparse save skips padding (zeroed just before packing)
-      if (pp.mode == SaveMode::sparse && ctx.padding.defined())
-        zero_padding_rows(pc, ctx.padding.rows(b0, b1));
-      tape->save_rows(pk, b0, pc);
-    }
-  }
-  // Each activation goes onto the tape as soon as forward is done with it, so that a packed (or
-  // cast) site's dense tensor is freed before the next ones are formed.
-  if (tape) {
-    const BackRazorPolicy& p = rec.policy;
-    save_site(*tape, ctx, l, Site::q, q, p[Site::q]);
-    save_site(*tape, ctx, l, Site::k, k, p[Site::k]);
-    if (rec.flash) {
-      tape->save({l, Site::attn_lse}, lse);
-    } else if (probs.defined()) {  // else saved chunk by chunk above
-      save_site(*tape, ctx, l, Site::probs, probs, p[Site::probs]);
-    }
-    save_site(*tape, ctx, l, Site::v, v, p[Site::v]);
-  }
-  q = k = v = probs = lse = Tensor();
-  Tensor attn = ctx.act({B, S, H});
-  merge_heads(attn, ctx_h);
-  if (!tape || !rec.attn_out_saved()) ctx_h = Tensor();
-  Tensor a = ctx.act({B, S, H});
-  linear_forward(a, attn, w.ao_w, w.ao_b);
-  if (tape) {
-    save_site(*tape, ctx, l, Site::attn_out_input, attn, rec.policy[Site::attn_out_input]);
-    if (rec.attn_out_saved()) tape->save({l, Site::attn_out}, ctx_h);
-  }
-  attn = ctx_h = Tensor();
-  dropout_forward(a, a, ctx.p_hidden, ctx.key(dropout_site(l, kDropAttnOut)), ids);
-  Tensor x1 = ctx.act({B, S, H}), h1 = ctx.act({B, S, H});
+  else
+    probs.emplace(ctx, tape, l, Site::probs, p[Site::probs], Shape{N, S, S}, cb);
+  ChunkedSite attn(ctx, tape, l, Site::attn_out_input, p[Site::attn_out_input], {S, H}, cb);
+  Tensor a = ctx.act({cb, S, H});
+  ChunkedSite x1(ctx, tape, l, Site::ln1_input, p[Site::ln1_input], {S, H}, cb);
+  Tensor h1 = ctx.act({B, S, H});
   Tensor mean = ctx.stats(), rstd = ctx.stats();
-  layernorm_forward(h1, mean, rstd, a, x, w.ln1_w, w.ln1_b, ctx.eps, x1);
-  a = Tensor();
+  const DropoutKey attn_key = ctx.key(dropout_site(l, kDropAttention));
+  const DropoutKey out_key = ctx.key(dropout_site(l, kDropAttnOut));
+  for (int64_t b0 = 0; b0 < B; b0 += cb) {
+    const int64_t b1 = std::min(B, b0 + cb), n = b1 - b0;
+    const Tensor xc = x.rows(b0, b1), tc = leading(t, n), ac = leading(a, n);
+    const Tensor ids = sample_rows(ctx.example_ids, b0, b1), mask = sample_rows(ctx.mask, b0, b1);
+    const Tensor qc = q.rows(b0, b1), kc = k.rows(b0, b1), vc = v.rows(b0, b1);
+    linear_forward(tc, xc, w.q_w, w.q_b);
+    split_heads(qc, tc, N);
+    linear_forward(tc, xc, w.k_w, w.k_b);
+    split_heads(kc, tc, N);
+    linear_forward(tc, xc, w.v_w, w.v_b);
+    split_heads(vc, tc, N);
+    const Tensor oc = out_h.rows(b0, b1);
+    if (rec.flash) {
+      flash_attention_forward(oc, lse.rows(b0, b1), qc, kc, vc, mask, ctx.scale, ctx.p_attn,
+                              attn_key, ids);
+    } else {
+      const Tensor pc = probs->rows(b0, b1);
+      attention_forward(oc, pc, qc, kc, vc, mask, ctx.scale, ctx.p_attn, attn_key, ids);
+      probs->done(b0, pc);
+    }
+    q.done(b0, qc);
+    k.done(b0, kc);
+    v.done(b0, vc);
+    const Tensor attn_c = attn.rows(b0, b1);
+    merge_heads(attn_c, oc);
+    linear_forward(ac, attn_c, w.ao_w, w.ao_b);
+    attn.done(b0, attn_c);
+    dropout_forward(ac, ac, ctx.p_hidden, out_key, ids);
+    const Tensor x1c = x1.rows(b0, b1);
+    layernorm_forward(h1.rows(b0, b1), mean.rows(b0 * S, b1 * S), rstd.rows(b0 * S, b1 * S), ac,
+                      xc, w.ln1_w, w.ln1_b, ctx.eps, x1c);
+    x1.done(b0, x1c);
+  }
+  t = a = Tensor();
+  q.finish();
+  k.finish();
+  v.finish();
+  out_h.finish();
+  if (probs) probs->finish();
+  attn.finish();
+  x1.finish();
   if (tape) {
-    const BackRazorPolicy& p = rec.policy;
+    if (rec.flash) tape->save({l, Site::attn_lse}, lse);
     save_site(*tape, ctx, l, Site::attn_input, x, p[Site::attn_input]);
-    save_site(*tape, ctx, l, Site::ln1_input, x1, p[Site::ln1_input]);
     tape->save({l, Site::ln1_mean}, mean);
     tape->save({l, Site::ln1_rstd}, rstd);
   }
@@ -333,56 +393,55 @@ Tensor self_attention_backward(const StepContext& ctx, int l, const BertLayerWei
 
 // out = LN2(dropout(gelu(h1 W_1 + b_1) W_2 + b_2) + h1). Saves the FFN1, GELU and FFN2 inputs and
 // the LN2 input with its statistics (the FFN2 input as a recompute record when the policy says).
-// FFN1, GELU and FFN2 go through the batch by the chunks of samples the backward uses
-// (ctx.ffn_chunk(), shapes only, so every plan and evaluation get the same bits): a [B,S,F]
-// activation is whole only when the tape keeps it as is (dense); else one chunk's buffer is
-// reused, and the tape's copy (sparse, low precision) is written chunk by chunk.
+// By the chunks of samples the backward uses (ctx.ffn_chunk(), shapes only, so every plan and
+// evaluation get the same bits): each saved site is whole only when the tape keeps it as is
+// (ChunkedSite), and only h1 and out (unless !keep_output) are always whole. When nothing keeps
+// the GELU input as is, its chunk becomes the GELU output in place.
 Tensor feed_forward_forward(const StepContext& ctx, int l, const BertLayerWeights& w,
-                            const Tensor& h1, const LayerRecord& rec, Tape* tape) {
+                            const Tensor& h1, const LayerRecord& rec, Tape* tape,
+                            bool keep_output) {
   const int64_t B = ctx.B, S = ctx.S, H = ctx.H, F = ctx.F, cb = ctx.ffn_chunk();
   const BackRazorPolicy& p = rec.policy;
   const SitePolicy &pf = p[Site::gelu_input], &pg = p[Site::ffn2_input];
-  const bool f_copy = tape && Tape::rows_chunkable(pf, ctx.act_dtype);
-  const bool g_copy = tape && Tape::rows_chunkable(pg, ctx.act_dtype);
-  const bool f_whole = tape && !f_copy;
-  const bool g_whole = tape && !g_copy && pg.mode != SaveMode::recompute;
-  Tensor f = ctx.act({f_whole ? B : cb, S, F}), g = ctx.act({g_whole ? B : cb, S, F});
-  if (f_copy) tape->begin_rows({l, Site::gelu_input}, {B, S, F}, ctx.act_dtype, pf);
-  if (g_copy) tape->begin_rows({l, Site::ffn2_input}, {B, S, F}, ctx.act_dtype, pg);
-  // as save_site: a sparse copy skips padding, zeroed once the chunk is dead
-  auto save_chunk = [&](Site site, const SitePolicy& sp, int64_t b0, const Tensor& x) {
-    if (sp.mode == SaveMode::sparse && ctx.padding.defined())
-      zero_padding_rows(x, ctx.padding.rows(b0, b0 + x.size(0)));
-    tape->save_rows({l, site}, b0, x);
-  };
-  Tensor o = ctx.act({B, S, H});
+  ChunkedSite f(ctx, tape, l, Site::gelu_input, pf, {S, F}, cb);
+  // g formed in f's chunk buffer when neither is whole, unless f's chunks are zeroed at padding
+  // before g would be formed from them
+  const bool in_place = !f.whole() && !ChunkedSite::kept_whole(tape, pg, ctx) &&
+                        !(pf.mode == SaveMode::sparse && ctx.padding.defined());
+  ChunkedSite g(ctx, tape, l, Site::ffn2_input, pg, {S, F}, cb,
+                in_place ? f.chunk_buffer() : Tensor());
+  Tensor o = ctx.act({cb, S, H});
+  ChunkedSite x2(ctx, tape, l, Site::ln2_input, p[Site::ln2_input], {S, H}, cb);
+  Tensor out = ctx.act({keep_output ? B : cb, S, H});
+  Tensor mean = ctx.stats(), rstd = ctx.stats();
+  const DropoutKey key = ctx.key(dropout_site(l, kDropFfnOut));
   for (int64_t b0 = 0; b0 < B; b0 += cb) {
     const int64_t b1 = std::min(B, b0 + cb), n = b1 - b0;
-    const Tensor fc = f_whole ? f.rows(b0, b1) : leading(f, n);
-    const Tensor gc = g_whole ? g.rows(b0, b1) : leading(g, n);
-    linear_forward(fc, h1.rows(b0, b1), w.ffn1_w, w.ffn1_b);
+    const Tensor h1c = h1.rows(b0, b1), oc = leading(o, n), fc = f.rows(b0, b1);
+    linear_forward(fc, h1c, w.ffn1_w, w.ffn1_b);
+    const Tensor gc = g.rows(b0, b1);
+    if (in_place) f.done(b0, fc);  // saved before g overwrites it
     gelu_forward(gc, fc);
-    if (f_copy) save_chunk(Site::gelu_input, pf, b0, fc);
-    linear_forward(o.rows(b0, b1), gc, w.ffn2_w, w.ffn2_b);
-    if (g_copy) save_chunk(Site::ffn2_input, pg, b0, gc);
+    if (!in_place) f.done(b0, fc);
+    linear_forward(oc, gc, w.ffn2_w, w.ffn2_b);
+    g.done(b0, gc);
+    dropout_forward(oc, oc, ctx.p_hidden, key, sample_rows(ctx.example_ids, b0, b1));
+    const Tensor x2c = x2.rows(b0, b1);
+    const Tensor outc = keep_output ? out.rows(b0, b1) : leading(out, n);
+    layernorm_forward(outc, mean.rows(b0 * S, b1 * S), rstd.rows(b0 * S, b1 * S), oc,
+                      h1c, w.ln2_w, w.ln2_b, ctx.eps, x2c);
+    x2.done(b0, x2c);
   }
-  if (!f_whole) f = Tensor();
-  if (!g_whole) g = Tensor();
-  dropout_forward(o, o, ctx.p_hidden, ctx.key(dropout_site(l, kDropFfnOut)), ctx.example_ids);
-  Tensor x2 = ctx.act({B, S, H}), out = ctx.act({B, S, H});
-  Tensor mean = ctx.stats(), rstd = ctx.stats();
-  layernorm_forward(out, mean, rstd, o, h1, w.ln2_w, w.ln2_b, ctx.eps, x2);
+  o = Tensor();
+  f.finish();
+  g.finish();
+  x2.finish();
   if (tape) {
     save_site(*tape, ctx, l, Site::ffn1_input, h1, p[Site::ffn1_input]);
-    if (f_whole) save_site(*tape, ctx, l, Site::gelu_input, f, pf);
-    if (g_whole) save_site(*tape, ctx, l, Site::ffn2_input, g, pg);
-    if (pg.mode == SaveMode::recompute)
-      tape->record_recompute({l, Site::ffn2_input}, {B, S, F}, ctx.act_dtype, pg);
-    save_site(*tape, ctx, l, Site::ln2_input, x2, p[Site::ln2_input]);
     tape->save({l, Site::ln2_mean}, mean);
     tape->save({l, Site::ln2_rstd}, rstd);
   }
-  return out;
+  return keep_output ? out : Tensor();
 }
 
 // df = gelu'(f) ⊙ (dropout'(dx2) W_2): the FFN2 and GELU backward, W_2's gradient from the saved
@@ -464,10 +523,10 @@ Tensor feed_forward_backward(const StepContext& ctx, int l, const BertLayerWeigh
 }  // namespace
 
 Tensor encoder_layer_forward(const StepContext& ctx, int l, const BertLayerWeights& w, Tensor x,
-                             const LayerRecord& rec, Tape* tape) {
+                             const LayerRecord& rec, Tape* tape, bool keep_output) {
   Tensor h1 = self_attention_forward(ctx, l, w, x, rec, tape);
   x = Tensor();
-  return feed_forward_forward(ctx, l, w, h1, rec, tape);
+  return feed_forward_forward(ctx, l, w, h1, rec, tape, keep_output);
 }
 
 Tensor encoder_layer_backward(const StepContext& ctx, int l, const BertLayerWeights& w,

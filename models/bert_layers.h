@@ -117,9 +117,11 @@ void embeddings_backward(const StepContext& ctx, const BertWeights& P, BertWeigh
 // Encoder layer l (post-LN): h1 = LN1(dropout(Attn(x) W_ao) + x), out = LN2(dropout(gelu(h1 W_1)
 // W_2) + h1). x is taken by value so the tape can adopt it as the attention input; backward takes
 // dout by value and frees it once the FFN block is done. backward returns dx and accumulates the
-// layer's parameter gradients into gw.
+// layer's parameter gradients into gw. A recompute, which needs only what the layer saves on the
+// tape, passes keep_output false: the output is then formed chunk by chunk and never whole, and
+// forward returns an undefined tensor.
 Tensor encoder_layer_forward(const StepContext& ctx, int l, const BertLayerWeights& w, Tensor x,
-                             const LayerRecord& rec, Tape* tape);
+                             const LayerRecord& rec, Tape* tape, bool keep_output = true);
 Tensor encoder_layer_backward(const StepContext& ctx, int l, const BertLayerWeights& w,
                               BertLayerWeights& gw, Tensor dout, const LayerRecord& rec,
                               Tape& tape);

@@ -88,8 +88,9 @@ ForwardResult BertForSequenceClassification::forward(const BertBatch& batch,
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     const LayerRecord& rec = r.record.layers[size_t(l)];
     // A checkpoint keeps its input (the tape adopts h, which the layer only reads) and saves
-    // nothing inside; backward recomputes the layer from it.
-    if (rec.checkpoint) tape->save({l, Site::layer_input}, h);
+    // nothing inside; backward recomputes the layer from it. Layer 0's input is the embeddings'
+    // output, which backward recomputes from the token ids instead (three lookups, a LayerNorm).
+    if (rec.checkpoint && l > 0) tape->save({l, Site::layer_input}, h);
     h = encoder_layer_forward(ctx, l, P.layers[size_t(l)], std::move(h), rec,
                               rec.checkpoint ? nullptr : tape);
   }
@@ -141,7 +142,10 @@ BackwardReport BertForSequenceClassification::backward(const BertBatch& batch,
       LayerRecord inner = rec;
       inner.checkpoint = false;
       Tape layer_tape(device_);
-      encoder_layer_forward(ctx, l, w, tape.restore({l, Site::layer_input}), inner, &layer_tape);
+      Tensor x = l > 0 ? tape.restore({l, Site::layer_input})
+                       : embeddings_forward(ctx, P, batch.input_ids, batch.token_type_ids, c,
+                                            policy_, nullptr);
+      encoder_layer_forward(ctx, l, w, std::move(x), inner, &layer_tape, /*keep_output=*/false);
       dh = encoder_layer_backward(ctx, l, w, g.layers[size_t(l)], std::move(dh), inner, layer_tape);
       report.recompute_peak_bytes[size_t(l)] = layer_tape.peak_bytes();
       for (const SiteRecord& r : layer_tape.records())

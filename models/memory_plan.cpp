@@ -208,6 +208,7 @@ struct Step {
   int64_t B, S, H, N, F, C;
   int64_t attention_workspace;
   int64_t ffn_workspace;
+  bool padded = false;  // ctx.padding is set: sparse saves zero padding first
   // Samples per feed-forward backward chunk (bert_layers.h).
   int64_t ffn_chunk() const { return ffn_chunk_samples(B, S, F, kE, ffn_workspace); }
   // Samples per materialized-attention chunk, and the bytes of that chunk's P (bert_layers.h).
@@ -228,78 +229,87 @@ struct Step {
 
 const SitePolicy kDense{};
 
-// bert_layers.cpp self_attention_forward (materialized attention).
+// bert_layers.cpp ChunkedSite: a site formed by chunks of samples of `n` elements, whole when the
+// tape keeps it as is, else a chunk buffer (none of its own when it shares another's) beside the
+// tape's copy (begin_rows).
+struct SimSite {
+  SimSite(Step& st, SimTape* tape, int l, Site site, const SitePolicy& p, int64_t n, int64_t cb,
+          bool share = false)
+      : st(st), tape(tape), l(l), site(site), p(p), n(n) {
+    const bool copy = tape && SimTape::chunkable(p, kE);
+    whole = tape && !copy && p.mode != SaveMode::recompute;
+    if (whole || !share) buf = st.sim.alloc((whole ? st.B : cb) * n * kE);
+    if (copy) tape->begin_rows(l, site, st.B, n, p, kE);
+  }
+  void finish() {
+    if (whole) st.save(tape, l, site, buf, n, p);
+    st.sim.drop(buf);
+  }
+  Step& st;
+  SimTape* tape;
+  int l;
+  Site site;
+  SitePolicy p;
+  int64_t n;
+  bool whole = false;
+  Sim::Buf buf = -1;
+};
+
+// bert_layers.cpp self_attention_forward (materialized attention, by chunks of samples).
 Sim::Buf attention_forward(Step& st, int l, Sim::Buf x, const BackRazorPolicy& p, SimTape* tape) {
   Sim& s = st.sim;
-  const int64_t SH = st.S * st.H;
-  Sim::Buf q = st.x(), k = st.x(), v = st.x();
-  {
-    Sim::Buf t = st.x();
-    s.drop(t);
-  }
-  Sim::Buf ctx_h = st.x();
-  Sim::Buf probs = -1;
-  if (tape && !SimTape::chunkable(p[Site::probs], kE)) {
-    probs = s.alloc(st.P());
-  } else {  // by chunks: the tape's copy first, then one chunk's P at a time
-    if (tape) tape->begin_rows(l, Site::probs, st.B, st.N * st.S * st.S, p[Site::probs], kE);
-    Sim::Buf buf = s.alloc(st.chunk_P());
-    s.drop(buf);
-  }
-  st.save(tape, l, Site::q, q, SH, p[Site::q]);
-  st.save(tape, l, Site::k, k, SH, p[Site::k]);
-  if (probs >= 0) st.save(tape, l, Site::probs, probs, st.N * st.S * st.S, p[Site::probs]);
-  st.save(tape, l, Site::v, v, SH, p[Site::v]);
-  s.drop_all({&q, &k, &v, &probs});
-  Sim::Buf attn = st.x();
-  s.drop(ctx_h);
-  Sim::Buf a = st.x();
-  st.save(tape, l, Site::attn_out_input, attn, SH, p[Site::attn_out_input]);
-  s.drop(attn);
-  Sim::Buf x1 = st.x(), h1 = st.x();
+  const int64_t SH = st.S * st.H, cb = st.chunk(), cX = cb * SH * kE;
+  SimSite q(st, tape, l, Site::q, p[Site::q], SH, cb);
+  SimSite k(st, tape, l, Site::k, p[Site::k], SH, cb);
+  SimSite v(st, tape, l, Site::v, p[Site::v], SH, cb);
+  Sim::Buf t = s.alloc(cX);
+  SimSite out_h(st, nullptr, l, Site::attn_out, kDense, SH, cb);
+  SimSite probs(st, tape, l, Site::probs, p[Site::probs], st.N * st.S * st.S, cb);
+  SimSite attn(st, tape, l, Site::attn_out_input, p[Site::attn_out_input], SH, cb);
+  Sim::Buf a = s.alloc(cX);
+  SimSite x1(st, tape, l, Site::ln1_input, p[Site::ln1_input], SH, cb);
+  Sim::Buf h1 = st.x();
   Sim::Buf mean = s.alloc(st.stats()), rstd = s.alloc(st.stats());
-  s.drop(a);
+  s.drop_all({&t, &a});
+  for (SimSite* c : {&q, &k, &v, &out_h, &probs, &attn, &x1}) c->finish();
   st.save(tape, l, Site::attn_input, x, SH, p[Site::attn_input]);
-  st.save(tape, l, Site::ln1_input, x1, SH, p[Site::ln1_input]);
   st.save_stat(tape, l, Site::ln1_mean, mean);
   st.save_stat(tape, l, Site::ln1_rstd, rstd);
-  s.drop_all({&x1, &mean, &rstd});
+  s.drop_all({&mean, &rstd});
   return h1;
 }
 
-// bert_layers.cpp feed_forward_forward: by chunks of samples, f and g whole only when the tape
-// keeps them as they are.
-Sim::Buf ffn_forward(Step& st, int l, Sim::Buf h1, const BackRazorPolicy& p, SimTape* tape) {
+// bert_layers.cpp feed_forward_forward (by chunks of samples).
+Sim::Buf ffn_forward(Step& st, int l, Sim::Buf h1, const BackRazorPolicy& p, SimTape* tape,
+                     bool keep_output) {
   Sim& s = st.sim;
-  const int64_t SH = st.S * st.H, SF = st.S * st.F, cF = st.ffn_chunk() * SF * kE;
+  const int64_t SH = st.S * st.H, SF = st.S * st.F, cb = st.ffn_chunk();
   const SitePolicy &pf = p[Site::gelu_input], &pg = p[Site::ffn2_input];
-  const bool f_copy = tape && SimTape::chunkable(pf, kE);
-  const bool g_copy = tape && SimTape::chunkable(pg, kE);
-  const bool f_whole = tape && !f_copy;
-  const bool g_whole = tape && !g_copy && pg.mode != SaveMode::recompute;
-  Sim::Buf f = s.alloc(f_whole ? st.FX() : cF), g = s.alloc(g_whole ? st.FX() : cF);
-  if (f_copy) tape->begin_rows(l, Site::gelu_input, st.B, SF, pf, kE);
-  if (g_copy) tape->begin_rows(l, Site::ffn2_input, st.B, SF, pg, kE);
-  Sim::Buf o = st.x();
-  if (!f_whole) s.drop(f);
-  if (!g_whole) s.drop(g);
-  Sim::Buf x2 = st.x(), out = st.x();
+  SimSite f(st, tape, l, Site::gelu_input, pf, SF, cb);
+  const bool g_whole = tape && !SimTape::chunkable(pg, kE) && pg.mode != SaveMode::recompute;
+  const bool in_place = !f.whole && !g_whole && !(pf.mode == SaveMode::sparse && st.padded);
+  SimSite g(st, tape, l, Site::ffn2_input, pg, SF, cb, in_place);
+  Sim::Buf o = s.alloc(cb * SH * kE);
+  SimSite x2(st, tape, l, Site::ln2_input, p[Site::ln2_input], SH, cb);
+  Sim::Buf out = s.alloc((keep_output ? st.B : cb) * SH * kE);
   Sim::Buf mean = s.alloc(st.stats()), rstd = s.alloc(st.stats());
+  s.drop(o);
+  for (SimSite* c : {&f, &g, &x2}) c->finish();
   st.save(tape, l, Site::ffn1_input, h1, SH, p[Site::ffn1_input]);
-  if (f_whole) st.save(tape, l, Site::gelu_input, f, SF, pf);
-  if (g_whole) st.save(tape, l, Site::ffn2_input, g, SF, pg);
-  st.save(tape, l, Site::ln2_input, x2, SH, p[Site::ln2_input]);
   st.save_stat(tape, l, Site::ln2_mean, mean);
   st.save_stat(tape, l, Site::ln2_rstd, rstd);
-  s.drop_all({&f, &g, &o, &x2, &mean, &rstd});
+  s.drop_all({&mean, &rstd});
+  if (!keep_output) s.drop(out);
   return out;
 }
 
-// encoder_layer_forward: takes x (the caller lets go of it), returns the layer output.
-Sim::Buf layer_forward(Step& st, int l, Sim::Buf x, const BackRazorPolicy& p, SimTape* tape) {
+// encoder_layer_forward: takes x (the caller lets go of it), returns the layer output (-1 when
+// not kept).
+Sim::Buf layer_forward(Step& st, int l, Sim::Buf x, const BackRazorPolicy& p, SimTape* tape,
+                       bool keep_output = true) {
   Sim::Buf h1 = attention_forward(st, l, x, p, tape);
   st.sim.drop(x);
-  Sim::Buf out = ffn_forward(st, l, h1, p, tape);
+  Sim::Buf out = ffn_forward(st, l, h1, p, tape, keep_output);
   st.sim.drop(h1);
   return out;
 }
@@ -406,6 +416,23 @@ Sim::Buf attention_backward(Step& st, int l, Sim::Buf dh1, const BackRazorPolicy
   return dx;
 }
 
+// bert_layers.cpp embeddings_forward: returns h.
+Sim::Buf embeddings_forward(Step& st, const BackRazorPolicy& p, SimTape* t) {
+  Sim& s = st.sim;
+  Sim::Buf emb = st.x();
+  Sim::Buf pos = s.alloc(st.B * st.S * 4);
+  s.drop(pos);
+  Sim::Buf h = st.x();
+  Sim::Buf mean = s.alloc(st.stats()), rstd = s.alloc(st.stats());
+  Sim::Buf ln = st.x();
+  s.drop(ln);
+  st.save(t, -1, Site::emb_ln_input, emb, st.S * st.H, p[Site::emb_ln_input]);
+  st.save_stat(t, -1, Site::emb_ln_mean, mean);
+  st.save_stat(t, -1, Site::emb_ln_rstd, rstd);
+  s.drop_all({&emb, &mean, &rstd});
+  return h;
+}
+
 // The whole step (bert_step.cpp forward and backward, train/step.cpp train_step).
 // Mirrors the code's allocation order piece by piece; one function per phase would only split it.
 StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& plan, bool train) {
@@ -446,6 +473,7 @@ StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& pl
     any_sparse = any_sparse || lp.policy.any_sparse();
   }
   const bool pad = train && plan.padded && any_sparse;  // ctx.padding: sparse saves skip padding
+  st.padded = pad;
   SimTape tape(sim);
   SimTape* t = train ? &tape : nullptr;
   const BackRazorPolicy dense_policy;
@@ -454,25 +482,12 @@ StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& pl
   sim.phase("forward embeddings");
   Sim::Buf mask = sim.alloc(B * S * 4);
   Sim::Buf padding = pad ? sim.alloc(B * S * 4) : -1;
-  Sim::Buf h;
-  {
-    Sim::Buf emb = st.x();
-    Sim::Buf pos = sim.alloc(B * S * 4);
-    sim.drop(pos);
-    h = st.x();
-    Sim::Buf mean = sim.alloc(st.stats()), rstd = sim.alloc(st.stats());
-    Sim::Buf ln = st.x();
-    sim.drop(ln);
-    st.save(t, -1, Site::emb_ln_input, emb, S * st.H, mp[Site::emb_ln_input]);
-    st.save_stat(t, -1, Site::emb_ln_mean, mean);
-    st.save_stat(t, -1, Site::emb_ln_rstd, rstd);
-    sim.drop_all({&emb, &mean, &rstd});
-  }
+  Sim::Buf h = embeddings_forward(st, mp, t);
   for (int l = 0; l < L; ++l) {
     sim.phase("forward layer {}", l);
     const bool ckpt = train && plan.layers[size_t(l)].checkpoint;
     const BackRazorPolicy& lp = train ? plan.layers[size_t(l)].policy : dense_policy;
-    if (ckpt) t->save(l, Site::layer_input, h, B, S * st.H, kDense, kE);
+    if (ckpt && l > 0) t->save(l, Site::layer_input, h, B, S * st.H, kDense, kE);
     h = layer_forward(st, l, h, lp, ckpt ? nullptr : t);
   }
   sim.phase("forward head");
@@ -521,8 +536,8 @@ StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& pl
     if (lp.checkpoint) {
       sim.phase("backward layer {} (recompute)", l);
       SimTape layer_tape(sim);
-      Sim::Buf out = layer_forward(st, l, tape.restore(l, Site::layer_input), lp.policy, &layer_tape);
-      sim.drop(out);
+      Sim::Buf x = l > 0 ? tape.restore(l, Site::layer_input) : embeddings_forward(st, mp, nullptr);
+      layer_forward(st, l, x, lp.policy, &layer_tape, false);
       sim.phase("backward layer {}", l);
       Sim::Buf dh1 = ffn_backward(st, l, dh, lp.policy, layer_tape);
       dh = attention_backward(st, l, dh1, lp.policy, layer_tape);

@@ -48,7 +48,8 @@ BertForSequenceClassification memory_model(const CommandArgs& a) {
   return model;
 }
 
-MemoryReport measure_training_step(BertForSequenceClassification& model, const TrainingArgs& a) {
+MemoryReport measure_training_step(BertForSequenceClassification& model, const TrainingArgs& a,
+                                   int64_t padding) {
   const BertConfig& c = model.config();
   const Device dev = model.device();
   const int64_t batch = a.per_device_train_batch_size, seq = a.max_seq_length;
@@ -58,6 +59,13 @@ MemoryReport measure_training_step(BertForSequenceClassification& model, const T
   const size_t tokens = static_cast<size_t>(batch * seq), rows = static_cast<size_t>(batch);
   std::vector<int32_t> ids(tokens), tt(tokens, 0), am(tokens, 1), labels(rows), ex(rows);
   for (auto& x : ids) x = int32_t(1 + rng() % uint64_t(c.vocab_size - 1));
+  BR_CHECK(padding >= 0 && padding < seq, "memory: {} padding tokens in a sequence of {}", padding,
+           seq);
+  for (int64_t b = 1; b < batch; ++b)
+    for (int64_t s = seq - padding; s < seq; ++s) {
+      ids[size_t(b * seq + s)] = int32_t(std::max<int64_t>(0, c.pad_token_id));
+      am[size_t(b * seq + s)] = 0;
+    }
   for (int64_t b = 0; b < batch; ++b) {
     labels[size_t(b)] = int32_t(rng() % uint64_t(std::max<int64_t>(1, c.num_labels())));
     ex[size_t(b)] = int32_t(b);

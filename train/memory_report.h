@@ -32,8 +32,10 @@ BertForSequenceClassification memory_model(const CommandArgs& a);
 
 // One training step as train runs it for these arguments (train_step with train_step_options at
 // step 0, then an Optimizer step with learning rate 0, so the model is unchanged) on a synthetic
-// full-length batch: per_device_train_batch_size x max_seq_length random token ids, no padding.
-MemoryReport measure_training_step(BertForSequenceClassification& model, const TrainingArgs& a);
+// full-length batch: per_device_train_batch_size x max_seq_length random token ids, no padding
+// (or, with `padding` > 0, every sample but the first ending in that many padding tokens).
+MemoryReport measure_training_step(BertForSequenceClassification& model, const TrainingArgs& a,
+                                   int64_t padding = 0);
 
 // memory_model then measure_training_step: what `bertrazor memory` reports.
 MemoryReport memory_report(const CommandArgs& a);
