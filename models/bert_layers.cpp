@@ -95,37 +95,47 @@ Tensor sample_rows(const Tensor& t, int64_t b0, int64_t b1) {
 Tensor leading(const Tensor& t, int64_t n) { return t.size(0) == n ? t : t.rows(0, n); }
 
 // A saved site read by chunks of samples: a copy the tape keeps (sparse, low precision) is
-// reconstructed chunk by chunk into a buffer of `cb` samples and released at the end; a tensor the
-// tape keeps as is comes back whole and is read through views.
+// reconstructed chunk by chunk into a buffer of `cb` samples; a tensor the tape keeps as is comes
+// back whole and is read through views. Nothing is taken from the tape before the first rows();
+// done(b1) after the chunk ending at b1 == B lets go of the buffer and the tape's entry (else the
+// destructor does), so that with one chunk each input lives only while it is read.
 class SampleRows {
  public:
   SampleRows(const StepContext& ctx, Tape& tape, TapeKey key, const SitePolicy& policy,
              const Shape& sample_shape, int64_t cb)
-      : tape_(tape), key_(key) {
-    if (Tape::rows_chunkable(policy, ctx.act_dtype)) {
-      Shape s = sample_shape;
-      s.insert(s.begin(), cb);
-      buf_ = ctx.act(s);
-    } else {
-      whole_ = tape.restore(key);
-    }
+      : ctx_(ctx), tape_(tape), key_(key), copy_(Tape::rows_chunkable(policy, ctx.act_dtype)),
+        shape_(sample_shape) {
+    shape_.insert(shape_.begin(), cb);
   }
   SampleRows(const SampleRows&) = delete;
   SampleRows& operator=(const SampleRows&) = delete;
-  ~SampleRows() {
-    if (buf_.defined()) tape_.release(key_);
-  }
+  ~SampleRows() { release(); }
   // Samples [b0, b1) of the dense reconstruction; valid until the next call.
   Tensor rows(int64_t b0, int64_t b1) {
-    if (whole_.defined()) return whole_.rows(b0, b1);
-    const Tensor out = b1 - b0 == buf_.size(0) ? buf_ : buf_.rows(0, b1 - b0);
+    if (!copy_) {
+      if (!whole_.defined()) whole_ = tape_.restore(key_);
+      return whole_.rows(b0, b1);
+    }
+    if (!buf_.defined()) buf_ = ctx_.act(shape_);
+    const Tensor out = leading(buf_, b1 - b0);
     tape_.restore_rows(key_, b0, out);
     return out;
   }
+  // The chunk ending at b1 has been read: after the batch's last one, the site is let go.
+  void done(int64_t b1) {
+    if (b1 == ctx_.B) release();
+  }
 
  private:
+  void release() {
+    if (buf_.defined()) tape_.release(key_);
+    buf_ = whole_ = Tensor();
+  }
+  const StepContext& ctx_;
   Tape& tape_;
   TapeKey key_;
+  bool copy_;
+  Shape shape_;  // one chunk's
   Tensor buf_, whole_;
 };
 
@@ -207,6 +217,7 @@ void layernorm_backward_rows(const StepContext& ctx, Tape& tape, int l, Site inp
     const int64_t b1 = std::min(B, b0 + cb);
     layernorm_backward(dinp.rows(b0, b1), dweight, dbias, dout.rows(b0, b1), x.rows(b0, b1),
                        mean.rows(b0 * S, b1 * S), rstd.rows(b0 * S, b1 * S), weight);
+    x.done(b1);
   }
 }
 
@@ -360,8 +371,9 @@ Tensor self_attention_backward(const StepContext& ctx, int l, const BertLayerWei
   SampleRows q(ctx, tape, {l, Site::q}, p[Site::q], {N, S, D}, cb);
   SampleRows probs(ctx, tape, {l, Site::probs}, p[Site::probs], {N, S, S}, cb);
   SampleRows x(ctx, tape, {l, Site::attn_input}, p[Site::attn_input], {S, H}, cb);
-  // per chunk: da (then each dproj), dattn (then each dxp), dctx_h, dQ, dK, dV
-  std::array<Tensor, 6> buf;
+  // per chunk: da, then dctx_h, then each dxp in buf[0]; dattn, then each dproj in buf[1]; dQ, dK,
+  // dV in buf[2..4]. Each saved input is taken from the tape when first read (SampleRows).
+  std::array<Tensor, 5> buf;
   for (Tensor& t : buf) t = ctx.act({cb, S, H});
   const DropoutKey out_key = ctx.key(dropout_site(l, kDropAttnOut));
   const DropoutKey attn_key = ctx.key(dropout_site(l, kDropAttention));
@@ -369,22 +381,34 @@ Tensor self_attention_backward(const StepContext& ctx, int l, const BertLayerWei
     const int64_t b1 = std::min(B, b0 + cb), n = b1 - b0;
     const Tensor ids = sample_rows(ctx.example_ids, b0, b1), dxc = dx.rows(b0, b1);
     const Tensor da = leading(buf[0], n), dattn = leading(buf[1], n);
-    const Tensor dctx_h = leading(buf[2], n).view({n, N, S, D});
-    const std::array<Tensor, 3> d = {leading(buf[3], n).view({n, N, S, D}),
-                                     leading(buf[4], n).view({n, N, S, D}),
-                                     leading(buf[5], n).view({n, N, S, D})};
+    const Tensor dctx_h = da.view({n, N, S, D});
+    const std::array<Tensor, 3> d = {leading(buf[2], n).view({n, N, S, D}),
+                                     leading(buf[3], n).view({n, N, S, D}),
+                                     leading(buf[4], n).view({n, N, S, D})};
     dropout_backward(da, dxc, ctx.p_hidden, out_key, ids);
     linear_backward(dattn, gw.ao_w, gw.ao_b, da, attn.rows(b0, b1), w.ao_w);
+    attn.done(b1);
     split_heads(dctx_h, dattn, N);
-    attention_backward(d[0], d[1], d[2], dctx_h, q.rows(b0, b1), k.rows(b0, b1), v.rows(b0, b1),
-                       probs.rows(b0, b1), ctx.scale, ctx.p_attn, attn_key, ids);
-    // Q, K and V read the same input: dx += Σ dproj·W (exact), weight grads from the saved x.
-    const Tensor xc = x.rows(b0, b1);
-    for (size_t i = 0; i < 3; ++i) {
-      merge_heads(da, d[i]);
-      linear_backward(dattn, *proj[i][1], *proj[i][2], da, xc, *proj[i][0]);
-      add(dxc, dxc, dattn);
+    {
+      const Tensor qc = q.rows(b0, b1), kc = k.rows(b0, b1), vc = v.rows(b0, b1);
+      const Tensor pc = probs.rows(b0, b1);
+      attention_backward(d[0], d[1], d[2], dctx_h, qc, kc, vc, pc, ctx.scale, ctx.p_attn,
+                         attn_key, ids);
     }
+    q.done(b1);
+    k.done(b1);
+    v.done(b1);
+    probs.done(b1);
+    // Q, K and V read the same input: dx += Σ dproj·W (exact), weight grads from the saved x.
+    {
+      const Tensor xc = x.rows(b0, b1);
+      for (size_t i = 0; i < 3; ++i) {
+        merge_heads(dattn, d[i]);
+        linear_backward(da, *proj[i][1], *proj[i][2], dattn, xc, *proj[i][0]);
+        add(dxc, dxc, da);
+      }
+    }
+    x.done(b1);
   }
   return dx;
 }

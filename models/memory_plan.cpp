@@ -402,15 +402,24 @@ Sim::Buf attention_backward(Step& st, int l, Sim::Buf dh1, const BackRazorPolicy
   layernorm_backward_rows(st, tape, l, Site::ln1_input, Site::ln1_mean, Site::ln1_rstd,
                           p[Site::ln1_input], cb);
   s.drop(dh1);
-  std::vector<Reader> readers;
-  read(st, tape, l, readers, Site::attn_out_input, p[Site::attn_out_input], cX);
-  read(st, tape, l, readers, Site::v, p[Site::v], cX);
-  read(st, tape, l, readers, Site::k, p[Site::k], cX);
-  read(st, tape, l, readers, Site::q, p[Site::q], cX);
-  read(st, tape, l, readers, Site::probs, p[Site::probs], st.chunk_P());
-  read(st, tape, l, readers, Site::attn_input, p[Site::attn_input], cX);
-  std::array<Sim::Buf, 6> buf;
+  std::array<Sim::Buf, 5> buf;
   for (Sim::Buf& b : buf) b = s.alloc(cX);
+  // One pass over the first chunk: each input taken from the tape at its first read; with one
+  // chunk it goes after its read (SampleRows::done), with more after the loop.
+  const bool last = cb >= st.B;
+  std::vector<Reader> readers;
+  auto use = [&](std::initializer_list<std::pair<Site, int64_t>> sites) {
+    for (auto [site, bytes] : sites) read(st, tape, l, readers, site, p[site], bytes);
+  };
+  auto done = [&] {
+    if (last) unread(st, tape, l, readers);
+  };
+  use({{Site::attn_out_input, cX}});
+  done();
+  use({{Site::q, cX}, {Site::k, cX}, {Site::v, cX}, {Site::probs, st.chunk_P()}});
+  done();
+  use({{Site::attn_input, cX}});
+  done();
   for (auto it = buf.rbegin(); it != buf.rend(); ++it) s.drop(*it);
   unread(st, tape, l, readers);
   return dx;
