@@ -60,6 +60,7 @@ struct Args {
   uint64_t seed = 42;
   bool bf16 = false;
   bool profile = false;
+  bool checkpoint = false;  // --gradient_checkpointing: every layer recomputed in backward
   AttentionKernel attention = AttentionKernel::automatic;
 };
 
@@ -69,7 +70,8 @@ struct Args {
                "usage: bench_bert_step [--config config.json] [--batch B] [--seq S]\n"
                "  [--preset none|seed|all|balanced] [--prune_ratio R] [--device cpu|cuda] [--steps N]\n"
                "  [--warmup N] [--budget_bytes BYTES] [--json] [--find_max_batch [--max_batch B]]\n"
-               "  [--num_labels C] [--seed N] [--bf16] [--attention auto|materialized|flash] [--profile]\n",
+               "  [--num_labels C] [--seed N] [--bf16] [--attention auto|materialized|flash] [--profile]\n"
+               "  [--gradient_checkpointing]\n",
                why.c_str());
   std::exit(2);
 }
@@ -105,6 +107,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--seed") a.seed = uint64_t(num());
     else if (k == "--bf16") a.bf16 = true;
     else if (k == "--profile") a.profile = true;
+    else if (k == "--gradient_checkpointing") a.checkpoint = true;
     else if (k == "--attention") {
       std::string v = val();
       try {
@@ -184,6 +187,7 @@ struct Trainer {
     model.policy() = BackRazorPolicy::preset(a.preset, a.prune_ratio, DType::f16);
     if (a.bf16) model.set_compute_dtype(DType::bf16);
     model.set_attention_kernel(a.attention);
+    model.set_gradient_checkpointing(a.checkpoint);
     m = BertWeights::allocate(c, DType::f32, d, MemCategory::optimizer_state);
     v = BertWeights::allocate(c, DType::f32, d, MemCategory::optimizer_state);
     for (auto& [name, t] : model.params().named()) {
@@ -248,6 +252,7 @@ nlohmann::json describe(const Args& a, const BertConfig& c) {
           {"hidden", c.hidden_size},
           {"seq", a.seq},
           {"preset", a.preset},
+          {"gradient_checkpointing", a.checkpoint},
           {"prune_ratio", a.prune_ratio},
           {"param_dtype", "f32"},
           {"compute_dtype", a.bf16 ? "bf16" : "f32"},
@@ -354,11 +359,12 @@ int time_steps(const Args& a, const BertConfig& c) {
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
-  std::printf("bert step on %s: L=%lld H=%lld batch %lld seq %lld preset %s (prune %.2f), f32 "
+  std::printf("bert step on %s: L=%lld H=%lld batch %lld seq %lld preset %s (prune %.2f)%s, f32 "
               "parameters, %s compute, %s attention\n",
               std::string(device_name(a.device)).c_str(), (long long)c.num_hidden_layers,
               (long long)c.hidden_size, (long long)a.batch, (long long)a.seq, a.preset.c_str(),
-              a.prune_ratio, a.bf16 ? "bf16" : "f32",
+              a.prune_ratio, a.checkpoint ? ", every layer checkpointed" : "",
+              a.bf16 ? "bf16" : "f32",
               tr.model.uses_flash_attention() ? "flash" : "materialized");
   if (a.bf16)
     std::printf("  bf16 parameter copies: %lld bytes (in the workspace category)\n",
@@ -373,9 +379,12 @@ int time_steps(const Args& a, const BertConfig& c) {
                 (long long)ms.peak[size_t(i)]);
   std::printf("    %-18s %14lld\n    %-18s %14lld\n", "total peak", (long long)ms.total_peak,
               "reserved", (long long)ms.reserved);
-  std::printf("  saved activations: peak %lld bytes (dense would hold %lld, ratio %.3f)\n",
+  std::printf("  saved activations: peak %lld bytes (dense would hold %lld, ratio %.3f)%s\n",
               (long long)saved_peak, (long long)dense_equiv,
-              dense_equiv > 0 ? double(saved_peak) / double(dense_equiv) : 0.0);
+              dense_equiv > 0 ? double(saved_peak) / double(dense_equiv) : 0.0,
+              a.checkpoint ? " on the forward's tape: the layer inputs; the recomputed layers' "
+                             "tapes count in the category peaks above"
+                           : "");
   std::printf("  system allocations during timed steps: %lld\n",
               (long long)(ms.system_allocs - allocs_before));
   if (a.profile) print_profile(tr, a.steps, med);
