@@ -314,8 +314,9 @@ Sim::Buf layer_forward(Step& st, int l, Sim::Buf x, const BackRazorPolicy& p, Si
   return out;
 }
 
-// bert_layers.cpp SampleRows: a chunk buffer for a copy the tape keeps (released at the end), else
-// the whole restored tensor.
+// bert_layers.cpp SampleRows, taken at its first read: a chunk buffer for a copy the tape keeps,
+// else the whole restored tensor; let go by unread (SampleRows::done after the last chunk, or its
+// destructor).
 struct Reader {
   Site site;
   Sim::Buf buf;
@@ -379,7 +380,8 @@ Sim::Buf ffn_backward(Step& st, int l, Sim::Buf dout, const BackRazorPolicy& p, 
     return dh1;
   }
   // By chunks: each SampleRows holds a chunk buffer (a copy the tape keeps, released at the end)
-  // or the whole restored tensor.
+  // or the whole restored tensor. The code takes them at their first read, after the chunk
+  // buffers below; nothing is freed in between, so the order does not move the peak.
   const int64_t cX = cb * st.S * st.H * kE, cF = cb * st.S * st.F * kE;
   std::vector<Reader> readers;
   if (!recompute_g) read(st, tape, l, readers, Site::ffn2_input, p[Site::ffn2_input], cF);
