@@ -191,17 +191,18 @@ std::vector<LayerPlan> parse_layer_plans(
 }
 
 std::string describe_layer_plans(const std::vector<LayerPlan>& plans) {
+  // as the step runs them: the last layer is never checkpointed (models/bert_step.cpp)
+  auto ckpt = [&](size_t l) { return plans[l].checkpoint && l + 1 < plans.size(); };
   std::string r;
   for (size_t i = 0; i < plans.size();) {
     size_t j = i;
-    while (j + 1 < plans.size() && plans[j + 1].checkpoint == plans[i].checkpoint &&
-           plans[j + 1].policy == plans[i].policy)
+    while (j + 1 < plans.size() && ckpt(j + 1) == ckpt(i) && plans[j + 1].policy == plans[i].policy)
       ++j;
     const LayerPlan& p = plans[i];
     const std::string inside = p.policy.name == "none" ? "dense" : p.policy.name;
     r += i == j ? fmt::format("layer {}: ", i) : fmt::format("layers {}-{}: ", i, j);
-    r += p.checkpoint ? fmt::format("checkpoint (recomputed in backward), inside {}\n", inside)
-                      : fmt::format("{}\n", inside);
+    r += ckpt(i) ? fmt::format("checkpoint (recomputed in backward), inside {}\n", inside)
+                 : fmt::format("{}\n", inside);
     i = j + 1;
   }
   return r;

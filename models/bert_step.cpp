@@ -72,8 +72,11 @@ ForwardResult BertForSequenceClassification::forward(const BertBatch& batch,
   for (int l = 0; l < c.num_hidden_layers; ++l) {
     LayerPlan plan = plan_for(l);
     any_sparse = any_sparse || plan.policy.any_sparse();
+    // The last layer is never checkpointed: its recompute would run right after its forward, so
+    // keeping its tape instead holds no more at the step's peak and saves a layer's forward.
+    const bool checkpoint = tape && plan.checkpoint && l + 1 < c.num_hidden_layers;
     r.record.layers.push_back(LayerRecord{plan.policy, uses_flash_attention(plan.policy),
-                                          tape && plan.checkpoint});
+                                          checkpoint});
   }
   StepContext ctx = context(batch, opt);
   if (opt.train && (ctx.p_hidden > 0 || ctx.p_attn > 0 || ctx.p_cls > 0))

@@ -478,10 +478,14 @@ StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& pl
   r.inputs = 3 * B * S * 4 + 2 * B * 4;
   sim.alloc(r.persistent());
 
+  // bert_step.cpp: the last layer is never checkpointed.
+  auto checkpointed = [&](int l) {
+    return train && plan.layers[size_t(l)].checkpoint && l + 1 < L;
+  };
   bool any_ckpt = false, any_sparse = plan.policy.any_sparse();
-  for (const LayerPlan& lp : plan.layers) {
-    any_ckpt = any_ckpt || lp.checkpoint;
-    any_sparse = any_sparse || lp.policy.any_sparse();
+  for (int l = 0; l < int(plan.layers.size()); ++l) {
+    any_ckpt = any_ckpt || checkpointed(l);
+    any_sparse = any_sparse || plan.layers[size_t(l)].policy.any_sparse();
   }
   const bool pad = train && plan.padded && any_sparse;  // ctx.padding: sparse saves skip padding
   st.padded = pad;
@@ -496,7 +500,7 @@ StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& pl
   Sim::Buf h = embeddings_forward(st, mp, t);
   for (int l = 0; l < L; ++l) {
     sim.phase("forward layer {}", l);
-    const bool ckpt = train && plan.layers[size_t(l)].checkpoint;
+    const bool ckpt = checkpointed(l);
     const BackRazorPolicy& lp = train ? plan.layers[size_t(l)].policy : dense_policy;
     if (ckpt && l > 0) t->save(l, Site::layer_input, h, B, S * st.H, kDense, kE);
     h = layer_forward(st, l, h, lp, ckpt ? nullptr : t);
@@ -544,7 +548,7 @@ StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& pl
   }
   for (int l = L - 1; l >= 0; --l) {
     const LayerPlan& lp = plan.layers[size_t(l)];
-    if (lp.checkpoint) {
+    if (checkpointed(l)) {
       sim.phase("backward layer {} (recompute)", l);
       SimTape layer_tape(sim);
       Sim::Buf x = l > 0 ? tape.restore(l, Site::layer_input) : embeddings_forward(st, mp, nullptr);

@@ -395,7 +395,9 @@ TEST_CASE("backward follows the forward's record, not settings changed in betwee
 
 TEST_CASE("gradient checkpointing is exact: logits and gradients bit-identical, inside any policy",
           "[models][bert][checkpoint]") {
-  BertForSequenceClassification m(tiny_config(), Device::cpu, DType::f32);
+  BertConfig c = tiny_config();
+  c.num_hidden_layers = 3;  // layer 0 recomputed from the embeddings, 1 from its input, 2 kept
+  BertForSequenceClassification m(c, Device::cpu, DType::f32);
   m.init_weights(31);
   perturb(m, 32);
   BertBatch b = tiny_batch(Device::cpu, 3);  // padded sample: the recompute must skip padding too
@@ -411,24 +413,31 @@ TEST_CASE("gradient checkpointing is exact: logits and gradients bit-identical, 
     CHECK(ckpt.logits == plain.logits);
     CHECK(ckpt.grads == plain.grads);
     CHECK(ckpt.saved < plain.saved);
-    for (int64_t peak : ckpt.report.recompute_peak_bytes) CHECK(peak > 0);
+    // every layer recomputed but the last, whose recompute would follow its forward at once
+    const std::vector<int64_t>& rp = ckpt.report.recompute_peak_bytes;
+    REQUIRE(rp.size() == 3);
+    CHECK(rp[0] > 0);
+    CHECK(rp[1] > 0);
+    CHECK(rp[2] == 0);
     for (int64_t peak : plain.report.recompute_peak_bytes) CHECK(peak == 0);
     // One layer checkpointed under balanced, the other plain dense: equal to the same per-layer
     // policies without the checkpoint.
     m.set_gradient_checkpointing(false);
     const BackRazorPolicy balanced = BackRazorPolicy::preset("balanced");
-    m.layer_plans() = {LayerPlan{balanced, false}, LayerPlan{BackRazorPolicy::preset("none"), false}};
+    const BackRazorPolicy none = BackRazorPolicy::preset("none");
+    m.layer_plans() = {LayerPlan{none, false}, LayerPlan{balanced, false}, LayerPlan{none, false}};
     const StepOut mixed = plan_step(m, b, opt);
-    m.layer_plans()[0].checkpoint = true;
+    m.layer_plans()[1].checkpoint = true;
     const StepOut mixed_ckpt = plan_step(m, b, opt);
     CHECK(mixed_ckpt.logits == mixed.logits);
     CHECK(mixed_ckpt.grads == mixed.grads);
     CHECK(mixed_ckpt.logits == plain.logits);  // the forward is exact under every plan
-    CHECK(mixed_ckpt.report.recompute_peak_bytes[0] > 0);
-    CHECK(mixed_ckpt.report.recompute_peak_bytes[1] == 0);
+    CHECK(mixed_ckpt.report.recompute_peak_bytes[0] == 0);
+    CHECK(mixed_ckpt.report.recompute_peak_bytes[1] > 0);
+    CHECK(mixed_ckpt.report.recompute_peak_bytes[2] == 0);
   }
   m.layer_plans() = {LayerPlan{}};
-  CHECK_THROWS_WITH(plan_step(m, b, opt), Catch::Contains("1 layer plans for 2 encoder layers"));
+  CHECK_THROWS_WITH(plan_step(m, b, opt), Catch::Contains("1 layer plans for 3 encoder layers"));
 }
 
 namespace {
@@ -515,6 +524,7 @@ TEST_CASE("FFN by chunks of samples: the same bits under every plan, close to th
 
 TEST_CASE("a checkpointed layer keeps only its input until backward", "[models][bert][checkpoint]") {
   BertConfig c = tiny_config();
+  c.num_hidden_layers = 3;
   BertForSequenceClassification m(c, Device::cpu, DType::f32);
   m.init_weights(3);
   BertBatch b = tiny_batch(Device::cpu, 3);
@@ -522,17 +532,28 @@ TEST_CASE("a checkpointed layer keeps only its input until backward", "[models][
   m.set_gradient_checkpointing(true);
   Tape tape(Device::cpu);
   ForwardResult fwd = m.forward(b, opt, &tape);
-  int64_t layer_bytes = 0;
+  int64_t layer1_bytes = 0;
+  bool layer2_saved = false;
   for (const SiteRecord& r : tape.records()) {
-    if (r.key.layer < 0) continue;
     // layer 0's input is the embeddings' output: backward recomputes it from the token ids
-    CHECK(r.key.layer == 1);
-    CHECK(r.key.site == Site::layer_input);
-    CHECK(r.shape == Shape{3, 5, c.hidden_size});
-    layer_bytes += r.stored_bytes;
+    CHECK(r.key.layer != 0);
+    if (r.key.layer == 1) {
+      CHECK(r.key.site == Site::layer_input);
+      CHECK(r.shape == Shape{3, 5, c.hidden_size});
+      layer1_bytes += r.stored_bytes;
+    }
+    // the last layer keeps its tape: recomputed, it would run right after its forward
+    if (r.key.layer == 2) {
+      CHECK(r.key.site != Site::layer_input);
+      layer2_saved = true;
+    }
   }
-  CHECK(layer_bytes == 3 * 5 * c.hidden_size * 4);
-  for (const LayerRecord& l : fwd.record.layers) CHECK(l.checkpoint);
+  CHECK(layer1_bytes == 3 * 5 * c.hidden_size * 4);
+  CHECK(layer2_saved);
+  REQUIRE(fwd.record.layers.size() == 3);
+  CHECK(fwd.record.layers[0].checkpoint);
+  CHECK(fwd.record.layers[1].checkpoint);
+  CHECK_FALSE(fwd.record.layers[2].checkpoint);
   // Evaluation (no tape) never checkpoints.
   ForwardResult eval = m.forward(b, StepOptions{}, nullptr);
   for (const LayerRecord& l : eval.record.layers) CHECK_FALSE(l.checkpoint);
@@ -560,7 +581,8 @@ TEST_CASE("layer plans parse ranges, presets and checkpoints", "[models][backraz
   CHECK(describe_layer_plans(p) ==
         "layers 0-2: checkpoint (recomputed in backward), inside dense\n"
         "layer 3: seed\n"
-        "layers 4-5: checkpoint (recomputed in backward), inside dense\n");
+        "layer 4: checkpoint (recomputed in backward), inside dense\n"
+        "layer 5: dense\n");  // as the step runs it: the last layer is never checkpointed
   CHECK(parse_layer_plans("", 2, base, make).at(1).policy == seed);
   CHECK(parse_layer_plans("1=dense", 2, LayerPlan{seed, true}, make).at(0).checkpoint);
   CHECK_THROWS_WITH(parse_layer_plans("7=dense", 6, base, make),
