@@ -1,4 +1,5 @@
 #include "kernels/cpu/cpu_ops.h"
+#include "kernels/cpu/cpu_math.h"
 
 // GCC 12 reports false maybe-uninitialized warnings inside Eigen's AVX-512 GEMM kernels.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
@@ -6,6 +7,7 @@
 #include <algorithm>
 #include <cmath>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 namespace br::cpu {
@@ -62,12 +64,21 @@ void dropout_scales(T* z, int64_t len, uint32_t e0, float p, const DropoutKey& k
 template <typename T>
 using ArrayMap = Eigen::Map<Eigen::Array<T, Eigen::Dynamic, 1>>;
 
-// exp(x) elementwise (Eigen's vectorized exp), with x below log(smallest normal) giving exactly 0:
-// Eigen clamps very negative inputs instead of underflowing, and padded keys must get P == 0.
+// exp(x) elementwise for x <= 0 (every caller subtracts a running maximum or the logsumexp first),
+// with results below the smallest normal exactly 0: padded keys must get P == 0. f32 through the
+// vectorized exp_nonpositive (kernels/cpu/cpu_math.h; Eigen's select around exp() compiled to a
+// scalar libm expf per element); f64 (the gradient checks) through std::exp.
 template <typename T>
 void exp_flushed(ArrayMap<T> x) {
-  const T cutoff = std::log(std::numeric_limits<T>::min());
-  x = (x < cutoff).select(T(0), x.exp());
+  T* p = x.data();
+  const int64_t n = x.size();
+  if constexpr (std::is_same_v<T, float>) {
+#pragma omp simd
+    for (int64_t i = 0; i < n; ++i) p[i] = exp_nonpositive(p[i]);
+  } else {
+    const T cutoff = std::log(std::numeric_limits<T>::min());
+    for (int64_t i = 0; i < n; ++i) p[i] = p[i] < cutoff ? T(0) : std::exp(p[i]);
+  }
 }
 
 // row ← softmax(row + mask) in place, returning the row's logsumexp; mask (length S) may be null.
