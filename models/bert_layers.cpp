@@ -28,11 +28,22 @@ Tensor StepContext::stats() const {
   return Tensor::empty({B * S}, model_dtype == DType::f64 ? DType::f64 : DType::f32, device);
 }
 
+namespace {
+
+// A sparse save skips padding: x (samples [b0, b0 + x.size(0)) of a [B,S,...] or [B,N,S,...]
+// activation) is dead in forward once saved, so its padding rows are zeroed in place just before
+// packing.
+void zero_padding_before_pack(const StepContext& ctx, const SitePolicy& policy, const Tensor& x,
+                              int64_t b0) {
+  if (policy.mode == SaveMode::sparse && ctx.padding.defined() && x.dim() >= 3)
+    zero_padding_rows(x, ctx.padding.rows(b0, b0 + x.size(0)));
+}
+
+}  // namespace
+
 void save_site(Tape& tape, const StepContext& ctx, int layer, Site site, const Tensor& x,
                const SitePolicy& policy) {
-  // x is dead in forward once saved, so its padding rows are zeroed in place just before packing.
-  if (policy.mode == SaveMode::sparse && ctx.padding.defined() && x.dim() >= 3)
-    zero_padding_rows(x, ctx.padding);
+  zero_padding_before_pack(ctx, policy, x, 0);
   tape.save({layer, site}, x, policy);
 }
 
@@ -150,7 +161,7 @@ class ChunkedSite {
               const Shape& sample_shape, int64_t cb, const Tensor& share = Tensor())
       : ctx_(ctx), tape_(tape), key_{l, site}, policy_(policy), shape_(sample_shape) {
     shape_.insert(shape_.begin(), ctx.B);
-    copy_ = kept_as_copy(tape, policy, ctx);
+    copy_ = tape && Tape::rows_chunkable(policy, ctx.act_dtype);
     whole_ = kept_whole(tape, policy, ctx);
     Shape s = sample_shape;
     s.insert(s.begin(), whole_ ? ctx.B : cb);
@@ -159,10 +170,7 @@ class ChunkedSite {
              key_.name(), t_.str(), shape_str(s));
     if (copy_) tape->begin_rows(key_, shape_, ctx.act_dtype, policy);
   }
-  // Whether a tape keeps a site of `policy` as a copy (sparse, low precision), or as it is.
-  static bool kept_as_copy(const Tape* tape, const SitePolicy& policy, const StepContext& ctx) {
-    return tape && Tape::rows_chunkable(policy, ctx.act_dtype);
-  }
+  // Whether a tape keeps a site of `policy` as it is (dense), so that it is formed whole.
   static bool kept_whole(const Tape* tape, const SitePolicy& policy, const StepContext& ctx) {
     return tape && !Tape::rows_chunkable(policy, ctx.act_dtype) &&
            policy.mode != SaveMode::recompute;
@@ -176,11 +184,10 @@ class ChunkedSite {
     return whole_ ? t_.rows(b0, b1) : leading(t_, b1 - b0);
   }
   // Forward is done with samples [b0, b0 + x.size(0)) (x from rows()): into the tape's copy, a
-  // sparse one skipping padding, zeroed just before packing (as save_site).
+  // sparse one skipping padding (as save_site).
   void done(int64_t b0, const Tensor& x) const {
     if (!copy_) return;
-    if (policy_.mode == SaveMode::sparse && ctx_.padding.defined())
-      zero_padding_rows(x, ctx_.padding.rows(b0, b0 + x.size(0)));
+    zero_padding_before_pack(ctx_, policy_, x, b0);
     tape_->save_rows(key_, b0, x);
   }
   // Every chunk is done: a whole tensor goes onto the tape, a recompute site is recorded, and the
@@ -302,44 +309,13 @@ Tensor self_attention_forward(const StepContext& ctx, int l, const BertLayerWeig
   return h1;
 }
 
-// The flash attention's backward (the whole batch at once): the attention-output dense backward,
-// dctx_h = split(dropout'(dx) W_ao), then dQ, dK, dV from the saved Q, K, V, logsumexp and
-// output (saved apart, or the attention-output dense input itself when that is dense).
-std::array<Tensor, 3> flash_attention_block_backward(const StepContext& ctx, int l,
-                                                     const BertLayerWeights& w,
-                                                     BertLayerWeights& gw, const Tensor& dx,
-                                                     const LayerRecord& rec, Tape& tape) {
-  const int64_t B = ctx.B, S = ctx.S, H = ctx.H, N = ctx.N, D = ctx.D;
-  Tensor dctx_h = ctx.act({B, N, S, D}), out_h;
-  {
-    Tensor dattn = ctx.act({B, S, H}), da = ctx.act({B, S, H});
-    dropout_backward(da, dx, ctx.p_hidden, ctx.key(dropout_site(l, kDropAttnOut)),
-                     ctx.example_ids);
-    Tensor attn = tape.restore({l, Site::attn_out_input});
-    linear_backward(dattn, gw.ao_w, gw.ao_b, da, attn, w.ao_w);
-    if (rec.attn_out_saved()) {
-      out_h = tape.restore({l, Site::attn_out});
-    } else {
-      out_h = ctx.act({B, N, S, D});
-      split_heads(out_h, attn, N);
-    }
-    split_heads(dctx_h, dattn, N);
-  }
-  std::array<Tensor, 3> d = {ctx.act({B, N, S, D}), ctx.act({B, N, S, D}), ctx.act({B, N, S, D})};
-  Tensor v = tape.restore({l, Site::v});
-  Tensor k = tape.restore({l, Site::k}), q = tape.restore({l, Site::q});
-  Tensor lse = tape.restore({l, Site::attn_lse});
-  flash_attention_backward(d[0], d[1], d[2], dctx_h, q, k, v, out_h, lse, ctx.mask, ctx.scale,
-                           ctx.p_attn, ctx.key(dropout_site(l, kDropAttention)), ctx.example_ids);
-  return d;
-}
-
 // Adjoint of self_attention_forward: dx = the LN1 input gradient (residual) + Σ dproj·W over Q, K
 // and V (exact), the weight gradients from the saved (possibly pruned) inputs. The materialized
 // attention goes through the batch by the chunks of samples its forward uses
 // (ctx.attention_chunk(), shapes only): per chunk the attention-output dense backward, the
 // attention core from that chunk's P, and the Q, K, V projections' backward, each saved input read
 // through SampleRows, so that only dx is ever whole; the weight gradients sum chunk after chunk.
+// Flash runs the same steps on the whole batch as one chunk, from the logsumexp and the output.
 Tensor self_attention_backward(const StepContext& ctx, int l, const BertLayerWeights& w,
                                BertLayerWeights& gw, Tensor dh1, const LayerRecord& rec,
                                Tape& tape) {
@@ -353,24 +329,18 @@ Tensor self_attention_backward(const StepContext& ctx, int l, const BertLayerWei
   const std::array<std::array<const Tensor*, 3>, 3> proj = {{{&w.q_w, &gw.q_w, &gw.q_b},
                                                       {&w.k_w, &gw.k_w, &gw.k_b},
                                                       {&w.v_w, &gw.v_w, &gw.v_b}}};
-  if (rec.flash) {
-    std::array<Tensor, 3> dqkv = flash_attention_block_backward(ctx, l, w, gw, dx, rec, tape);
-    // Q, K and V read the same input: dx += Σ dproj·W (exact), weight grads from the saved x.
-    Tensor x = tape.restore({l, Site::attn_input});
-    Tensor dproj = ctx.act({B, S, H}), dxp = ctx.act({B, S, H});
-    for (size_t i = 0; i < 3; ++i) {
-      merge_heads(dproj, dqkv[i]);
-      linear_backward(dxp, *proj[i][1], *proj[i][2], dproj, x, *proj[i][0]);
-      add(dx, dx, dxp);
-    }
-    return dx;
-  }
   SampleRows attn(ctx, tape, {l, Site::attn_out_input}, p[Site::attn_out_input], {S, H}, cb);
   SampleRows v(ctx, tape, {l, Site::v}, p[Site::v], {N, S, D}, cb);
   SampleRows k(ctx, tape, {l, Site::k}, p[Site::k], {N, S, D}, cb);
   SampleRows q(ctx, tape, {l, Site::q}, p[Site::q], {N, S, D}, cb);
   SampleRows probs(ctx, tape, {l, Site::probs}, p[Site::probs], {N, S, S}, cb);
   SampleRows x(ctx, tape, {l, Site::attn_input}, p[Site::attn_input], {S, H}, cb);
+  // flash: the attention output its backward reads, saved apart (else the attention-output dense
+  // input is saved dense, and is the output), and the logsumexp; P is never formed
+  std::optional<SampleRows> out_saved;
+  if (rec.attn_out_saved())
+    out_saved.emplace(ctx, tape, TapeKey{l, Site::attn_out}, SitePolicy{}, Shape{N, S, D}, cb);
+  const Tensor lse = rec.flash ? tape.restore({l, Site::attn_lse}) : Tensor();
   // per chunk: da, then dctx_h, then each dxp in buf[0]; dattn, then each dproj in buf[1]; dQ, dK,
   // dV in buf[2..4]. Each saved input is taken from the tape when first read (SampleRows).
   std::array<Tensor, 5> buf;
@@ -386,15 +356,33 @@ Tensor self_attention_backward(const StepContext& ctx, int l, const BertLayerWei
                                      leading(buf[3], n).view({n, N, S, D}),
                                      leading(buf[4], n).view({n, N, S, D})};
     dropout_backward(da, dxc, ctx.p_hidden, out_key, ids);
-    linear_backward(dattn, gw.ao_w, gw.ao_b, da, attn.rows(b0, b1), w.ao_w);
+    Tensor out_h;  // flash only
+    {
+      const Tensor attn_c = attn.rows(b0, b1);
+      linear_backward(dattn, gw.ao_w, gw.ao_b, da, attn_c, w.ao_w);
+      if (out_saved) {
+        out_h = out_saved->rows(b0, b1);
+      } else if (rec.flash) {
+        out_h = ctx.act({n, N, S, D});
+        split_heads(out_h, attn_c, N);
+      }
+    }
     attn.done(b1);
     split_heads(dctx_h, dattn, N);
     {
       const Tensor qc = q.rows(b0, b1), kc = k.rows(b0, b1), vc = v.rows(b0, b1);
-      const Tensor pc = probs.rows(b0, b1);
-      attention_backward(d[0], d[1], d[2], dctx_h, qc, kc, vc, pc, ctx.scale, ctx.p_attn,
-                         attn_key, ids);
+      if (rec.flash) {
+        flash_attention_backward(d[0], d[1], d[2], dctx_h, qc, kc, vc, out_h, lse.rows(b0, b1),
+                                 sample_rows(ctx.mask, b0, b1), ctx.scale, ctx.p_attn, attn_key,
+                                 ids);
+      } else {
+        const Tensor pc = probs.rows(b0, b1);
+        attention_backward(d[0], d[1], d[2], dctx_h, qc, kc, vc, pc, ctx.scale, ctx.p_attn,
+                           attn_key, ids);
+      }
     }
+    out_h = Tensor();
+    if (out_saved) out_saved->done(b1);
     q.done(b1);
     k.done(b1);
     v.done(b1);
