@@ -131,6 +131,12 @@ bool BackRazorPolicy::any_sparse() const {
   return false;
 }
 
+bool BackRazorPolicy::exact() const {
+  for (const auto& s : sites)
+    if (s.mode == SaveMode::sparse || s.mode == SaveMode::low_precision) return false;
+  return true;
+}
+
 std::string BackRazorPolicy::describe() const {
   std::string r;
   for (int i = 0; i < kSites; ++i) {
@@ -191,18 +197,27 @@ std::vector<LayerPlan> parse_layer_plans(
 }
 
 std::string describe_layer_plans(const std::vector<LayerPlan>& plans) {
-  // as the step runs them: the last layer is never checkpointed (models/bert_step.cpp)
+  // as the step runs them (models/bert_step.cpp): the last layer is never checkpointed; a
+  // checkpoint followed by one keeps its output where its plan says
   auto ckpt = [&](size_t l) { return plans[l].checkpoint && l + 1 < plans.size(); };
+  auto kind = [&](size_t l) {
+    return !ckpt(l) ? 0 : plans[l].keeps_output() && l + 1 < plans.size() && ckpt(l + 1) ? 2 : 1;
+  };
   std::string r;
   for (size_t i = 0; i < plans.size();) {
     size_t j = i;
-    while (j + 1 < plans.size() && ckpt(j + 1) == ckpt(i) && plans[j + 1].policy == plans[i].policy)
+    while (j + 1 < plans.size() && kind(j + 1) == kind(i) && plans[j + 1].policy == plans[i].policy)
       ++j;
     const LayerPlan& p = plans[i];
     const std::string inside = p.policy.name == "none" ? "dense" : p.policy.name;
     r += i == j ? fmt::format("layer {}: ", i) : fmt::format("layers {}-{}: ", i, j);
-    r += ckpt(i) ? fmt::format("checkpoint (recomputed in backward), inside {}\n", inside)
-                 : fmt::format("{}\n", inside);
+    switch (kind(i)) {
+      case 0: r += fmt::format("{}\n", inside); break;
+      case 1: r += fmt::format("checkpoint (recomputed in backward), inside {}\n", inside); break;
+      default:
+        r += fmt::format("checkpoint (output kept, recomputed in backward up to the FFN2 input), "
+                         "inside {}\n", inside);
+    }
     i = j + 1;
   }
   return r;

@@ -46,6 +46,8 @@ struct BackRazorPolicy {
   // when the GELU input is dense). Throws naming the item.
   void apply_overrides(std::string_view spec);
   bool any_sparse() const;
+  // Every site dense or recomputed from a dense one: the gradients are exact.
+  bool exact() const;
   bool operator==(const BackRazorPolicy&) const = default;
   std::string describe() const;  // one line per non-dense site
 };
@@ -54,9 +56,20 @@ struct BackRazorPolicy {
 // checkpoint (exact gradient checkpointing): forward then keeps only the layer's input, and
 // backward recomputes the layer (same dropout masks) right before its backward, so its internal
 // activations live only from the recompute to its backward, saved as `policy` says.
+//
+// A checkpoint with an exact policy inside, followed by another checkpoint, keeps its output too:
+// the LN2 input (the sum before the layer's last LayerNorm) and its statistics, instead of the next
+// layer keeping its input, which is that LayerNorm of it. Its recompute then stops at the FFN2
+// input (FFN2, its dropout and LN2 are not run again: a third of the layer's GEMM work), for the
+// same bytes at the end of the forward and one [B,S,H] tensor more alive in backward. A checkpoint
+// with Back Razor inside keeps only its input, as bytes are what it is for; so does one with
+// `min_bytes` (the planner's smallest exact plans).
 struct LayerPlan {
   BackRazorPolicy policy;
   bool checkpoint = false;
+  bool min_bytes = false;
+  // Whether this checkpoint keeps its output when the next layer is a checkpoint too.
+  bool keeps_output() const { return checkpoint && !min_bytes && policy.exact(); }
 };
 
 // Per-layer plans written as comma-separated `RANGE=PLAN` items (`--backrazor_layers`). RANGE is a

@@ -404,56 +404,80 @@ Tensor self_attention_backward(const StepContext& ctx, int l, const BertLayerWei
 // ---- encoder layer: feed-forward block ----
 
 // out = LN2(dropout(gelu(h1 W_1 + b_1) W_2 + b_2) + h1). Saves the FFN1, GELU and FFN2 inputs and
-// the LN2 input with its statistics (the FFN2 input as a recompute record when the policy says).
-// By the chunks of samples the backward uses (ctx.ffn_chunk(), shapes only, so every plan and
-// evaluation get the same bits): each saved site is whole only when the tape keeps it as is
-// (ChunkedSite), and only h1 and out (unless !keep_output) are always whole. When nothing keeps
-// the GELU input as is, its chunk becomes the GELU output in place.
+// the LN2 input with its statistics (the FFN2 input as a recompute record when the policy says;
+// the LN2 input dense on ln2_tape when given). By the chunks of samples the backward uses
+// (ctx.ffn_chunk(), shapes only, so every plan and evaluation get the same bits): each saved site
+// is whole only when the tape keeps it as is (ChunkedSite), and only h1 and out (for
+// LayerOutput::whole) are always whole. When nothing keeps the GELU input as is, its chunk becomes
+// the GELU output in place. LayerOutput::none stops after the FFN2 input (not even formed when it
+// is recomputed in backward).
 Tensor feed_forward_forward(const StepContext& ctx, int l, const BertLayerWeights& w,
                             const Tensor& h1, const LayerRecord& rec, Tape* tape,
-                            bool keep_output) {
+                            LayerOutput output, Tape* ln2_tape) {
   const int64_t B = ctx.B, S = ctx.S, H = ctx.H, F = ctx.F, cb = ctx.ffn_chunk();
   const BackRazorPolicy& p = rec.policy;
   const SitePolicy &pf = p[Site::gelu_input], &pg = p[Site::ffn2_input];
+  const bool tail = output != LayerOutput::none;  // FFN2, dropout, LN2
+  const bool form_g = tail || pg.mode != SaveMode::recompute;
   ChunkedSite f(ctx, tape, l, Site::gelu_input, pf, {S, F}, cb);
   // g formed in f's chunk buffer when neither is whole, unless f's chunks are zeroed at padding
   // before g would be formed from them
   const bool in_place = !f.whole() && !ChunkedSite::kept_whole(tape, pg, ctx) &&
                         !(pf.mode == SaveMode::sparse && ctx.padding.defined());
-  ChunkedSite g(ctx, tape, l, Site::ffn2_input, pg, {S, F}, cb,
-                in_place ? f.chunk_buffer() : Tensor());
-  Tensor o = ctx.act({cb, S, H});
-  ChunkedSite x2(ctx, tape, l, Site::ln2_input, p[Site::ln2_input], {S, H}, cb);
-  Tensor out = ctx.act({keep_output ? B : cb, S, H});
-  Tensor mean = ctx.stats(), rstd = ctx.stats();
+  std::optional<ChunkedSite> g;
+  if (form_g)
+    g.emplace(ctx, tape, l, Site::ffn2_input, pg, Shape{S, F}, cb,
+              in_place ? f.chunk_buffer() : Tensor());
+  else if (tape)
+    tape->record_recompute({l, Site::ffn2_input}, {B, S, F}, ctx.act_dtype, pg);
+  Tape* t2 = ln2_tape ? ln2_tape : tape;
+  const SitePolicy p2 = ln2_tape ? SitePolicy{} : p[Site::ln2_input];
+  Tensor o, out, mean, rstd;
+  std::optional<ChunkedSite> x2;
+  if (tail) {
+    o = ctx.act({cb, S, H});
+    x2.emplace(ctx, t2, l, Site::ln2_input, p2, Shape{S, H}, cb);
+    out = ctx.act({output == LayerOutput::whole ? B : cb, S, H});
+    mean = ctx.stats();
+    rstd = ctx.stats();
+  }
   const DropoutKey key = ctx.key(dropout_site(l, kDropFfnOut));
   for (int64_t b0 = 0; b0 < B; b0 += cb) {
     const int64_t b1 = std::min(B, b0 + cb), n = b1 - b0;
-    const Tensor h1c = h1.rows(b0, b1), oc = leading(o, n), fc = f.rows(b0, b1);
+    const Tensor h1c = h1.rows(b0, b1), fc = f.rows(b0, b1);
     linear_forward(fc, h1c, w.ffn1_w, w.ffn1_b);
-    const Tensor gc = g.rows(b0, b1);
+    if (!form_g) {
+      f.done(b0, fc);
+      continue;
+    }
+    const Tensor gc = g->rows(b0, b1);
     if (in_place) f.done(b0, fc);  // saved before g overwrites it
     gelu_forward(gc, fc);
     if (!in_place) f.done(b0, fc);
+    if (!tail) {
+      g->done(b0, gc);
+      continue;
+    }
+    const Tensor oc = leading(o, n);
     linear_forward(oc, gc, w.ffn2_w, w.ffn2_b);
-    g.done(b0, gc);
+    g->done(b0, gc);
     dropout_forward(oc, oc, ctx.p_hidden, key, sample_rows(ctx.example_ids, b0, b1));
-    const Tensor x2c = x2.rows(b0, b1);
-    const Tensor outc = keep_output ? out.rows(b0, b1) : leading(out, n);
+    const Tensor x2c = x2->rows(b0, b1);
+    const Tensor outc = output == LayerOutput::whole ? out.rows(b0, b1) : leading(out, n);
     layernorm_forward(outc, mean.rows(b0 * S, b1 * S), rstd.rows(b0 * S, b1 * S), oc,
                       h1c, w.ln2_w, w.ln2_b, ctx.eps, x2c);
-    x2.done(b0, x2c);
+    x2->done(b0, x2c);
   }
   o = Tensor();
   f.finish();
-  g.finish();
-  x2.finish();
-  if (tape) {
-    save_site(*tape, ctx, l, Site::ffn1_input, h1, p[Site::ffn1_input]);
-    tape->save({l, Site::ln2_mean}, mean);
-    tape->save({l, Site::ln2_rstd}, rstd);
+  if (g) g->finish();
+  if (x2) x2->finish();
+  if (tape) save_site(*tape, ctx, l, Site::ffn1_input, h1, p[Site::ffn1_input]);
+  if (t2 && tail) {
+    t2->save({l, Site::ln2_mean}, mean);
+    t2->save({l, Site::ln2_rstd}, rstd);
   }
-  return keep_output ? out : Tensor();
+  return output == LayerOutput::whole ? out : Tensor();
 }
 
 // df = gelu'(f) ⊙ (dropout'(dx2) W_2): the FFN2 and GELU backward, W_2's gradient from the saved
@@ -484,15 +508,24 @@ Tensor ffn2_gelu_backward(const StepContext& ctx, int l, const BertLayerWeights&
 }
 
 // Adjoint of feed_forward_forward: dh1 = the LN2 input gradient (residual) + FFN1's input gradient.
+// LN2 over o + h1: the gradient of the sum flows to both.
+Tensor ln2_backward(const StepContext& ctx, int l, const BertLayerWeights& w, BertLayerWeights& gw,
+                    Tensor dout, const SitePolicy& policy, Tape& tape) {
+  Tensor dx2 = ctx.act({ctx.B, ctx.S, ctx.H});
+  layernorm_backward_rows(ctx, tape, l, Site::ln2_input, Site::ln2_mean, Site::ln2_rstd, policy,
+                          ctx.ffn_chunk(), dx2, gw.ln2_w, gw.ln2_b, dout, w.ln2_w);
+  return dx2;
+}
+
+// dout is the LN2 input gradient already when from_ln2.
 Tensor feed_forward_backward(const StepContext& ctx, int l, const BertLayerWeights& w,
-                             BertLayerWeights& gw, Tensor dout, const LayerRecord& rec, Tape& tape) {
+                             BertLayerWeights& gw, Tensor dout, const LayerRecord& rec, Tape& tape,
+                             bool from_ln2) {
   const int64_t B = ctx.B, S = ctx.S, H = ctx.H, F = ctx.F;
   const int64_t cb = ctx.ffn_chunk();
-  // LN2 over o + h1: the gradient of the sum flows to both.
-  Tensor dx2 = ctx.act({B, S, H});
-  layernorm_backward_rows(ctx, tape, l, Site::ln2_input, Site::ln2_mean, Site::ln2_rstd,
-                          rec.policy[Site::ln2_input], cb, dx2, gw.ln2_w, gw.ln2_b, dout, w.ln2_w);
-  dout = Tensor();
+  Tensor dx2 = from_ln2 ? std::move(dout)
+                        : ln2_backward(ctx, l, w, gw, std::move(dout), rec.policy[Site::ln2_input],
+                                       tape);
   if (cb >= B) {
     const Tensor df = ffn2_gelu_backward(ctx, l, w, gw, dx2, rec, tape);
     Tensor dh1 = ctx.act({B, S, H});
@@ -535,17 +568,31 @@ Tensor feed_forward_backward(const StepContext& ctx, int l, const BertLayerWeigh
 }  // namespace
 
 Tensor encoder_layer_forward(const StepContext& ctx, int l, const BertLayerWeights& w, Tensor x,
-                             const LayerRecord& rec, Tape* tape, bool keep_output) {
+                             const LayerRecord& rec, Tape* tape, LayerOutput output,
+                             Tape* ln2_tape) {
   Tensor h1 = self_attention_forward(ctx, l, w, x, rec, tape);
   x = Tensor();
-  return feed_forward_forward(ctx, l, w, h1, rec, tape, keep_output);
+  return feed_forward_forward(ctx, l, w, h1, rec, tape, output, ln2_tape);
+}
+
+Tensor encoder_layer_ln2_backward(const StepContext& ctx, int l, const BertLayerWeights& w,
+                                  BertLayerWeights& gw, Tensor dout, const SitePolicy& policy,
+                                  Tape& tape) {
+  return ln2_backward(ctx, l, w, gw, std::move(dout), policy, tape);
 }
 
 Tensor encoder_layer_backward(const StepContext& ctx, int l, const BertLayerWeights& w,
                               BertLayerWeights& gw, Tensor dout, const LayerRecord& rec,
-                              Tape& tape) {
-  Tensor dh1 = feed_forward_backward(ctx, l, w, gw, std::move(dout), rec, tape);
+                              Tape& tape, bool from_ln2) {
+  Tensor dh1 = feed_forward_backward(ctx, l, w, gw, std::move(dout), rec, tape, from_ln2);
   return self_attention_backward(ctx, l, w, gw, std::move(dh1), rec, tape);
+}
+
+Tensor encoder_layer_output(const StepContext& ctx, const BertLayerWeights& w, const Tensor& x2) {
+  Tensor out = ctx.act({ctx.B, ctx.S, ctx.H});
+  Tensor mean = ctx.stats(), rstd = ctx.stats();
+  layernorm_forward(out, mean, rstd, x2, Tensor(), w.ln2_w, w.ln2_b, ctx.eps, Tensor());
+  return out;
 }
 
 // ---- head ----

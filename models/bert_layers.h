@@ -95,6 +95,9 @@ struct LayerRecord {
   BackRazorPolicy policy;  // the save mode applied to each of the layer's sites
   bool flash = false;      // the fused attention kernel ran: lse saved, probabilities never formed
   bool checkpoint = false;  // only the input was saved (Site::layer_input): recompute in backward
+  // checkpoint keeping its output (LayerPlan::keeps_output): the LN2 input and statistics are on
+  // the step's tape, and the next layer's input is their LayerNorm, recomputed
+  bool keeps_output = false;
   // flash with a non-dense attention-output dense input: the attention output is saved apart.
   bool attn_out_saved() const { return flash && policy[Site::attn_out_input].mode != SaveMode::dense; }
   bool ffn2_recomputed() const { return policy[Site::ffn2_input].mode == SaveMode::recompute; }
@@ -114,17 +117,33 @@ void embeddings_backward(const StepContext& ctx, const BertWeights& P, BertWeigh
                          const Tensor& dh, const Tensor& input_ids, const Tensor& token_type_ids,
                          const BertConfig& c, Tape& tape);
 
+// What an encoder layer's forward forms beyond what it saves: its output whole (the step's
+// forward); only by chunks, never whole (a recompute, which needs only what the layer saves); or
+// nothing past the FFN2 input (the recompute of a checkpoint that kept its output: FFN2, its
+// dropout and LN2 are not run again, as their backward reads the step's tape).
+enum class LayerOutput { whole, chunks, none };
+
 // Encoder layer l (post-LN): h1 = LN1(dropout(Attn(x) W_ao) + x), out = LN2(dropout(gelu(h1 W_1)
 // W_2) + h1). x is taken by value so the tape can adopt it as the attention input; backward takes
 // dout by value and frees it once the FFN block is done. backward returns dx and accumulates the
-// layer's parameter gradients into gw. A recompute, which needs only what the layer saves on the
-// tape, passes keep_output false: the output is then formed chunk by chunk and never whole, and
-// forward returns an undefined tensor.
+// layer's parameter gradients into gw. forward returns the output for LayerOutput::whole, else an
+// undefined tensor. `ln2_tape`, when given, takes the LN2 input (dense) and its statistics instead
+// of `tape` (a checkpoint keeping its output saves those and nothing else).
 Tensor encoder_layer_forward(const StepContext& ctx, int l, const BertLayerWeights& w, Tensor x,
-                             const LayerRecord& rec, Tape* tape, bool keep_output = true);
+                             const LayerRecord& rec, Tape* tape,
+                             LayerOutput output = LayerOutput::whole, Tape* ln2_tape = nullptr);
+// The layer's last LayerNorm backward alone: dout -> the LN2 input gradient, from the LN2 input
+// and statistics on `tape` under `policy`; the LN2 weight gradients accumulate into gw.
+Tensor encoder_layer_ln2_backward(const StepContext& ctx, int l, const BertLayerWeights& w,
+                                  BertLayerWeights& gw, Tensor dout, const SitePolicy& policy,
+                                  Tape& tape);
+// With `from_ln2`, dout is already the LN2 input gradient (encoder_layer_ln2_backward ran).
 Tensor encoder_layer_backward(const StepContext& ctx, int l, const BertLayerWeights& w,
                               BertLayerWeights& gw, Tensor dout, const LayerRecord& rec,
-                              Tape& tape);
+                              Tape& tape, bool from_ln2 = false);
+// The next layer's input from layer l's kept output: LN2 of the LN2 input (bit-identical to the
+// forward's, which computed the same LayerNorm of the same sum).
+Tensor encoder_layer_output(const StepContext& ctx, const BertLayerWeights& w, const Tensor& x2);
 
 // Head: logits = classifier(dropout(tanh(pooler(h[:,0])))) [B,C]. backward returns dh [B,S,H]
 // (zero but for the [CLS] rows) and accumulates the pooler and classifier gradients.

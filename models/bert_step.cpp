@@ -77,6 +77,9 @@ ForwardResult BertForSequenceClassification::forward(const BertBatch& batch,
     const bool checkpoint = tape && plan.checkpoint && l + 1 < c.num_hidden_layers;
     r.record.layers.push_back(LayerRecord{plan.policy, uses_flash_attention(plan.policy),
                                           checkpoint});
+    // A checkpoint before this one keeps its output where its plan says (LayerPlan).
+    if (l > 0 && checkpoint && plan_for(l - 1).keeps_output() && r.record.layers[size_t(l - 1)].checkpoint)
+      r.record.layers[size_t(l - 1)].keeps_output = true;
   }
   StepContext ctx = context(batch, opt);
   if (opt.train && (ctx.p_hidden > 0 || ctx.p_attn > 0 || ctx.p_cls > 0))
@@ -92,10 +95,14 @@ ForwardResult BertForSequenceClassification::forward(const BertBatch& batch,
     const LayerRecord& rec = r.record.layers[size_t(l)];
     // A checkpoint keeps its input (the tape adopts h, which the layer only reads) and saves
     // nothing inside; backward recomputes the layer from it. Layer 0's input is the embeddings'
-    // output, which backward recomputes from the token ids instead (three lookups, a LayerNorm).
-    if (rec.checkpoint && l > 0) tape->save({l, Site::layer_input}, h);
+    // output, which backward recomputes from the token ids instead (three lookups, a LayerNorm);
+    // the input of one after a checkpoint that kept its output is that output's LayerNorm. One
+    // keeping its output saves its LN2 input and statistics.
+    const bool input_kept = l > 0 && !r.record.layers[size_t(l - 1)].keeps_output;
+    if (rec.checkpoint && input_kept) tape->save({l, Site::layer_input}, h);
     h = encoder_layer_forward(ctx, l, P.layers[size_t(l)], std::move(h), rec,
-                              rec.checkpoint ? nullptr : tape);
+                              rec.checkpoint ? nullptr : tape, LayerOutput::whole,
+                              rec.keeps_output ? tape : nullptr);
   }
   Tensor logits = head_forward(ctx, P, std::move(h), c.num_labels(), policy_, tape);
   // The loss runs in f32 (or f64) whatever the compute dtype.
@@ -141,15 +148,26 @@ BackwardReport BertForSequenceClassification::backward(const BertBatch& batch,
     const BertLayerWeights& w = P.layers[size_t(l)];
     if (rec.checkpoint) {
       // Recompute the layer from its input (same dropout masks: they are keyed by step, site and
-      // example), saving under its policy on a tape of its own, then run its backward.
+      // example), saving under its policy on a tape of its own, then run its backward. One that
+      // kept its output runs its LN2 backward first, from the step's tape (which lets go of the
+      // output), and its recompute stops at the FFN2 input.
       LayerRecord inner = rec;
-      inner.checkpoint = false;
+      inner.checkpoint = inner.keeps_output = false;
+      if (rec.keeps_output)
+        dh = encoder_layer_ln2_backward(ctx, l, w, g.layers[size_t(l)], std::move(dh), SitePolicy{},
+                                        tape);
       Tape layer_tape(device_);
-      Tensor x = l > 0 ? tape.restore({l, Site::layer_input})
-                       : embeddings_forward(ctx, P, batch.input_ids, batch.token_type_ids, c,
-                                            policy_, nullptr);
-      encoder_layer_forward(ctx, l, w, std::move(x), inner, &layer_tape, /*keep_output=*/false);
-      dh = encoder_layer_backward(ctx, l, w, g.layers[size_t(l)], std::move(dh), inner, layer_tape);
+      Tensor x;
+      if (l == 0)
+        x = embeddings_forward(ctx, P, batch.input_ids, batch.token_type_ids, c, policy_, nullptr);
+      else if (record.layers[size_t(l - 1)].keeps_output)
+        x = encoder_layer_output(ctx, P.layers[size_t(l - 1)], tape.peek({l - 1, Site::ln2_input}));
+      else
+        x = tape.restore({l, Site::layer_input});
+      encoder_layer_forward(ctx, l, w, std::move(x), inner, &layer_tape,
+                            rec.keeps_output ? LayerOutput::none : LayerOutput::chunks);
+      dh = encoder_layer_backward(ctx, l, w, g.layers[size_t(l)], std::move(dh), inner, layer_tape,
+                                  /*from_ln2=*/rec.keeps_output);
       report.recompute_peak_bytes[size_t(l)] = layer_tape.peak_bytes();
       for (const SiteRecord& r : layer_tape.records())
         report.recompute_dense_bytes[size_t(l)] += r.dense_bytes;

@@ -4,6 +4,7 @@
 #include <array>
 #include <cctype>
 #include <cmath>
+#include <optional>
 #include <utility>
 
 #include <fmt/format.h>
@@ -281,35 +282,49 @@ Sim::Buf attention_forward(Step& st, int l, Sim::Buf x, const BackRazorPolicy& p
 
 // bert_layers.cpp feed_forward_forward (by chunks of samples).
 Sim::Buf ffn_forward(Step& st, int l, Sim::Buf h1, const BackRazorPolicy& p, SimTape* tape,
-                     bool keep_output) {
+                     LayerOutput output, SimTape* ln2_tape) {
   Sim& s = st.sim;
   const int64_t SH = st.S * st.H, SF = st.S * st.F, cb = st.ffn_chunk();
   const SitePolicy &pf = p[Site::gelu_input], &pg = p[Site::ffn2_input];
+  const bool tail = output != LayerOutput::none;
+  const bool form_g = tail || pg.mode != SaveMode::recompute;
   SimSite f(st, tape, l, Site::gelu_input, pf, SF, cb);
   const bool g_whole = tape && !SimTape::chunkable(pg, kE) && pg.mode != SaveMode::recompute;
   const bool in_place = !f.whole && !g_whole && !(pf.mode == SaveMode::sparse && st.padded);
-  SimSite g(st, tape, l, Site::ffn2_input, pg, SF, cb, in_place);
-  Sim::Buf o = s.alloc(cb * SH * kE);
-  SimSite x2(st, tape, l, Site::ln2_input, p[Site::ln2_input], SH, cb);
-  Sim::Buf out = s.alloc((keep_output ? st.B : cb) * SH * kE);
-  Sim::Buf mean = s.alloc(st.stats()), rstd = s.alloc(st.stats());
+  std::optional<SimSite> g;
+  if (form_g) g.emplace(st, tape, l, Site::ffn2_input, pg, SF, cb, in_place);
+  SimTape* t2 = ln2_tape ? ln2_tape : tape;
+  const SitePolicy p2 = ln2_tape ? kDense : p[Site::ln2_input];
+  Sim::Buf o = -1, out = -1, mean = -1, rstd = -1;
+  std::optional<SimSite> x2;
+  if (tail) {
+    o = s.alloc(cb * SH * kE);
+    x2.emplace(st, t2, l, Site::ln2_input, p2, SH, cb);
+    out = s.alloc((output == LayerOutput::whole ? st.B : cb) * SH * kE);
+    mean = s.alloc(st.stats());
+    rstd = s.alloc(st.stats());
+  }
   s.drop(o);
-  for (SimSite* c : {&f, &g, &x2}) c->finish();
+  f.finish();
+  if (g) g->finish();
+  if (x2) x2->finish();
   st.save(tape, l, Site::ffn1_input, h1, SH, p[Site::ffn1_input]);
-  st.save_stat(tape, l, Site::ln2_mean, mean);
-  st.save_stat(tape, l, Site::ln2_rstd, rstd);
+  if (tail) {
+    st.save_stat(t2, l, Site::ln2_mean, mean);
+    st.save_stat(t2, l, Site::ln2_rstd, rstd);
+  }
   s.drop_all({&mean, &rstd});
-  if (!keep_output) s.drop(out);
+  if (output != LayerOutput::whole) s.drop(out);
   return out;
 }
 
 // encoder_layer_forward: takes x (the caller lets go of it), returns the layer output (-1 when
 // not kept).
 Sim::Buf layer_forward(Step& st, int l, Sim::Buf x, const BackRazorPolicy& p, SimTape* tape,
-                       bool keep_output = true) {
+                       LayerOutput output = LayerOutput::whole, SimTape* ln2_tape = nullptr) {
   Sim::Buf h1 = attention_forward(st, l, x, p, tape);
   st.sim.drop(x);
-  Sim::Buf out = ffn_forward(st, l, h1, p, tape, keep_output);
+  Sim::Buf out = ffn_forward(st, l, h1, p, tape, output, ln2_tape);
   st.sim.drop(h1);
   return out;
 }
@@ -346,15 +361,22 @@ void layernorm_backward_rows(Step& st, SimTape& tape, int l, Site input, Site me
   st.sim.drop_all({&rstd, &mean});
 }
 
+// bert_layers.cpp ln2_backward: consumes dout, returns dx2.
+Sim::Buf ln2_backward(Step& st, int l, Sim::Buf dout, const SitePolicy& policy, SimTape& tape) {
+  Sim::Buf dx2 = st.x();
+  layernorm_backward_rows(st, tape, l, Site::ln2_input, Site::ln2_mean, Site::ln2_rstd, policy,
+                          st.ffn_chunk());
+  st.sim.drop(dout);
+  return dx2;
+}
+
 // bert_layers.cpp feed_forward_backward (with ffn2_gelu_backward, or by chunks of samples with
-// SampleRows); consumes dout.
-Sim::Buf ffn_backward(Step& st, int l, Sim::Buf dout, const BackRazorPolicy& p, SimTape& tape) {
+// SampleRows); consumes dout (the LN2 input gradient already when from_ln2).
+Sim::Buf ffn_backward(Step& st, int l, Sim::Buf dout, const BackRazorPolicy& p, SimTape& tape,
+                      bool from_ln2 = false) {
   Sim& s = st.sim;
   const int64_t cb = st.ffn_chunk();
-  Sim::Buf dx2 = st.x();
-  layernorm_backward_rows(st, tape, l, Site::ln2_input, Site::ln2_mean, Site::ln2_rstd,
-                          p[Site::ln2_input], cb);
-  s.drop(dout);
+  Sim::Buf dx2 = from_ln2 ? dout : ln2_backward(st, l, dout, p[Site::ln2_input], tape);
   const bool recompute_g = p[Site::ffn2_input].mode == SaveMode::recompute;
   if (cb >= st.B) {
     Sim::Buf dg = s.alloc(st.FX());
@@ -478,9 +500,13 @@ StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& pl
   r.inputs = 3 * B * S * 4 + 2 * B * 4;
   sim.alloc(r.persistent());
 
-  // bert_step.cpp: the last layer is never checkpointed.
+  // bert_step.cpp: the last layer is never checkpointed; a checkpoint followed by one keeps its
+  // output where its plan says.
   auto checkpointed = [&](int l) {
     return train && plan.layers[size_t(l)].checkpoint && l + 1 < L;
+  };
+  auto keeps = [&](int l) {
+    return l >= 0 && checkpointed(l) && checkpointed(l + 1) && plan.layers[size_t(l)].keeps_output();
   };
   bool any_ckpt = false, any_sparse = plan.policy.any_sparse();
   for (int l = 0; l < int(plan.layers.size()); ++l) {
@@ -502,8 +528,9 @@ StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& pl
     sim.phase("forward layer {}", l);
     const bool ckpt = checkpointed(l);
     const BackRazorPolicy& lp = train ? plan.layers[size_t(l)].policy : dense_policy;
-    if (ckpt && l > 0) t->save(l, Site::layer_input, h, B, S * st.H, kDense, kE);
-    h = layer_forward(st, l, h, lp, ckpt ? nullptr : t);
+    if (ckpt && l > 0 && !keeps(l - 1)) t->save(l, Site::layer_input, h, B, S * st.H, kDense, kE);
+    h = layer_forward(st, l, h, lp, ckpt ? nullptr : t, LayerOutput::whole,
+                      keeps(l) ? t : nullptr);
   }
   sim.phase("forward head");
   Sim::Buf logits;
@@ -550,11 +577,22 @@ StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& pl
     const LayerPlan& lp = plan.layers[size_t(l)];
     if (checkpointed(l)) {
       sim.phase("backward layer {} (recompute)", l);
+      if (keeps(l)) dh = ln2_backward(st, l, dh, kDense, tape);
       SimTape layer_tape(sim);
-      Sim::Buf x = l > 0 ? tape.restore(l, Site::layer_input) : embeddings_forward(st, mp, nullptr);
-      layer_forward(st, l, x, lp.policy, &layer_tape, false);
+      Sim::Buf x;
+      if (l == 0) {
+        x = embeddings_forward(st, mp, nullptr);
+      } else if (keeps(l - 1)) {  // encoder_layer_output
+        x = st.x();
+        Sim::Buf mean = sim.alloc(st.stats()), rstd = sim.alloc(st.stats());
+        sim.drop_all({&rstd, &mean});
+      } else {
+        x = tape.restore(l, Site::layer_input);
+      }
+      layer_forward(st, l, x, lp.policy, &layer_tape,
+                    keeps(l) ? LayerOutput::none : LayerOutput::chunks);
       sim.phase("backward layer {}", l);
-      Sim::Buf dh1 = ffn_backward(st, l, dh, lp.policy, layer_tape);
+      Sim::Buf dh1 = ffn_backward(st, l, dh, lp.policy, layer_tape, keeps(l));
       dh = attention_backward(st, l, dh1, lp.policy, layer_tape);
       r.recompute_peak = std::max(r.recompute_peak, layer_tape.peak());
     } else {
@@ -671,8 +709,9 @@ std::string policy_summary(const BackRazorPolicy& p) {
   return out.empty() ? "dense" : out;
 }
 
-// Every layer under `policy`, layers 0 .. k-1 checkpointed.
-MemoryPlan make_plan(const PlannerInput& in, BackRazorPolicy policy, int k, PlanKind kind) {
+// Every layer under `policy`, layers 0 .. k-1 checkpointed (min_bytes: keeping only their inputs).
+MemoryPlan make_plan(const PlannerInput& in, BackRazorPolicy policy, int k, PlanKind kind,
+                     bool min_bytes = false) {
   policy.name = policy_summary(policy);
   if (policy.name == "dense") policy.name = "none";
   MemoryPlan m;
@@ -681,12 +720,17 @@ MemoryPlan make_plan(const PlannerInput& in, BackRazorPolicy policy, int k, Plan
   m.plan.policy = policy;
   m.plan.padded = in.padded && policy.skip_padding;
   const int L = int(in.config.num_hidden_layers);
-  for (int l = 0; l < L; ++l) m.plan.layers.push_back(LayerPlan{policy, l < k});
+  for (int l = 0; l < L; ++l) m.plan.layers.push_back(LayerPlan{policy, l < k, min_bytes});
   m.checkpointed_layers = k;
   m.ffn2_recompute = policy[Site::ffn2_input].mode == SaveMode::recompute;
   m.bytes = predict_step_bytes(in.config, in.batch, in.seq, m.plan);
   m.dense_step_flops = step_flops(in.config, in.batch, in.seq);
-  m.extra_flops = k * layer_forward_flops(in.config, in.batch, in.seq) +
+  // The layers recomputed (the last never is), those keeping their output without FFN2's GEMM.
+  const int recomputed = std::min(k, L - 1);
+  const int keepers = m.plan.layers[0].keeps_output() ? std::max(0, recomputed - 1) : 0;
+  const double ffn2 = 2.0 * double(in.batch * in.seq) * double(in.config.hidden_size) *
+                      double(in.config.intermediate_size);
+  m.extra_flops = recomputed * layer_forward_flops(in.config, in.batch, in.seq) - keepers * ffn2 +
                   (m.ffn2_recompute ? double(L) * double(in.batch * in.seq * in.config.intermediate_size) : 0);
   m.damage = policy_damage(policy);
   m.description = describe_layer_plans(m.plan.layers);
@@ -780,19 +824,23 @@ std::optional<MemoryPlan> plan_memory(const PlannerInput& in, MemoryPlan* smalle
   if (fits(prev)) return prev;
   // (b) in increasing recompute: k layers, then k layers with the FFN2 input recomputed
   std::optional<MemoryPlan> exact_min;  // the exact plan with the smallest peak
+  // With two or more checkpoints, each but the top one keeping its output (faster), then only
+  // their inputs (one [B,S,H] tensor less in backward).
   for (int k = 0; k <= L; ++k)
-    for (const BackRazorPolicy* p : {&dense, &ffn2r}) {
-      if (k == 0 && p == &dense) continue;
-      MemoryPlan m = make_plan(in, *p, k, PlanKind::exact);
-      if (fits(m)) {
-        m.rejected = why_not(prev);
-        return m;
+    for (const BackRazorPolicy* p : {&dense, &ffn2r})
+      for (bool min_bytes : {false, true}) {
+        if (k == 0 && p == &dense) continue;
+        if (min_bytes && std::min(k, L - 1) < 2) continue;  // no checkpoint keeps its output
+        MemoryPlan m = make_plan(in, *p, k, PlanKind::exact, min_bytes);
+        if (fits(m)) {
+          m.rejected = why_not(prev);
+          return m;
+        }
+        // Usually every layer checkpointed with the FFN2 input recomputed; not always, as the last
+        // layer's recompute can cost more than its tape (it is whole at its backward either way).
+        if (!exact_min || m.bytes.peak < exact_min->bytes.peak) exact_min = m;
+        prev = std::move(m);
       }
-      // Usually every layer checkpointed with the FFN2 input recomputed; not always, as the last
-      // layer's recompute can cost more than its tape (it is whole at its backward either way).
-      if (!exact_min || m.bytes.peak < exact_min->bytes.peak) exact_min = m;
-      prev = std::move(m);
-    }
   // Every site sparse inside every checkpointed layer: the smallest step there is. If even that
   // does not fit, no Back Razor plan does (d).
   BackRazorPolicy all = named("all sparse");

@@ -125,6 +125,15 @@ void Tape::record_recompute(TapeKey key, const Shape& shape, DType dtype,
   note(key, e, shape_numel(shape) * int64_t(dtype_size(dtype)));
 }
 
+const Tensor& Tape::peek(TapeKey key) const {
+  auto it = entries_.find(key);
+  BR_CHECK(it != entries_.end(), "Tape::peek: site '{}' is not saved", key.name());
+  const SavedTensor& e = it->second;
+  BR_CHECK(!e.mask.defined() && e.dense.dtype() == e.dtype,
+           "Tape::peek: site '{}' is kept as a copy, not as the tensor", key.name());
+  return e.dense;
+}
+
 Tensor Tape::restore(TapeKey key) {
   auto it = entries_.find(key);
   if (it == entries_.end()) {

@@ -114,6 +114,9 @@ class Tape {
   // The dense reconstruction (pruned positions exactly zero), in the saved dtype; frees the entry.
   Tensor restore(TapeKey key);
   bool has(TapeKey key) const { return entries_.count(key) != 0; }
+  // The tensor a dense save holds, left on the tape (a checkpoint's kept output, read by the next
+  // layer's recompute before its own backward restores it). Throws for a copy (sparse, low).
+  const Tensor& peek(TapeKey key) const;
 
   // Sample-chunked access (dim 0) to a site the tape keeps as a copy, so that its owner never holds
   // the whole dense tensor at once (the attention probabilities, models/bert_layers.cpp).

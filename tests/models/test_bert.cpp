@@ -396,7 +396,11 @@ TEST_CASE("backward follows the forward's record, not settings changed in betwee
 TEST_CASE("gradient checkpointing is exact: logits and gradients bit-identical, inside any policy",
           "[models][bert][checkpoint]") {
   BertConfig c = tiny_config();
-  c.num_hidden_layers = 3;  // layer 0 recomputed from the embeddings, 1 from its input, 2 kept
+  // Layer 0 recomputed from the embeddings, 1 from layer 0's kept output (or from its input), 2
+  // from layer 1's kept output (or its input), 3 kept. Dense inside, layers 0 and 1 keep their
+  // outputs and their recomputes stop at the FFN2 input; with min_bytes or Back Razor inside they
+  // keep only inputs.
+  c.num_hidden_layers = 4;
   BertForSequenceClassification m(c, Device::cpu, DType::f32);
   m.init_weights(31);
   perturb(m, 32);
@@ -408,24 +412,32 @@ TEST_CASE("gradient checkpointing is exact: logits and gradients bit-identical, 
     m.layer_plans().clear();
     m.set_gradient_checkpointing(false);
     const StepOut plain = plan_step(m, b, opt);
+    for (bool min_bytes : {false, true}) {
+      INFO("min_bytes " << min_bytes);
+      m.layer_plans() = std::vector<LayerPlan>(4, LayerPlan{m.policy(), true, min_bytes});
+      const StepOut ckpt = plan_step(m, b, opt);
+      CHECK(ckpt.logits == plain.logits);
+      CHECK(ckpt.grads == plain.grads);
+      CHECK(ckpt.saved < plain.saved);
+      // every layer recomputed but the last, whose recompute would follow its forward at once
+      const std::vector<int64_t>& rp = ckpt.report.recompute_peak_bytes;
+      REQUIRE(rp.size() == 4);
+      CHECK(rp[0] > 0);
+      CHECK(rp[1] > 0);
+      CHECK(rp[2] > 0);
+      CHECK(rp[3] == 0);
+    }
+    m.layer_plans().clear();
     m.set_gradient_checkpointing(true);
-    const StepOut ckpt = plan_step(m, b, opt);
-    CHECK(ckpt.logits == plain.logits);
-    CHECK(ckpt.grads == plain.grads);
-    CHECK(ckpt.saved < plain.saved);
-    // every layer recomputed but the last, whose recompute would follow its forward at once
-    const std::vector<int64_t>& rp = ckpt.report.recompute_peak_bytes;
-    REQUIRE(rp.size() == 3);
-    CHECK(rp[0] > 0);
-    CHECK(rp[1] > 0);
-    CHECK(rp[2] == 0);
+    CHECK(plan_step(m, b, opt).grads == plain.grads);
     for (int64_t peak : plain.report.recompute_peak_bytes) CHECK(peak == 0);
     // One layer checkpointed under balanced, the other plain dense: equal to the same per-layer
     // policies without the checkpoint.
     m.set_gradient_checkpointing(false);
     const BackRazorPolicy balanced = BackRazorPolicy::preset("balanced");
     const BackRazorPolicy none = BackRazorPolicy::preset("none");
-    m.layer_plans() = {LayerPlan{none, false}, LayerPlan{balanced, false}, LayerPlan{none, false}};
+    m.layer_plans() = {LayerPlan{none, false}, LayerPlan{balanced, false}, LayerPlan{none, false},
+                       LayerPlan{none, false}};
     const StepOut mixed = plan_step(m, b, opt);
     m.layer_plans()[1].checkpoint = true;
     const StepOut mixed_ckpt = plan_step(m, b, opt);
@@ -435,9 +447,15 @@ TEST_CASE("gradient checkpointing is exact: logits and gradients bit-identical, 
     CHECK(mixed_ckpt.report.recompute_peak_bytes[0] == 0);
     CHECK(mixed_ckpt.report.recompute_peak_bytes[1] > 0);
     CHECK(mixed_ckpt.report.recompute_peak_bytes[2] == 0);
+    // A dense checkpoint keeping its output before a balanced one that keeps only its input.
+    m.layer_plans() = {LayerPlan{none, true}, LayerPlan{balanced, true}, LayerPlan{none, false},
+                       LayerPlan{none, false}};
+    const StepOut chain = plan_step(m, b, opt);
+    m.layer_plans()[0].checkpoint = m.layer_plans()[1].checkpoint = false;
+    CHECK(chain.grads == plan_step(m, b, opt).grads);
   }
   m.layer_plans() = {LayerPlan{}};
-  CHECK_THROWS_WITH(plan_step(m, b, opt), Catch::Contains("1 layer plans for 3 encoder layers"));
+  CHECK_THROWS_WITH(plan_step(m, b, opt), Catch::Contains("1 layer plans for 4 encoder layers"));
 }
 
 namespace {
@@ -529,31 +547,47 @@ TEST_CASE("a checkpointed layer keeps only its input until backward", "[models][
   m.init_weights(3);
   BertBatch b = tiny_batch(Device::cpu, 3);
   StepOptions opt{true, 5, 1, true};
-  m.set_gradient_checkpointing(true);
-  Tape tape(Device::cpu);
-  ForwardResult fwd = m.forward(b, opt, &tape);
-  int64_t layer1_bytes = 0;
-  bool layer2_saved = false;
-  for (const SiteRecord& r : tape.records()) {
-    // layer 0's input is the embeddings' output: backward recomputes it from the token ids
-    CHECK(r.key.layer != 0);
-    if (r.key.layer == 1) {
-      CHECK(r.key.site == Site::layer_input);
-      CHECK(r.shape == Shape{3, 5, c.hidden_size});
-      layer1_bytes += r.stored_bytes;
+  const int64_t X = 3 * 5 * c.hidden_size * 4, stats = 3 * 5 * 4;
+  // Only inputs (min_bytes): layer 0's input is the embeddings' output, which backward recomputes
+  // from the token ids; layer 1 keeps its input. Kept outputs (the default, dense inside): layer 0
+  // keeps its LN2 input and statistics, layer 1 nothing (its input is their LayerNorm).
+  for (bool min_bytes : {true, false}) {
+    INFO("min_bytes " << min_bytes);
+    m.layer_plans() = std::vector<LayerPlan>(3, LayerPlan{BackRazorPolicy{}, true, min_bytes});
+    Tape tape(Device::cpu);
+    ForwardResult fwd = m.forward(b, opt, &tape);
+    int64_t bytes[2] = {0, 0};
+    bool layer2_saved = false;
+    for (const SiteRecord& r : tape.records()) {
+      if (r.key.layer == 0) {
+        CHECK_FALSE(min_bytes);
+        CHECK((r.key.site == Site::ln2_input || r.key.site == Site::ln2_mean ||
+               r.key.site == Site::ln2_rstd));
+        bytes[0] += r.stored_bytes;
+      }
+      if (r.key.layer == 1) {
+        CHECK(min_bytes);
+        CHECK(r.key.site == Site::layer_input);
+        CHECK(r.shape == Shape{3, 5, c.hidden_size});
+        bytes[1] += r.stored_bytes;
+      }
+      // the last layer keeps its tape: recomputed, it would run right after its forward
+      if (r.key.layer == 2) {
+        CHECK(r.key.site != Site::layer_input);
+        layer2_saved = true;
+      }
     }
-    // the last layer keeps its tape: recomputed, it would run right after its forward
-    if (r.key.layer == 2) {
-      CHECK(r.key.site != Site::layer_input);
-      layer2_saved = true;
-    }
+    CHECK(bytes[0] == (min_bytes ? 0 : X + 2 * stats));
+    CHECK(bytes[1] == (min_bytes ? X : 0));
+    CHECK(layer2_saved);
+    REQUIRE(fwd.record.layers.size() == 3);
+    CHECK(fwd.record.layers[0].checkpoint);
+    CHECK(fwd.record.layers[1].checkpoint);
+    CHECK_FALSE(fwd.record.layers[2].checkpoint);
+    CHECK(fwd.record.layers[0].keeps_output == !min_bytes);
+    CHECK_FALSE(fwd.record.layers[1].keeps_output);  // the next layer is not a checkpoint
   }
-  CHECK(layer1_bytes == 3 * 5 * c.hidden_size * 4);
-  CHECK(layer2_saved);
-  REQUIRE(fwd.record.layers.size() == 3);
-  CHECK(fwd.record.layers[0].checkpoint);
-  CHECK(fwd.record.layers[1].checkpoint);
-  CHECK_FALSE(fwd.record.layers[2].checkpoint);
+  m.layer_plans().clear();
   // Evaluation (no tape) never checkpoints.
   ForwardResult eval = m.forward(b, StepOptions{}, nullptr);
   for (const LayerRecord& l : eval.record.layers) CHECK_FALSE(l.checkpoint);
@@ -579,10 +613,18 @@ TEST_CASE("layer plans parse ranges, presets and checkpoints", "[models][backraz
   CHECK(p[0].policy == BackRazorPolicy::preset("none"));
   CHECK_FALSE(p[3].checkpoint);
   CHECK(describe_layer_plans(p) ==
-        "layers 0-2: checkpoint (recomputed in backward), inside dense\n"
+        "layers 0-1: checkpoint (output kept, recomputed in backward up to the FFN2 input), "
+        "inside dense\n"
+        "layer 2: checkpoint (recomputed in backward), inside dense\n"  // layer 3 is no checkpoint
         "layer 3: seed\n"
         "layer 4: checkpoint (recomputed in backward), inside dense\n"
         "layer 5: dense\n");  // as the step runs it: the last layer is never checkpointed
+  // Back Razor inside: the checkpoints keep only their inputs (bytes are what they are for).
+  p = parse_layer_plans("*=checkpoint+balanced", 6, base, make);
+  CHECK_FALSE(p[0].keeps_output());
+  CHECK(describe_layer_plans(p) ==
+        "layers 0-4: checkpoint (recomputed in backward), inside balanced\n"
+        "layer 5: balanced\n");
   CHECK(parse_layer_plans("", 2, base, make).at(1).policy == seed);
   CHECK(parse_layer_plans("1=dense", 2, LayerPlan{seed, true}, make).at(0).checkpoint);
   CHECK_THROWS_WITH(parse_layer_plans("7=dense", 6, base, make),

@@ -30,10 +30,12 @@ PlannerInput input(int64_t budget) {
   return in;
 }
 
-SavePlan uniform(const BertConfig& c, const BackRazorPolicy& p, int checkpointed) {
+SavePlan uniform(const BertConfig& c, const BackRazorPolicy& p, int checkpointed,
+                 bool min_bytes = false) {
   SavePlan s;
   s.policy = p;
-  for (int l = 0; l < c.num_hidden_layers; ++l) s.layers.push_back(LayerPlan{p, l < checkpointed});
+  for (int l = 0; l < c.num_hidden_layers; ++l)
+    s.layers.push_back(LayerPlan{p, l < checkpointed, min_bytes});
   return s;
 }
 
@@ -131,13 +133,34 @@ TEST_CASE("memory plan: rule (a)-(d) around each boundary", "[models][memory_pla
     if (p->checkpointed_layers > 0)
       CHECK(peak(uniform(c, ffn2r, p->checkpointed_layers - 1)) > exact_k);
     if (p->ffn2_recompute) CHECK(peak(uniform(c, dense, p->checkpointed_layers)) > exact_k);
-    CHECK(p->extra_flops >= double(p->checkpointed_layers) * layer_forward_flops(c, 8, 64));
+    // Each recomputed layer costs at least its forward but FFN2 (a checkpoint keeping its output
+    // skips that), at most its whole forward; the last layer is never recomputed.
+    const double fwd = layer_forward_flops(c, 8, 64), ffn2 = 2.0 * 8 * 64 * c.hidden_size * c.intermediate_size;
+    const int recomputed = std::min(p->checkpointed_layers, L - 1);
+    CHECK(p->extra_flops >= recomputed * (fwd - ffn2));
+    CHECK(p->extra_flops <= recomputed * fwd + (p->ffn2_recompute ? double(L) * 8 * 64 * c.intermediate_size : 0));
+  }
+  // A checkpoint keeping its output: faster, one [B,S,H] tensor more in backward; the planner
+  // takes it where it fits, else the same checkpoints keeping only their inputs.
+  {
+    const int64_t fast = peak(uniform(c, dense, L)), small = peak(uniform(c, dense, L, true));
+    CHECK(fast > small);
+    CHECK(fast - small <= 8 * 64 * c.hidden_size * 4);
+    auto f = plan_memory(input(fast));
+    REQUIRE(f);
+    auto m = plan_memory(input(fast - 1));
+    REQUIRE(m);
+    CHECK(m->kind == PlanKind::exact);
+    CHECK(m->extra_flops >= f->extra_flops);
+    CHECK(m->bytes.peak <= fast - 1);
   }
 
   // (c) below every exact plan: Back Razor inside, the least damaging that fits
   int64_t exact_min = peak(uniform(c, ffn2r, 0));
   for (int k = 1; k <= L; ++k)
-    exact_min = std::min({exact_min, peak(uniform(c, dense, k)), peak(uniform(c, ffn2r, k))});
+    for (bool min_bytes : {false, true})
+      exact_min = std::min({exact_min, peak(uniform(c, dense, k, min_bytes)),
+                            peak(uniform(c, ffn2r, k, min_bytes))});
   auto e = plan_memory(input(exact_min));
   REQUIRE(e);
   CHECK(e->kind == PlanKind::exact);

@@ -73,6 +73,13 @@ SavePlan named_plan(const std::string& name, int layers) {
     s.layers[size_t(layers - 1)].policy.apply_overrides("ffn2_input=recompute,gelu_input=low:bf16");
     return s;
   }
+  if (name == "checkpoint_min" || name == "checkpoint_ffn2r") {  // only inputs; FFN2 recomputed
+    s.policy = dense;
+    if (name == "checkpoint_ffn2r") s.policy.apply_overrides("ffn2_input=recompute");
+    for (int l = 0; l < layers; ++l)
+      s.layers.push_back(LayerPlan{s.policy, true, name == "checkpoint_min"});
+    return s;
+  }
   const bool ckpt = name.rfind("checkpoint", 0) == 0;
   const std::string p = name == "checkpoint" ? "none" : ckpt ? name.substr(11) : name;
   s.policy = BackRazorPolicy::preset(p);
@@ -88,7 +95,8 @@ TEST_CASE("memory plan: predicted step peak within 2% of the allocator's", "[tra
   double worst = 0;
   for (auto [B, S] : {std::pair<int64_t, int64_t>{2, 16}, {4, 32}, {3, 64}}) {
     for (const std::string name : {"none", "seed", "all", "balanced", "checkpoint",
-                                   "checkpoint+balanced", "checkpoint+all", "mixed"}) {
+                                   "checkpoint_min", "checkpoint_ffn2r", "checkpoint+balanced",
+                                   "checkpoint+all", "mixed"}) {
       // the default bounds (one chunk at these sizes), and the materialized attention and the
       // FFN backward one sample (workspace 1) or two samples at a time
       const int64_t two_p = 2 * c.num_attention_heads * S * S * 4, two_f = 2 * S * c.intermediate_size * 4;
