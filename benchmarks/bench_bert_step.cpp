@@ -10,7 +10,8 @@
 // is Q·Kᵀ and P·V forward (4·B·S²·H per layer) and their backward (8·B·S²·H).
 //
 // Parameters are f32; compute is f32 (tf32 is not used) or, with --bf16, bf16 with fp32 master
-// weights (BertForSequenceClassification::set_compute_dtype). --attention picks the attention
+// weights on CUDA (BertForSequenceClassification::set_compute_dtype), and on the CPU fp32 with
+// every product's operands rounded to bf16, fp32 accumulation (set_cpu_bf16_matmul). --attention picks the attention
 // kernel (auto: fused flash on CUDA when the probs site is dense and the head dim is 64).
 //
 // --profile: after the usual report, each op's share of the timed steps, per phase (zero_grad,
@@ -35,6 +36,7 @@
 #include "core/error.h"
 #include "models/tape.h"
 #include "kernels/adamw.h"
+#include "kernels/gemm.h"
 #include "kernels/profile.h"
 #include "models/bert.h"
 #include "models/config.h"
@@ -126,7 +128,6 @@ Args parse(int argc, char** argv) {
   } catch (const Error& e) {
     usage(std::string("--preset: ") + e.what());
   }
-  if (a.bf16 && a.device != Device::cuda) usage("--bf16 needs --device cuda");
   return a;
 }
 
@@ -185,7 +186,9 @@ struct Trainer {
   Trainer(const BertConfig& c, Device d, const Args& a) : model(c, d, DType::f32) {
     model.init_weights(a.seed);
     model.policy() = BackRazorPolicy::preset(a.preset, a.prune_ratio, DType::f16);
-    if (a.bf16) model.set_compute_dtype(DType::bf16);
+    // CPU --bf16: fp32 activations, products on bf16-rounded operands (as `train --bf16`)
+    if (a.bf16 && d == Device::cuda) model.set_compute_dtype(DType::bf16);
+    if (d == Device::cpu) set_cpu_bf16_matmul(a.bf16);
     model.set_attention_kernel(a.attention);
     model.set_gradient_checkpointing(a.checkpoint);
     m = BertWeights::allocate(c, DType::f32, d, MemCategory::optimizer_state);
@@ -255,7 +258,7 @@ nlohmann::json describe(const Args& a, const BertConfig& c) {
           {"gradient_checkpointing", a.checkpoint},
           {"prune_ratio", a.prune_ratio},
           {"param_dtype", "f32"},
-          {"compute_dtype", a.bf16 ? "bf16" : "f32"},
+          {"compute_dtype", a.bf16 ? (a.device == Device::cpu ? "f32 (bf16 products)" : "bf16") : "f32"},
           {"attention", std::string(attention_kernel_name(a.attention))},
           {"budget_bytes", a.budget_bytes}};
 }

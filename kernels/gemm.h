@@ -14,5 +14,10 @@ void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool
 // Lets f32 CUDA products use TF32 tensor cores (off by default: f32 means f32).
 void set_cuda_tf32(bool on);
 bool cuda_tf32();
+// Lets f32 CPU products round A and B to bf16 and accumulate in f32 (oneDNN's matmul on
+// AVX512-BF16 where the CPU has it; `--bf16 --device cpu`, as torch.set_float32_matmul_precision
+// ("medium") does). Process-wide, off by default: f32 means f32. f64 products are never rounded.
+void set_cpu_bf16_matmul(bool on);
+bool cpu_bf16_matmul();
 
 }  // namespace br

@@ -6,6 +6,7 @@
 
 #include "core/allocator.h"
 #include "kernels/cast.h"
+#include "kernels/gemm.h"
 #include "train/eval_shard.h"
 #include "train/memory_report.h"
 #include "train/metrics.h"
@@ -35,7 +36,10 @@ void configure_for_training(BertForSequenceClassification& model, const Training
   model.layer_plans().clear();
   if (!a.backrazor_layers.empty())
     model.layer_plans() = layer_plans(a, model.config().num_hidden_layers);
-  if (a.bf16) model.set_compute_dtype(DType::bf16);
+  // --bf16: bf16 compute with fp32 master weights on CUDA; on the CPU, fp32 activations with every
+  // product's operands rounded to bf16 and accumulated in fp32 (process-wide, kernels/gemm.h).
+  if (a.bf16 && model.device() == Device::cuda) model.set_compute_dtype(DType::bf16);
+  if (model.device() == Device::cpu) set_cpu_bf16_matmul(a.bf16);
   if (a.max_memory) {
     apply_memory_plan(model, plan_for_args(a, model.config(), true));
     // The allocator refuses what would exceed the budget, so a wrong plan fails loudly (CUDA).

@@ -1,3 +1,4 @@
+#include "kernels/gemm.h"
 #include "train/trainer.h"
 
 #include <algorithm>
@@ -606,8 +607,12 @@ RunResult run_glue(const TrainingArgs& asked) {
   const Device device = resolved_device(a);
   // Before any CUDA allocation: the communicator picks this rank's device.
   std::unique_ptr<Communicator> comm = make_communicator(device);
-  BR_CHECK(!(a.fp16 || a.bf16) || device == Device::cuda,
-           "--fp16/--bf16 need --device cuda (the CPU backend trains in fp32)");
+  // --bf16 on the CPU sets a process-wide product mode (configure_for_training); a library caller's
+  // own setting comes back when the run ends.
+  struct RestoreBf16 {
+    bool saved = cpu_bf16_matmul();
+    ~RestoreBf16() { set_cpu_bf16_matmul(saved); }
+  } restore_bf16;
   BR_CHECK(!a.fp16, "--fp16: fp16 mixed precision (loss scaling) is not implemented; use --bf16 "
                    "(bf16 compute with fp32 master weights) or fp32");
   if (comm->is_main())

@@ -18,5 +18,8 @@ namespace br::cpu {
 // gemm.h: one row-major product per batch entry, C[g] = alpha·op(A[g])·op(B[g]) + beta·C[g].
 void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool transB,
             int64_t batch, int64_t M, int64_t N, int64_t K, float alpha, float beta);
+// f32 products with A and B rounded to bf16 and f32 accumulation (kernels/gemm.h).
+void set_bf16_matmul(bool on);
+bool bf16_matmul();
 
 }  // namespace br::cpu

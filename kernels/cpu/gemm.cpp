@@ -4,8 +4,13 @@
 // kernels.
 #pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <Eigen/Core>
-#include <oneapi/dnnl/dnnl.h>
+#include <oneapi/dnnl/dnnl.hpp>
 #include <omp.h>
+
+#include <atomic>
+#include <map>
+#include <mutex>
+#include <tuple>
 
 namespace br::cpu {
 
@@ -59,6 +64,84 @@ void gemm_one(float* c, const float* a, bool ta, const float* b, bool tb, int64_
     fail("matmul: dnnl_sgemm failed (status {}) on M={} N={} K={}", int(st), M, N, K);
 }
 
+// ---- bf16 products with f32 accumulation (set_cpu_bf16_matmul) ----
+
+std::atomic<bool> g_bf16{false};
+
+// n floats to bf16 bits, rounding to nearest even (core/dtype.h float_to_bf16, which the compiler
+// vectorizes here), threaded over large buffers.
+void to_bf16(uint16_t* out, const float* in, int64_t n) {
+#pragma omp parallel for schedule(static) if (n > (int64_t(1) << 18) && !omp_in_parallel())
+  for (int64_t i = 0; i < n; ++i) out[i] = float_to_bf16(in[i]);
+}
+
+// oneDNN's matmul primitive on bf16 A and B with an f32 C (its brgemm kernels use AVX512-BF16's
+// vdpbf16ps where the CPU has it), one per shape, made once and kept: creating a primitive costs
+// more than a small product.
+struct Bf16Gemm {
+  dnnl::engine engine{dnnl::engine::kind::cpu, 0};
+  std::mutex mu;
+  using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, float, float>;
+  std::map<Key, dnnl::matmul> cache;
+
+  dnnl::matmul get(int64_t M, int64_t N, int64_t K, bool ta, bool tb, float alpha, float beta) {
+    const Key key{M, N, K, ta, tb, alpha, beta};
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = cache.find(key);
+    if (it != cache.end()) return it->second;
+    using dt = dnnl::memory::data_type;
+    // A [M,K] (stored [K,M] when ta), B [K,N] (stored [N,K] when tb), C [M,N], all row-major.
+    const dnnl::memory::desc a({M, K}, dt::bf16, ta ? dnnl::memory::dims{1, M} : dnnl::memory::dims{K, 1});
+    const dnnl::memory::desc b({K, N}, dt::bf16, tb ? dnnl::memory::dims{1, K} : dnnl::memory::dims{N, 1});
+    const dnnl::memory::desc c({M, N}, dt::f32, dnnl::memory::dims{N, 1});
+    dnnl::primitive_attr attr;
+    if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
+    if (beta != 0.0f) {
+      dnnl::post_ops po;
+      po.append_sum(beta);
+      attr.set_post_ops(po);
+    }
+    dnnl::matmul mm(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, engine));
+    cache.emplace(key, mm);
+    return mm;
+  }
+};
+
+Bf16Gemm& bf16_gemm() {
+  static Bf16Gemm g;
+  return g;
+}
+
+// C = alpha op(A) op(B) + beta C for `batch` products, A and B rounded to bf16 first (into
+// workspace tensors the allocator counts), f32 accumulation. A product's bits do not depend on
+// the thread count (tests/kernels/test_gemm.cpp).
+void gemm_bf16(float* c, const float* a, bool ta, const float* b, bool tb, int64_t batch,
+               int64_t M, int64_t N, int64_t K, float alpha, float beta) {
+  const int64_t sa = M * K, sb = K * N, sc = M * N;
+  Tensor a16 = Tensor::empty({batch * sa}, DType::bf16, Device::cpu, MemCategory::workspace);
+  Tensor b16 = Tensor::empty({batch * sb}, DType::bf16, Device::cpu, MemCategory::workspace);
+  to_bf16(static_cast<uint16_t*>(a16.raw()), a, batch * sa);
+  to_bf16(static_cast<uint16_t*>(b16.raw()), b, batch * sb);
+  dnnl::matmul mm = bf16_gemm().get(M, N, K, ta, tb, alpha, beta);
+  const dnnl::engine& eng = bf16_gemm().engine;
+  const dnnl::matmul::primitive_desc pd(const_cast<dnnl_primitive_desc_t>(mm.get_primitive_desc()));
+  auto run = [&](int64_t g) {
+    dnnl::stream s(eng);
+    dnnl::memory am(pd.src_desc(), eng, static_cast<uint16_t*>(a16.raw()) + g * sa);
+    dnnl::memory bm(pd.weights_desc(), eng, static_cast<uint16_t*>(b16.raw()) + g * sb);
+    dnnl::memory cm(pd.dst_desc(), eng, c + g * sc);
+    mm.execute(s, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
+    s.wait();
+  };
+  const bool over_batch = batch > 1 && M * N * K < (int64_t(1) << 21);
+  if (!over_batch) {
+    for (int64_t g = 0; g < batch; ++g) run(g);
+    return;
+  }
+#pragma omp parallel for schedule(static)
+  for (int64_t g = 0; g < batch; ++g) run(g);
+}
+
 // The calling thread's OpenMP thread count set to 1 for one scope (oneDNN and Eigen both read
 // omp_get_max_threads(); this ICV is per thread, so other threads are unaffected).
 struct SerialScope {
@@ -99,6 +182,15 @@ void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool
             int64_t batch, int64_t M, int64_t N, int64_t K, float alpha, float beta) {
   switch (C.dtype()) {
     case DType::f32:
+      if (g_bf16.load(std::memory_order_relaxed)) {
+        if (batch * M * N * K < kSerialMacs && !omp_in_parallel()) {
+          SerialScope serial;
+          return gemm_bf16(C.data<float>(), A.data<float>(), transA, B.data<float>(), transB,
+                           batch, M, N, K, alpha, beta);
+        }
+        return gemm_bf16(C.data<float>(), A.data<float>(), transA, B.data<float>(), transB, batch,
+                         M, N, K, alpha, beta);
+      }
       return gemm_batched(C.data<float>(), A.data<float>(), transA, B.data<float>(), transB, batch,
                           M, N, K, alpha, beta);
     case DType::f64:
@@ -108,5 +200,8 @@ void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool
       fail("matmul: CPU supports f32 and f64, got C {}", C.str());
   }
 }
+
+void set_bf16_matmul(bool on) { g_bf16 = on; }
+bool bf16_matmul() { return g_bf16; }
 
 }  // namespace br::cpu

@@ -274,3 +274,104 @@ TEST_CASE("matmul gives the same bits at 1 and 2 threads on BERT's linear shapes
   }
   omp_set_num_threads(saved);
 }
+
+namespace {
+// x rounded to bf16 (nearest even), as f32.
+Tensor bf16_rounded(const Tensor& x) {
+  std::vector<float> v = x.to_vector<float>();
+  for (float& f : v) f = bf16_to_float(float_to_bf16(f));
+  return Tensor::from_host(v, x.shape());
+}
+// set_cpu_bf16_matmul for one scope.
+struct Bf16Matmul {
+  Bf16Matmul() { set_cpu_bf16_matmul(true); }
+  ~Bf16Matmul() { set_cpu_bf16_matmul(false); }
+};
+}  // namespace
+
+TEST_CASE("CPU bf16 products: the definition over bf16-rounded A and B, f32 accumulation, the "
+          "same bits at 1 and 2 threads", "[gemm][bf16]") {
+  const uint64_t seed = test::fresh_seed();
+  INFO("seed " << seed);
+  std::mt19937_64 rng(seed);
+  std::vector<Dims> dims = kDims;
+  dims.push_back({{}, 130, 67, 95});   // awkward sizes past one block
+  dims.push_back({{}, 300, 384, 257});
+  dims.push_back({{12}, 33, 32, 33});  // attention-like batched products
+  const int saved = omp_get_max_threads();
+  for (const Dims& d : dims) {
+    for (int t = 0; t < 4; ++t) {
+      const bool ta = t & 1, tb = t & 2;
+      INFO("batch " << shape_str(d.batch) << " M=" << d.M << " K=" << d.K << " N=" << d.N
+                    << " transA=" << ta << " transB=" << tb);
+      Tensor A = random_tensor(ta ? with_batch(d.batch, d.K, d.M) : with_batch(d.batch, d.M, d.K),
+                               DType::f32, rng);
+      Tensor B = random_tensor(tb ? with_batch(d.batch, d.N, d.K) : with_batch(d.batch, d.K, d.N),
+                               DType::f32, rng);
+      Tensor C0 = random_tensor(with_batch(d.batch, d.M, d.N), DType::f32, rng);
+      const Tensor A16 = bf16_rounded(A), B16 = bf16_rounded(B);
+      Tensor C = Tensor::empty(C0.shape(), DType::f32);
+      std::vector<std::vector<float>> by_threads;
+      for (int threads : {1, 2}) {
+        omp_set_num_threads(threads);
+        Bf16Matmul on;
+        test::poison(C);
+        matmul(C, A, ta, B, tb);
+        require_close(C, naive_matmul(A16, ta, B16, tb, C0, 1.0, 0.0), d.K);
+        C.copy_from(C0);
+        matmul(C, A, ta, B, tb, -0.5f, 0.25f);
+        require_close(C, naive_matmul(A16, ta, B16, tb, C0, -0.5, 0.25), d.K);
+        C.copy_from(C0);
+        matmul(C, A, ta, B, tb, 2.0f, 1.0f);
+        require_close(C, naive_matmul(A16, ta, B16, tb, C0, 2.0, 1.0), d.K);
+        by_threads.push_back(C.to_vector<float>());
+      }
+      omp_set_num_threads(saved);
+      CHECK(by_threads[0] == by_threads[1]);
+      // the mode really rounds: f32 products of the unrounded inputs differ
+      if (d.K >= 32) {
+        Tensor F = C0.clone();
+        matmul(F, A, ta, B, tb, 2.0f, 1.0f);
+        CHECK(rel_l2(F, C) > 1e-4);
+      }
+    }
+  }
+  // f64 products are never rounded.
+  Tensor A = random_tensor({9, 40}, DType::f64, rng), B = random_tensor({40, 7}, DType::f64, rng);
+  Tensor C = Tensor::empty({9, 7}, DType::f64), D = Tensor::empty({9, 7}, DType::f64);
+  matmul(D, A, false, B, false);
+  {
+    Bf16Matmul on;
+    matmul(C, A, false, B, false);
+  }
+  CHECK(C.to_vector<double>() == D.to_vector<double>());
+}
+
+TEST_CASE("CPU bf16 products give the same bits at 1 and 2 threads on BERT's linear shapes",
+          "[gemm][bf16]") {
+  struct Case {
+    int64_t M, N, K;
+    bool ta, tb;
+    float beta;
+  };
+  const int saved = omp_get_max_threads();
+  std::mt19937_64 rng(19);
+  for (Case c : {Case{2048, 1536, 384, false, true, 0.0f}, Case{512, 384, 1536, false, false, 0.0f},
+                 Case{384, 384, 2048, true, false, 1.0f}, Case{1536, 384, 512, true, false, 1.0f},
+                 Case{768, 3072, 4096, true, false, 1.0f}}) {
+    Tensor A = random_tensor(c.ta ? Shape{c.K, c.M} : Shape{c.M, c.K}, DType::f32, rng);
+    Tensor B = random_tensor(c.tb ? Shape{c.N, c.K} : Shape{c.K, c.N}, DType::f32, rng);
+    Tensor C0 = random_tensor({c.M, c.N}, DType::f32, rng);
+    std::vector<std::vector<float>> out;
+    for (int threads : {1, 2}) {
+      omp_set_num_threads(threads);
+      Bf16Matmul on;
+      Tensor C = C0.clone();
+      matmul(C, A, c.ta, B, c.tb, 1.0f, c.beta);
+      out.push_back(C.to_vector<float>());
+    }
+    INFO("M " << c.M << " N " << c.N << " K " << c.K << " ta " << c.ta);
+    CHECK(out[0] == out[1]);
+  }
+  omp_set_num_threads(saved);
+}

@@ -10,6 +10,7 @@
 #include <random>
 #include <sstream>
 
+#include "kernels/gemm.h"
 #include "harness.h"
 #include "trainer_fixtures.h"
 #include "core/text.h"
@@ -142,6 +143,31 @@ TEST_CASE("gradient checkpointing trains bit-identically, alone and inside Back 
   CHECK_THROWS_WITH(run_glue(parse_training_args(bad)),
                     Catch::Contains("layer '5' is not one of 0..1"));
   CHECK_FALSE(fs::exists(t.path / "bad" / "model.safetensors"));
+}
+
+TEST_CASE("--bf16 on the CPU: products on bf16-rounded operands, close to fp32, the mode reset "
+          "after the run", "[train][trainer][bf16]") {
+  TempDir t("bf16");
+  fs::path model = make_model(t.path), data = make_data(t.path);
+  const std::vector<std::string> common = {"--max_steps", "4", "--logging_steps", "1"};
+  run(base_args(model, data, t.path / "f32"), common);
+  std::vector<std::string> extra = common;
+  extra.push_back("--bf16");
+  run(base_args(model, data, t.path / "bf16"), extra);
+  CHECK_FALSE(cpu_bf16_matmul());  // process-wide during the run only
+  run(base_args(model, data, t.path / "bf16b"), extra);
+  const auto f32 = run_record(t.path / "f32"), bf16 = run_record(t.path / "bf16");
+  CHECK(run_record(t.path / "bf16b") == bf16);  // deterministic
+  REQUIRE(bf16.first.size() == f32.first.size());
+  CHECK(bf16.second != f32.second);  // the products were rounded
+  for (size_t i = 0; i < f32.first.size(); ++i) {
+    const double want = f32.first[i][0].get<double>(), got = bf16.first[i][0].get<double>();
+    INFO("step " << i << " loss fp32 " << want << " bf16 " << got);
+    CHECK(std::fabs(got - want) <= 2e-2 * std::fabs(want));
+  }
+  std::vector<std::string> bad = base_args(model, data, t.path / "bad");
+  bad.insert(bad.end(), {"--fp16", "--max_steps", "1"});
+  CHECK_THROWS_WITH(run_glue(parse_training_args(bad)), Catch::Contains("--fp16"));
 }
 
 TEST_CASE("train --max_memory applies the planner's plan and records it", "[train][trainer][memory_plan]") {
