@@ -93,9 +93,10 @@ void run(Device d, DType dtype, const Model& mdl, int64_t S, float p, int reps, 
 }  // namespace
 
 int main(int argc, char** argv) {
-  // --seq 128,512 (default 8,32,128,512), --reps N (default 5)
+  // --seq 128,512 (default 8,32,128,512), --reps N (default 5), --p P (dropout, default 0.1)
   std::vector<int64_t> seqs = {8, 32, 128, 512};
   int reps = 5;
+  float p = 0.1f;
   for (int i = 1; i + 1 < argc; i += 2) {
     const std::string a = argv[i];
     if (a == "--seq") {
@@ -108,8 +109,11 @@ int main(int argc, char** argv) {
       }
     } else if (a == "--reps") {
       reps = std::stoi(argv[i + 1]);
+    } else if (a == "--p") {
+      p = std::stof(argv[i + 1]);
     } else {
-      std::fprintf(stderr, "bench_attention: unknown flag %s (use --seq LIST, --reps N)\n", argv[i]);
+      std::fprintf(stderr, "bench_attention: unknown flag %s (use --seq LIST, --reps N, --p P)\n",
+                   argv[i]);
       return 2;
     }
   }
@@ -118,7 +122,7 @@ int main(int argc, char** argv) {
   const double cpu_ceiling = ceiling_gflops(Device::cpu, DType::f32, 3);
   std::printf("%-44s %-18s %10s %10.1f %8.3f\n", "cpu f32 matmul 2048^3", "gemm rate", "", cpu_ceiling, 1.0);
   for (const Model& mdl : models)
-    for (int64_t S : seqs) run(Device::cpu, DType::f32, mdl, S, 0.1f, reps, cpu_ceiling);
+    for (int64_t S : seqs) run(Device::cpu, DType::f32, mdl, S, p, reps, cpu_ceiling);
   const double again = ceiling_gflops(Device::cpu, DType::f32, 3);
   std::printf("%-44s %-18s %10s %10.1f %8.3f\n", "cpu f32 matmul 2048^3 (again, at the end)", "gemm rate", "", again, again / cpu_ceiling);
   if (cuda_available()) {
@@ -127,7 +131,7 @@ int main(int argc, char** argv) {
       std::printf("%-44s %-18s %10s %10.1f %8.3f\n",
                   fmt::format("cuda {} matmul 2048^3", dtype_name(dt)).c_str(), "gemm rate", "", ceil, 1.0);
       for (const Model& mdl : models)
-        for (int64_t S : seqs) run(Device::cuda, dt, mdl, S, 0.1f, 20, ceil);
+        for (int64_t S : seqs) run(Device::cuda, dt, mdl, S, p, 20, ceil);
     }
   }
   return 0;
