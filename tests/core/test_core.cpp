@@ -28,6 +28,25 @@ TEST_CASE("philox4x32_10 matches the Random123 known-answer vectors", "[core][rn
   CHECK(c.v[3] == 0x24126ea1u);
 }
 
+TEST_CASE("dropout_words gives philox4x32_10's words of 16 consecutive counters", "[core][rng]") {
+  // The CPU kernels' block form (AVX-512 where built for it) against the scalar reference.
+  std::mt19937_64 rng(3);
+  for (int i = 0; i < 2000; ++i) {
+    const DropoutKey key{rng(), uint32_t(rng()), uint32_t(rng())};
+    const uint32_t g0 = i < 3 ? ~0u - 7u * uint32_t(i) : uint32_t(rng()), example = uint32_t(rng());
+    uint32_t u[kDropoutBlock];
+    dropout_words(u, g0, example, key);
+    for (int l = 0; l < kDropoutLanes; ++l) {
+      const Philox4 want = philox4x32_10(Philox4{{g0 + uint32_t(l), example, key.site, key.step}},
+                                         uint32_t(key.seed), uint32_t(key.seed >> 32));
+      for (int w = 0; w < 4; ++w) {
+        INFO("g0 " << g0 << " lane " << l << " word " << w);
+        REQUIRE(u[4 * l + w] == want.v[w]);
+      }
+    }
+  }
+}
+
 TEST_CASE("fp16 and bf16 conversions round to nearest even", "[core][dtype]") {
   // Every half value round-trips exactly through float.
   for (uint32_t h = 0; h < 0x10000u; ++h) {
