@@ -19,5 +19,8 @@ bool cuda_tf32();
 // ("medium") does). Process-wide, off by default: f32 means f32. f64 products are never rounded.
 void set_cpu_bf16_matmul(bool on);
 bool cpu_bf16_matmul();
+// Where oneDNN has no bf16 kernel for this CPU (no AVX512-BF16 or AMX), the same products run as
+// sgemm on bf16-rounded f32 copies. On: behave so on any CPU (for tests).
+void set_cpu_bf16_matmul_fallback(bool on);
 
 }  // namespace br

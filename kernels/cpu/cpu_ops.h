@@ -21,5 +21,6 @@ void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool
 // f32 products with A and B rounded to bf16 and f32 accumulation (kernels/gemm.h).
 void set_bf16_matmul(bool on);
 bool bf16_matmul();
+void set_bf16_matmul_fallback(bool on);
 
 }  // namespace br::cpu

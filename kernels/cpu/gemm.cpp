@@ -10,6 +10,7 @@
 #include <atomic>
 #include <map>
 #include <mutex>
+#include <optional>
 #include <tuple>
 
 namespace br::cpu {
@@ -84,9 +85,14 @@ struct Bf16Gemm {
   using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool, float, float>;
   std::map<Key, dnnl::matmul> cache;
 
-  dnnl::matmul get(int64_t M, int64_t N, int64_t K, bool ta, bool tb, float alpha, float beta) {
+  bool unsupported = false;  // this CPU has no bf16 matmul in oneDNN (no AVX512-BF16, AMX)
+
+  // The primitive for a shape, or nullopt when oneDNN implements none on this CPU.
+  std::optional<dnnl::matmul> get(int64_t M, int64_t N, int64_t K, bool ta, bool tb, float alpha,
+                                  float beta) {
     const Key key{M, N, K, ta, tb, alpha, beta};
     std::lock_guard<std::mutex> lock(mu);
+    if (unsupported) return std::nullopt;
     auto it = cache.find(key);
     if (it != cache.end()) return it->second;
     using dt = dnnl::memory::data_type;
@@ -101,9 +107,15 @@ struct Bf16Gemm {
       po.append_sum(beta);
       attr.set_post_ops(po);
     }
-    dnnl::matmul mm(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, engine));
-    cache.emplace(key, mm);
-    return mm;
+    try {
+      dnnl::matmul mm(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, engine));
+      cache.emplace(key, mm);
+      return mm;
+    } catch (const dnnl::error& e) {
+      if (e.status != dnnl_unimplemented) throw;
+      unsupported = true;
+      return std::nullopt;
+    }
   }
 };
 
@@ -112,17 +124,33 @@ Bf16Gemm& bf16_gemm() {
   return g;
 }
 
+template <typename T>
+void gemm_batched(T* c, const T* a, bool ta, const T* b, bool tb, int64_t batch, int64_t M,
+                  int64_t N, int64_t K, T alpha, T beta);
+
 // C = alpha op(A) op(B) + beta C for `batch` products, A and B rounded to bf16 first (into
 // workspace tensors the allocator counts), f32 accumulation. A product's bits do not depend on
 // the thread count (tests/kernels/test_gemm.cpp).
 void gemm_bf16(float* c, const float* a, bool ta, const float* b, bool tb, int64_t batch,
                int64_t M, int64_t N, int64_t K, float alpha, float beta) {
   const int64_t sa = M * K, sb = K * N, sc = M * N;
+  const std::optional<dnnl::matmul> prim = bf16_gemm().get(M, N, K, ta, tb, alpha, beta);
+  if (!prim) {
+    // No bf16 kernel on this CPU: the same product, bf16-rounded operands in f32 storage through
+    // sgemm (the bits differ from the bf16 kernel's by summation order only).
+    Tensor a32 = Tensor::empty({batch * sa}, DType::f32, Device::cpu, MemCategory::workspace);
+    Tensor b32 = Tensor::empty({batch * sb}, DType::f32, Device::cpu, MemCategory::workspace);
+    float *pa = a32.data<float>(), *pb = b32.data<float>();
+    for (int64_t i = 0; i < batch * sa; ++i) pa[i] = bf16_to_float(float_to_bf16(a[i]));
+    for (int64_t i = 0; i < batch * sb; ++i) pb[i] = bf16_to_float(float_to_bf16(b[i]));
+    return gemm_batched(c, static_cast<const float*>(pa), ta, static_cast<const float*>(pb), tb,
+                        batch, M, N, K, alpha, beta);
+  }
+  const dnnl::matmul& mm = *prim;
   Tensor a16 = Tensor::empty({batch * sa}, DType::bf16, Device::cpu, MemCategory::workspace);
   Tensor b16 = Tensor::empty({batch * sb}, DType::bf16, Device::cpu, MemCategory::workspace);
   to_bf16(static_cast<uint16_t*>(a16.raw()), a, batch * sa);
   to_bf16(static_cast<uint16_t*>(b16.raw()), b, batch * sb);
-  dnnl::matmul mm = bf16_gemm().get(M, N, K, ta, tb, alpha, beta);
   const dnnl::engine& eng = bf16_gemm().engine;
   const dnnl::matmul::primitive_desc pd(const_cast<dnnl_primitive_desc_t>(mm.get_primitive_desc()));
   auto run = [&](int64_t g) {
@@ -202,6 +230,11 @@ void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool
 }
 
 void set_bf16_matmul(bool on) { g_bf16 = on; }
+void set_bf16_matmul_fallback(bool on) {
+  Bf16Gemm& g = bf16_gemm();
+  std::lock_guard<std::mutex> lock(g.mu);
+  g.unsupported = on;
+}
 bool bf16_matmul() { return g_bf16; }
 
 }  // namespace br::cpu

@@ -299,11 +299,14 @@ TEST_CASE("CPU bf16 products: the definition over bf16-rounded A and B, f32 accu
   dims.push_back({{}, 300, 384, 257});
   dims.push_back({{12}, 33, 32, 33});  // attention-like batched products
   const int saved = omp_get_max_threads();
+  // oneDNN's bf16 kernel where this CPU has one, then the sgemm fallback of CPUs without
+  for (bool fallback : {false, true})
   for (const Dims& d : dims) {
+    set_cpu_bf16_matmul_fallback(fallback);
     for (int t = 0; t < 4; ++t) {
       const bool ta = t & 1, tb = t & 2;
-      INFO("batch " << shape_str(d.batch) << " M=" << d.M << " K=" << d.K << " N=" << d.N
-                    << " transA=" << ta << " transB=" << tb);
+      INFO("fallback " << fallback << " batch " << shape_str(d.batch) << " M=" << d.M << " K="
+                       << d.K << " N=" << d.N << " transA=" << ta << " transB=" << tb);
       Tensor A = random_tensor(ta ? with_batch(d.batch, d.K, d.M) : with_batch(d.batch, d.M, d.K),
                                DType::f32, rng);
       Tensor B = random_tensor(tb ? with_batch(d.batch, d.N, d.K) : with_batch(d.batch, d.K, d.N),
@@ -336,6 +339,7 @@ TEST_CASE("CPU bf16 products: the definition over bf16-rounded A and B, f32 accu
       }
     }
   }
+  set_cpu_bf16_matmul_fallback(false);
   // f64 products are never rounded.
   Tensor A = random_tensor({9, 40}, DType::f64, rng), B = random_tensor({40, 7}, DType::f64, rng);
   Tensor C = Tensor::empty({9, 7}, DType::f64), D = Tensor::empty({9, 7}, DType::f64);
