@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # RTE with all-MiniLM-L6-v2 on the CPU: dense vs Back Razor presets, for the given seeds.
 # POLICIES picks them (default "dense seed all"; "balanced" too; "memSIZE" is the planner's plan under
-# --max_memory SIZE, e.g. mem432000000B). Writes OUT/<policy>-seed<N>/ (the
+# --max_memory SIZE, e.g. mem432000000B; "bf16" is dense with --bf16). Writes OUT/<policy>-seed<N>/ (the
 # usual output folders) and prints a markdown table of dev accuracy, saved-activation bytes and
 # training time over every run in OUT. The numbers in docs/RESULTS.md come from it.
 #   tools/rte_experiment.sh OUT [SEEDS...]      (env: EPOCHS=3 MAX_SEQ=128 BATCH=16 LR=5e-5 BIN=...)
@@ -26,6 +26,7 @@ for seed in "${SEEDS[@]}"; do
     case "$policy" in
       dense) ;;
       mem*) br=(--max_memory "${policy#mem}") ;;  # the planner's plan under that budget
+      bf16) br=(--bf16 True) ;;  # dense, bf16 products (CPU) or bf16 compute (CUDA)
       *) br=(--backRazor True --backrazor_preset "$policy") ;;
     esac
     "$BIN" train --model_name_or_path "$MODEL" --task_name rte --data_dir "$DATA" \
@@ -50,7 +51,7 @@ for d in sorted(os.listdir(out)):
 dense_bytes = st.mean(r["train_saved_activation_bytes"] for r in rows.get("dense", [{"train_saved_activation_bytes": float("nan")}]))
 print("| policy | runs | dev accuracy mean | min..max | saved-activation bytes per step | vs dense | train time s (mean) |")
 print("|---|---|---|---|---|---|---|")
-for policy in ["dense", "seed", "all", "balanced"] + sorted(p for p in rows if p.startswith("mem")):
+for policy in ["dense", "seed", "all", "balanced", "bf16"] + sorted(p for p in rows if p.startswith("mem")):
     if policy not in rows: continue
     rs = rows[policy]
     acc = [r["eval_accuracy"] for r in rs]
