@@ -11,8 +11,9 @@
 //
 // Parameters are f32; compute is f32 (tf32 is not used) or, with --bf16, bf16 with fp32 master
 // weights on CUDA (BertForSequenceClassification::set_compute_dtype), and on the CPU fp32 with
-// every product's operands rounded to bf16, fp32 accumulation (set_cpu_bf16_matmul). --attention picks the attention
-// kernel (auto: fused flash on CUDA when the probs site is dense and the head dim is 64).
+// every product's operands rounded to bf16, fp32 accumulation (set_cpu_bf16_matmul).
+// --attention picks the attention kernel (auto: fused flash on CUDA when the probs site is dense
+// and the head dim is 64).
 //
 // --profile: after the usual report, each op's share of the timed steps, per phase (zero_grad,
 // forward, loss, backward, optimizer): exclusive wall time per step, calls per step and time per

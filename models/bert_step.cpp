@@ -78,8 +78,8 @@ ForwardResult BertForSequenceClassification::forward(const BertBatch& batch,
     r.record.layers.push_back(LayerRecord{plan.policy, uses_flash_attention(plan.policy),
                                           checkpoint});
     // A checkpoint before this one keeps its output where its plan says (LayerPlan).
-    if (l > 0 && checkpoint && plan_for(l - 1).keeps_output() && r.record.layers[size_t(l - 1)].checkpoint)
-      r.record.layers[size_t(l - 1)].keeps_output = true;
+    if (l > 0 && checkpoint && r.record.layers[size_t(l - 1)].checkpoint)
+      r.record.layers[size_t(l - 1)].keeps_output = plan_for(l - 1).keeps_output();
   }
   StepContext ctx = context(batch, opt);
   if (opt.train && (ctx.p_hidden > 0 || ctx.p_attn > 0 || ctx.p_cls > 0))
