@@ -42,6 +42,9 @@ const std::map<std::string, std::string> kNotOps = {
     {"python_double", "a host scalar of adamw_step (test_adamw.cpp, through the adamw entry)"},
     {"adamw_scalars", "the host scalars of adamw_step (test_adamw.cpp, through the adamw entry)"},
     {"backrazor_keep_count", "the keep rule with the spec's numbers (test_sparse_pack.cpp)"},
+    {"set_cpu_bf16_matmul", "matmul's CPU bf16 mode (test_gemm.cpp [bf16]; f64 checks never round)"},
+    {"cpu_bf16_matmul", "matmul's CPU bf16 mode (test_gemm.cpp [bf16])"},
+    {"set_cpu_bf16_matmul_fallback", "that mode's sgemm fallback (test_gemm.cpp [bf16])"},
 };
 
 }  // namespace

@@ -145,8 +145,8 @@ TEST_CASE("gradient checkpointing trains bit-identically, alone and inside Back 
   CHECK_FALSE(fs::exists(t.path / "bad" / "model.safetensors"));
 }
 
-TEST_CASE("--bf16 on the CPU: products on bf16-rounded operands, close to fp32, the mode reset "
-          "after the run", "[train][trainer][bf16]") {
+TEST_CASE("train with bf16 on the CPU: products on bf16-rounded operands, close to fp32, the mode "
+          "reset after the run", "[train][trainer][bf16]") {
   TempDir t("bf16");
   fs::path model = make_model(t.path), data = make_data(t.path);
   const std::vector<std::string> common = {"--max_steps", "4", "--logging_steps", "1"};
