@@ -369,8 +369,15 @@ std::string format_memory_plan(const MemoryPlan& p) {
 nlohmann::json memory_plan_json(const MemoryPlan& p) {
   const StepBytes& b = p.bytes;
   nlohmann::json layers = nlohmann::json::array();
-  for (const LayerPlan& l : p.plan.layers)
-    layers.push_back({{"checkpoint", l.checkpoint}, {"policy", l.policy.describe()}});
+  const std::vector<LayerPlan>& ls = p.plan.layers;
+  for (size_t i = 0; i < ls.size(); ++i) {
+    // as the step runs it (models/bert_step.cpp): the last layer is never a checkpoint, and one
+    // keeps its output where its plan says and the next layer is a checkpoint too
+    const auto ckpt = [&](size_t j) { return j + 1 < ls.size() && ls[j].checkpoint; };
+    const bool kept = ckpt(i) && ckpt(i + 1) && ls[i].keeps_output();
+    layers.push_back({{"checkpoint", ls[i].checkpoint}, {"output_kept", kept},
+                      {"policy", ls[i].policy.describe()}});
+  }
   return {{"budget_bytes", p.budget},
           {"kind", std::string(plan_kind_name(p.kind))},
           {"description", p.description},
