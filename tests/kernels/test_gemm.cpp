@@ -246,33 +246,45 @@ TEST_CASE("linear rejects bad input naming the op and the shapes", "[gemm]") {
       Catch::Contains("linear_backward") && Catch::Contains("[6, 5]"));
 }
 
-// docs/DEVELOPING.md, "Threads and bits": the f32 CPU products of a BERT step give the same bits
-// at 1 and 2 threads (the library splits the output, never the sum over K).
-TEST_CASE("matmul gives the same bits at 1 and 2 threads on BERT's linear shapes", "[gemm]") {
-  struct Case {
-    int64_t M, N, K;
-    bool ta, tb;
-    float beta;
-  };
+namespace {
+struct ThreadCase {
+  int64_t M, N, K;
+  bool ta, tb;
+  float beta;
+};
+// Each product at 1 and 2 threads, with CPU bf16 products on or off: the same bits.
+void check_same_bits_across_threads(const std::vector<ThreadCase>& cases, uint64_t seed,
+                                    bool bf16) {
   const int saved = omp_get_max_threads();
-  std::mt19937_64 rng(17);
-  for (Case c : {Case{2048, 1536, 384, false, true, 0.0f}, Case{512, 384, 1536, false, false, 0.0f},
-                 Case{384, 384, 2048, true, false, 1.0f}, Case{1536, 384, 512, true, false, 1.0f},
-                 Case{4096, 384, 384, false, true, 0.0f}}) {
+  std::mt19937_64 rng(seed);
+  for (const ThreadCase& c : cases) {
     Tensor A = random_tensor(c.ta ? Shape{c.K, c.M} : Shape{c.M, c.K}, DType::f32, rng);
     Tensor B = random_tensor(c.tb ? Shape{c.N, c.K} : Shape{c.K, c.N}, DType::f32, rng);
     Tensor C0 = random_tensor({c.M, c.N}, DType::f32, rng);
     std::vector<std::vector<float>> out;
     for (int threads : {1, 2}) {
       omp_set_num_threads(threads);
+      set_cpu_bf16_matmul(bf16);
       Tensor C = C0.clone();
       matmul(C, A, c.ta, B, c.tb, 1.0f, c.beta);
+      set_cpu_bf16_matmul(false);
       out.push_back(C.to_vector<float>());
     }
-    INFO("M " << c.M << " N " << c.N << " K " << c.K << " ta " << c.ta);
+    INFO("M " << c.M << " N " << c.N << " K " << c.K << " ta " << c.ta << " bf16 " << bf16);
     CHECK(out[0] == out[1]);
   }
   omp_set_num_threads(saved);
+}
+}  // namespace
+
+// docs/DEVELOPING.md, "Threads and bits": the f32 CPU products of a BERT step give the same bits
+// at 1 and 2 threads (the library splits the output, never the sum over K).
+TEST_CASE("matmul gives the same bits at 1 and 2 threads on BERT's linear shapes", "[gemm]") {
+  check_same_bits_across_threads(
+      {{2048, 1536, 384, false, true, 0.0f}, {512, 384, 1536, false, false, 0.0f},
+       {384, 384, 2048, true, false, 1.0f}, {1536, 384, 512, true, false, 1.0f},
+       {4096, 384, 384, false, true, 0.0f}},
+      17, false);
 }
 
 namespace {
@@ -353,29 +365,9 @@ TEST_CASE("CPU bf16 products: the definition over bf16-rounded A and B, f32 accu
 
 TEST_CASE("CPU bf16 products give the same bits at 1 and 2 threads on BERT's linear shapes",
           "[gemm][bf16]") {
-  struct Case {
-    int64_t M, N, K;
-    bool ta, tb;
-    float beta;
-  };
-  const int saved = omp_get_max_threads();
-  std::mt19937_64 rng(19);
-  for (Case c : {Case{2048, 1536, 384, false, true, 0.0f}, Case{512, 384, 1536, false, false, 0.0f},
-                 Case{384, 384, 2048, true, false, 1.0f}, Case{1536, 384, 512, true, false, 1.0f},
-                 Case{768, 3072, 4096, true, false, 1.0f}}) {
-    Tensor A = random_tensor(c.ta ? Shape{c.K, c.M} : Shape{c.M, c.K}, DType::f32, rng);
-    Tensor B = random_tensor(c.tb ? Shape{c.N, c.K} : Shape{c.K, c.N}, DType::f32, rng);
-    Tensor C0 = random_tensor({c.M, c.N}, DType::f32, rng);
-    std::vector<std::vector<float>> out;
-    for (int threads : {1, 2}) {
-      omp_set_num_threads(threads);
-      Bf16Matmul on;
-      Tensor C = C0.clone();
-      matmul(C, A, c.ta, B, c.tb, 1.0f, c.beta);
-      out.push_back(C.to_vector<float>());
-    }
-    INFO("M " << c.M << " N " << c.N << " K " << c.K << " ta " << c.ta);
-    CHECK(out[0] == out[1]);
-  }
-  omp_set_num_threads(saved);
+  check_same_bits_across_threads(
+      {{2048, 1536, 384, false, true, 0.0f}, {512, 384, 1536, false, false, 0.0f},
+       {384, 384, 2048, true, false, 1.0f}, {1536, 384, 512, true, false, 1.0f},
+       {768, 3072, 4096, true, false, 1.0f}},
+      19, true);
 }
