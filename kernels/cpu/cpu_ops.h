@@ -23,4 +23,13 @@ void set_bf16_matmul(bool on);
 bool bf16_matmul();
 void set_bf16_matmul_fallback(bool on);
 
+// One row-major product with leading dimensions, on the calling thread when called inside a
+// parallel region: C = alpha·op(A)·op(B) + beta·C, op(A) [M, K], op(B) [K, N]. f32 through
+// oneDNN's sgemm (the matmul backend), f64 through Eigen. For kernels that multiply tiles inside
+// their own parallel regions (attention): always f32, never rounded to bf16.
+void gemm_tile(float* c, int64_t ldc, const float* a, int64_t lda, bool ta, const float* b,
+               int64_t ldb, bool tb, int64_t M, int64_t N, int64_t K, float alpha, float beta);
+void gemm_tile(double* c, int64_t ldc, const double* a, int64_t lda, bool ta, const double* b,
+               int64_t ldb, bool tb, int64_t M, int64_t N, int64_t K, double alpha, double beta);
+
 }  // namespace br::cpu

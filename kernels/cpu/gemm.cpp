@@ -229,6 +229,38 @@ void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool
   }
 }
 
+void gemm_tile(float* c, int64_t ldc, const float* a, int64_t lda, bool ta, const float* b,
+               int64_t ldb, bool tb, int64_t M, int64_t N, int64_t K, float alpha, float beta) {
+  const dnnl_status_t st =
+      dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (st != dnnl_success)
+    fail("gemm_tile: dnnl_sgemm failed (status {}) on M={} N={} K={}", int(st), M, N, K);
+}
+
+void gemm_tile(double* c, int64_t ldc, const double* a, int64_t lda, bool ta, const double* b,
+               int64_t ldb, bool tb, int64_t M, int64_t N, int64_t K, double alpha, double beta) {
+  using Stride = Eigen::OuterStride<>;
+  using Mapped = Eigen::Map<const RowMajor<double>, 0, Stride>;
+  Eigen::Map<RowMajor<double>, 0, Stride> C(c, M, N, Stride(ldc));
+  const Mapped A(a, ta ? K : M, ta ? M : K, Stride(lda)), B(b, tb ? N : K, tb ? K : N, Stride(ldb));
+  auto run = [&](const auto& opa, const auto& opb) {
+    if (beta == 0.0) {
+      C.noalias() = alpha * opa * opb;
+    } else {
+      if (beta != 1.0) C *= beta;
+      C.noalias() += alpha * opa * opb;
+    }
+  };
+  if (!ta && !tb)
+    run(A, B);
+  else if (!ta && tb)
+    run(A, B.transpose());
+  else if (ta && !tb)
+    run(A.transpose(), B);
+  else
+    run(A.transpose(), B.transpose());
+}
+
 void set_bf16_matmul(bool on) { g_bf16 = on; }
 void set_bf16_matmul_fallback(bool on) {
   Bf16Gemm& g = bf16_gemm();
