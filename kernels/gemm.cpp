@@ -18,6 +18,7 @@ std::atomic<bool> g_tf32{false};
 void set_cuda_tf32(bool on) { g_tf32 = on; }
 bool cuda_tf32() { return g_tf32; }
 void set_cpu_bf16_matmul(bool on) { cpu::set_bf16_matmul(on); }
+bool cpu_bf16_matmul_native() { return cpu::bf16_matmul_native(); }
 bool cpu_bf16_matmul() { return cpu::bf16_matmul(); }
 void set_cpu_bf16_matmul_fallback(bool on) { cpu::set_bf16_matmul_fallback(on); }
 

@@ -22,5 +22,8 @@ bool cpu_bf16_matmul();
 // Where oneDNN has no bf16 kernel for this CPU (no AVX512-BF16 or AMX), the same products run as
 // sgemm on bf16-rounded f32 copies. On: behave so on any CPU (for tests).
 void set_cpu_bf16_matmul_fallback(bool on);
+// Whether oneDNN has a bf16 matmul kernel for this CPU (AVX512-BF16 or AMX). Without one the bf16
+// mode still rounds as asked but runs slower than f32 (the rounding is an extra pass).
+bool cpu_bf16_matmul_native();
 
 }  // namespace br

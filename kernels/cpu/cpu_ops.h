@@ -22,6 +22,7 @@ void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool
 void set_bf16_matmul(bool on);
 bool bf16_matmul();
 void set_bf16_matmul_fallback(bool on);
+bool bf16_matmul_native();
 
 // One row-major product with leading dimensions, on the calling thread when called inside a
 // parallel region: C = alpha·op(A)·op(B) + beta·C, op(A) [M, K], op(B) [K, N]. f32 through

@@ -269,4 +269,21 @@ void set_bf16_matmul_fallback(bool on) {
 }
 bool bf16_matmul() { return g_bf16; }
 
+bool bf16_matmul_native() {
+  // One small primitive, made once: oneDNN answers unimplemented on a CPU without a bf16 kernel.
+  static const bool native = [] {
+    using dt = dnnl::memory::data_type;
+    const dnnl::memory::desc a({16, 16}, dt::bf16, dnnl::memory::dims{16, 1});
+    const dnnl::memory::desc c({16, 16}, dt::f32, dnnl::memory::dims{16, 1});
+    try {
+      dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, a, c), bf16_gemm().engine);
+      return true;
+    } catch (const dnnl::error& e) {
+      if (e.status != dnnl_unimplemented) throw;
+      return false;
+    }
+  }();
+  return native;
+}
+
 }  // namespace br::cpu

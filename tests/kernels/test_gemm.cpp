@@ -3,6 +3,7 @@
 // input. Gradients and CUDA (f32, tf32, bf16) against the CPU: the "matmul" and "linear" op table
 // entries.
 #include <omp.h>
+#include <fstream>
 
 #include <string>
 #include <vector>
@@ -300,6 +301,27 @@ struct Bf16Matmul {
   ~Bf16Matmul() { set_cpu_bf16_matmul(false); }
 };
 }  // namespace
+
+TEST_CASE("cpu_bf16_matmul_native follows the CPU's flags", "[kernels][gemm][bf16]") {
+  std::ifstream in("/proc/cpuinfo");
+  std::string line, flags;
+  while (std::getline(in, line))
+    if (line.rfind("flags", 0) == 0) {
+      flags = " " + line.substr(line.find(':') + 1) + " ";
+      break;
+    }
+  if (flags.empty()) return br::test::skip("no flags line in /proc/cpuinfo");
+  auto has = [&](const char* f) { return flags.find(std::string(" ") + f + " ") != std::string::npos; };
+  INFO("flags:" << flags);
+  // AVX512-BF16 or AMX: oneDNN's brgemm has a bf16 kernel. No AVX-512 at all: none.
+  if (has("avx512_bf16") || has("amx_bf16")) CHECK(cpu_bf16_matmul_native());
+  if (!has("avx512f")) CHECK_FALSE(cpu_bf16_matmul_native());
+  // The fallback switch for tests does not change the answer.
+  const bool native = cpu_bf16_matmul_native();
+  set_cpu_bf16_matmul_fallback(true);
+  CHECK(cpu_bf16_matmul_native() == native);
+  set_cpu_bf16_matmul_fallback(false);
+}
 
 TEST_CASE("CPU bf16 products: the definition over bf16-rounded A and B, f32 accumulation, the "
           "same bits at 1 and 2 threads", "[gemm][bf16]") {

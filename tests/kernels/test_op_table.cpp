@@ -45,6 +45,7 @@ const std::map<std::string, std::string> kNotOps = {
     {"set_cpu_bf16_matmul", "matmul's CPU bf16 mode (test_gemm.cpp [bf16]; f64 checks never round)"},
     {"cpu_bf16_matmul", "matmul's CPU bf16 mode (test_gemm.cpp [bf16])"},
     {"set_cpu_bf16_matmul_fallback", "that mode's sgemm fallback (test_gemm.cpp [bf16])"},
+    {"cpu_bf16_matmul_native", "whether that mode has a native kernel here (test_gemm.cpp [bf16])"},
 };
 
 }  // namespace
