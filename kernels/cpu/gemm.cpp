@@ -20,32 +20,52 @@ namespace {
 template <typename T>
 using RowMajor = Eigen::Matrix<T, Eigen::Dynamic, Eigen::Dynamic, Eigen::RowMajor>;
 
-// Eigen recognises alpha * X * Y over mapped (possibly transposed) operands as one GEMM call with
-// the scale folded in, writing straight into C: no temporaries.
-template <typename T, typename OpA, typename OpB>
-void product(Eigen::Map<RowMajor<T>>& C, const OpA& a, const OpB& b, T alpha, T beta) {
-  if (beta == T(0)) {
-    C.noalias() = alpha * a * b;
-  } else {
-    if (beta != T(1)) C *= beta;
-    C.noalias() += alpha * a * b;
-  }
+}  // namespace
+
+// f32 goes to oneDNN's sgemm (chosen by measurement over Eigen, OpenBLAS and BLIS: docs/RESULTS.md,
+// "GEMM libraries on every product of the step"); it runs with omp_get_max_threads() threads, or
+// one inside a parallel region. f64 (the gradient checks) stays with Eigen: oneDNN has no dgemm.
+void gemm_tile(float* c, int64_t ldc, const float* a, int64_t lda, bool ta, const float* b,
+               int64_t ldb, bool tb, int64_t M, int64_t N, int64_t K, float alpha, float beta) {
+  const dnnl_status_t st =
+      dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
+  if (st != dnnl_success)
+    fail("matmul: dnnl_sgemm failed (status {}) on M={} N={} K={}", int(st), M, N, K);
 }
 
+// Eigen recognises alpha * X * Y over mapped (possibly transposed) operands as one GEMM call with
+// the scale folded in, writing straight into C: no temporaries.
+void gemm_tile(double* c, int64_t ldc, const double* a, int64_t lda, bool ta, const double* b,
+               int64_t ldb, bool tb, int64_t M, int64_t N, int64_t K, double alpha, double beta) {
+  using Stride = Eigen::OuterStride<>;
+  using Mapped = Eigen::Map<const RowMajor<double>, 0, Stride>;
+  Eigen::Map<RowMajor<double>, 0, Stride> C(c, M, N, Stride(ldc));
+  const Mapped A(a, ta ? K : M, ta ? M : K, Stride(lda)), B(b, tb ? N : K, tb ? K : N, Stride(ldb));
+  auto run = [&](const auto& opa, const auto& opb) {
+    if (beta == 0.0) {
+      C.noalias() = alpha * opa * opb;
+    } else {
+      if (beta != 1.0) C *= beta;
+      C.noalias() += alpha * opa * opb;
+    }
+  };
+  if (!ta && !tb)
+    run(A, B);
+  else if (!ta && tb)
+    run(A, B.transpose());
+  else if (ta && !tb)
+    run(A.transpose(), B);
+  else
+    run(A.transpose(), B.transpose());
+}
+
+namespace {
+
+// One product of packed row-major operands.
 template <typename T>
 void gemm_one(T* c, const T* a, bool ta, const T* b, bool tb, int64_t M, int64_t N, int64_t K,
               T alpha, T beta) {
-  Eigen::Map<RowMajor<T>> C(c, M, N);
-  Eigen::Map<const RowMajor<T>> A(a, ta ? K : M, ta ? M : K);
-  Eigen::Map<const RowMajor<T>> B(b, tb ? N : K, tb ? K : N);
-  if (!ta && !tb)
-    product(C, A, B, alpha, beta);
-  else if (!ta && tb)
-    product(C, A, B.transpose(), alpha, beta);
-  else if (ta && !tb)
-    product(C, A.transpose(), B, alpha, beta);
-  else
-    product(C, A.transpose(), B.transpose(), alpha, beta);
+  gemm_tile(c, N, a, ta ? M : K, ta, b, tb ? K : N, tb, M, N, K, alpha, beta);
 }
 
 // Below this many multiply-adds (about 0.1 ms on one core) a lone product runs on the calling
@@ -53,17 +73,6 @@ void gemm_one(T* c, const T* a, bool ta, const T* b, bool tb, int64_t M, int64_t
 // short sequences the fork, its barrier and (under OMP_WAIT_POLICY=PASSIVE or a busy machine) the
 // wake-up of the second thread cost more than they save.
 constexpr int64_t kSerialMacs = int64_t(1) << 23;
-
-// f32 goes to oneDNN's sgemm (chosen by measurement over Eigen, OpenBLAS and BLIS: docs/RESULTS.md,
-// "GEMM libraries on every product of the step"); it runs with omp_get_max_threads() threads, or
-// one inside a parallel region. f64 (the gradient checks) stays with Eigen: oneDNN has no dgemm.
-void gemm_one(float* c, const float* a, bool ta, const float* b, bool tb, int64_t M, int64_t N,
-              int64_t K, float alpha, float beta) {
-  const dnnl_status_t st = dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, a,
-                                      ta ? M : K, b, tb ? K : N, beta, c, N);
-  if (st != dnnl_success)
-    fail("matmul: dnnl_sgemm failed (status {}) on M={} N={} K={}", int(st), M, N, K);
-}
 
 // ---- bf16 products with f32 accumulation (set_cpu_bf16_matmul) ----
 
@@ -107,13 +116,25 @@ struct Bf16Gemm {
       po.append_sum(beta);
       attr.set_post_ops(po);
     }
+    const std::optional<dnnl::matmul::primitive_desc> pd = primitive_desc(a, b, c, attr);
+    if (!pd) {
+      unsupported = true;
+      return std::nullopt;
+    }
+    dnnl::matmul mm(*pd);
+    cache.emplace(key, mm);
+    return mm;
+  }
+
+  // The primitive's description, or nullopt where oneDNN answers unimplemented (no bf16 kernel).
+  std::optional<dnnl::matmul::primitive_desc> primitive_desc(const dnnl::memory::desc& a,
+                                                             const dnnl::memory::desc& b,
+                                                             const dnnl::memory::desc& c,
+                                                             const dnnl::primitive_attr& attr) {
     try {
-      dnnl::matmul mm(dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, engine));
-      cache.emplace(key, mm);
-      return mm;
+      return dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, b, c), attr, engine);
     } catch (const dnnl::error& e) {
       if (e.status != dnnl_unimplemented) throw;
-      unsupported = true;
       return std::nullopt;
     }
   }
@@ -238,38 +259,6 @@ void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool
   }
 }
 
-void gemm_tile(float* c, int64_t ldc, const float* a, int64_t lda, bool ta, const float* b,
-               int64_t ldb, bool tb, int64_t M, int64_t N, int64_t K, float alpha, float beta) {
-  const dnnl_status_t st =
-      dnnl_sgemm(ta ? 'T' : 'N', tb ? 'T' : 'N', M, N, K, alpha, a, lda, b, ldb, beta, c, ldc);
-  if (st != dnnl_success)
-    fail("gemm_tile: dnnl_sgemm failed (status {}) on M={} N={} K={}", int(st), M, N, K);
-}
-
-void gemm_tile(double* c, int64_t ldc, const double* a, int64_t lda, bool ta, const double* b,
-               int64_t ldb, bool tb, int64_t M, int64_t N, int64_t K, double alpha, double beta) {
-  using Stride = Eigen::OuterStride<>;
-  using Mapped = Eigen::Map<const RowMajor<double>, 0, Stride>;
-  Eigen::Map<RowMajor<double>, 0, Stride> C(c, M, N, Stride(ldc));
-  const Mapped A(a, ta ? K : M, ta ? M : K, Stride(lda)), B(b, tb ? N : K, tb ? K : N, Stride(ldb));
-  auto run = [&](const auto& opa, const auto& opb) {
-    if (beta == 0.0) {
-      C.noalias() = alpha * opa * opb;
-    } else {
-      if (beta != 1.0) C *= beta;
-      C.noalias() += alpha * opa * opb;
-    }
-  };
-  if (!ta && !tb)
-    run(A, B);
-  else if (!ta && tb)
-    run(A, B.transpose());
-  else if (ta && !tb)
-    run(A.transpose(), B);
-  else
-    run(A.transpose(), B.transpose());
-}
-
 void set_bf16_matmul(bool on) { g_bf16 = on; }
 void set_bf16_matmul_fallback(bool on) {
   Bf16Gemm& g = bf16_gemm();
@@ -279,18 +268,12 @@ void set_bf16_matmul_fallback(bool on) {
 bool bf16_matmul() { return g_bf16; }
 
 bool bf16_matmul_native() {
-  // One small primitive, made once: oneDNN answers unimplemented on a CPU without a bf16 kernel.
+  // One small primitive's description, made once (the test fallback flag does not enter).
   static const bool native = [] {
     using dt = dnnl::memory::data_type;
     const dnnl::memory::desc a({16, 16}, dt::bf16, dnnl::memory::dims{16, 1});
     const dnnl::memory::desc c({16, 16}, dt::f32, dnnl::memory::dims{16, 1});
-    try {
-      dnnl::matmul::primitive_desc(dnnl::matmul::desc(a, a, c), bf16_gemm().engine);
-      return true;
-    } catch (const dnnl::error& e) {
-      if (e.status != dnnl_unimplemented) throw;
-      return false;
-    }
+    return bf16_gemm().primitive_desc(a, a, c, dnnl::primitive_attr()).has_value();
   }();
   return native;
 }
