@@ -572,6 +572,18 @@ Tensor encoder_layer_forward(const StepContext& ctx, int l, const BertLayerWeigh
                              Tape* ln2_tape) {
   Tensor h1 = self_attention_forward(ctx, l, w, x, rec, tape);
   x = Tensor();
+  if (output == LayerOutput::first_token) {
+    BR_CHECK(!tape && !ln2_tape, "encoder layer {}: the first-token output is forward-only", l);
+    // The feed-forward block on the [CLS] rows: a context of sequence length 1 whose element
+    // indices within a sample (dropout's) are those of row 0 in the whole layout.
+    StepContext first = ctx;
+    first.S = 1;
+    first.mask = first.padding = Tensor();
+    Tensor cls = ctx.act({ctx.B, 1, ctx.H});
+    gather_first_token(cls.view({ctx.B, ctx.H}), h1);
+    h1 = Tensor();
+    return feed_forward_forward(first, l, w, cls, rec, nullptr, LayerOutput::whole, nullptr);
+  }
   return feed_forward_forward(ctx, l, w, h1, rec, tape, output, ln2_tape);
 }
 

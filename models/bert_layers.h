@@ -120,8 +120,12 @@ void embeddings_backward(const StepContext& ctx, const BertWeights& P, BertWeigh
 // What an encoder layer's forward forms beyond what it saves: its output whole (the step's
 // forward); only by chunks, never whole (a recompute, which needs only what the layer saves); or
 // nothing past the FFN2 input (the recompute of a checkpoint that kept its output: FFN2, its
-// dropout and LN2 are not run again, as their backward reads the step's tape).
-enum class LayerOutput { whole, chunks, none };
+// dropout and LN2 are not run again, as their backward reads the step's tape); or, past the
+// attention block, only each sample's first ([CLS]) row: the output is [B,1,H], the feed-forward
+// block runs on B rows instead of B·S. That is the last layer of a forward that only wants logits
+// (evaluation and prediction: the head reads [CLS] alone, and every op after the attention is per
+// row, so the logits are those of the whole layer, to rounding). Forward-only: no tape.
+enum class LayerOutput { whole, chunks, none, first_token };
 
 // Encoder layer l (post-LN): h1 = LN1(dropout(Attn(x) W_ao) + x), out = LN2(dropout(gelu(h1 W_1)
 // W_2) + h1). x is taken by value so the tape can adopt it as the attention input; backward takes

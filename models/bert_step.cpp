@@ -100,8 +100,11 @@ ForwardResult BertForSequenceClassification::forward(const BertBatch& batch,
     // keeping its output saves its LN2 input and statistics.
     const bool input_kept = l > 0 && !r.record.layers[size_t(l - 1)].keeps_output;
     if (rec.checkpoint && input_kept) tape->save({l, Site::layer_input}, h);
+    // Without a tape nothing but the logits is wanted: the last layer forms only the [CLS] rows.
+    const LayerOutput out =
+        !tape && l + 1 == c.num_hidden_layers ? LayerOutput::first_token : LayerOutput::whole;
     h = encoder_layer_forward(ctx, l, P.layers[size_t(l)], std::move(h), rec,
-                              rec.checkpoint ? nullptr : tape, LayerOutput::whole,
+                              rec.checkpoint ? nullptr : tape, out,
                               rec.keeps_output ? tape : nullptr);
   }
   Tensor logits = head_forward(ctx, P, std::move(h), c.num_labels(), policy_, tape);

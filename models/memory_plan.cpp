@@ -324,6 +324,15 @@ Sim::Buf layer_forward(Step& st, int l, Sim::Buf x, const BackRazorPolicy& p, Si
                        LayerOutput output = LayerOutput::whole, SimTape* ln2_tape = nullptr) {
   Sim::Buf h1 = attention_forward(st, l, x, p, tape);
   st.sim.drop(x);
+  if (output == LayerOutput::first_token) {
+    Sim::Buf cls = st.sim.alloc(st.B * st.H * kE);
+    st.sim.drop(h1);
+    Step first = st;
+    first.S = 1;
+    Sim::Buf out = ffn_forward(first, l, cls, p, nullptr, LayerOutput::whole, nullptr);
+    st.sim.drop(cls);
+    return out;
+  }
   Sim::Buf out = ffn_forward(st, l, h1, p, tape, output, ln2_tape);
   st.sim.drop(h1);
   return out;
@@ -529,8 +538,8 @@ StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& pl
     const bool ckpt = checkpointed(l);
     const BackRazorPolicy& lp = train ? plan.layers[size_t(l)].policy : dense_policy;
     if (ckpt && l > 0 && !keeps(l - 1)) t->save(l, Site::layer_input, h, B, S * st.H, kDense, kE);
-    h = layer_forward(st, l, h, lp, ckpt ? nullptr : t, LayerOutput::whole,
-                      keeps(l) ? t : nullptr);
+    const LayerOutput out = !t && l + 1 == L ? LayerOutput::first_token : LayerOutput::whole;
+    h = layer_forward(st, l, h, lp, ckpt ? nullptr : t, out, keeps(l) ? t : nullptr);
   }
   sim.phase("forward head");
   Sim::Buf logits;

@@ -138,6 +138,28 @@ TEST_CASE("Back Razor leaves the forward exact: logits bit-identical for every p
   }
 }
 
+TEST_CASE("a forward without a tape forms only the last layer's [CLS] rows, same logits",
+          "[models][bert]") {
+  // Dropout off, so a training forward (whole last layer, saved to a tape) computes the same
+  // function; the eval forward runs the last feed-forward block on B rows instead of B*S.
+  for (DType dt : {DType::f32, DType::f64}) {
+    BertConfig c = tiny_config();
+    c.num_hidden_layers = 3;
+    c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0;
+    BertForSequenceClassification m(c, Device::cpu, dt);
+    m.init_weights(5);
+    perturb(m, 6);
+    BertBatch b = tiny_batch(Device::cpu, 3);
+    Tape tape(Device::cpu);
+    const std::vector<double> whole =
+        test::to_doubles(m.forward(b, StepOptions{true, 1, 0, true}, &tape).logits);
+    const std::vector<double> eval = test::to_doubles(m.forward(b, StepOptions{}, nullptr).logits);
+    REQUIRE(eval.size() == whole.size());
+    const double tol = dt == DType::f64 ? 1e-13 : 2e-6;
+    for (size_t i = 0; i < eval.size(); ++i) CHECK(std::abs(eval[i] - whole[i]) <= tol);
+  }
+}
+
 TEST_CASE("Back Razor keeping every element in fp32 reproduces dense gradients exactly",
           "[models][bert][backrazor]") {
   BertForSequenceClassification m(tiny_config(), Device::cpu, DType::f32);

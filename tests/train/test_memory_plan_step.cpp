@@ -16,6 +16,7 @@
 #include "models/memory_plan.h"
 #include "train/args.h"
 #include "train/memory_report.h"
+#include "train/optimizer.h"
 
 using namespace br;
 
@@ -141,6 +142,39 @@ TEST_CASE("memory plan: predicted step peak of a padded batch equals the allocat
       CHECK(pred.saved_activations == got.saved);
     }
   }
+}
+
+TEST_CASE("memory plan: predicted evaluation peak equals the allocator's", "[train][memory_plan]") {
+  // A forward without a tape after training (gradients and AdamW state held), whose last layer
+  // runs its feed-forward block on the [CLS] rows only.
+  OneThread one;
+  for (int L : {1, 3})
+    for (auto [B, S] : {std::pair<int64_t, int64_t>{2, 16}, {5, 48}}) {
+      const BertConfig c = step_config(L);
+      const int64_t before = memory_stats(Device::cpu).total_current;
+      int64_t peak = 0;
+      {
+        BertForSequenceClassification model(c, Device::cpu, DType::f32);
+        model.init_weights(3);
+        TrainingArgs a;
+        Optimizer opt(model, adamw_config(a));
+        const size_t n = size_t(B * S);
+        std::vector<int32_t> ids(n), zeros(n, 0), ones(n, 1), rows(size_t(B), 0);
+        for (size_t i = 0; i < n; ++i) ids[i] = int32_t(1 + i % size_t(c.vocab_size - 1));
+        BertBatch bb;
+        bb.input_ids = Tensor::from_host(ids, {B, S});
+        bb.token_type_ids = Tensor::from_host(zeros, {B, S});
+        bb.attention_mask = Tensor::from_host(ones, {B, S});
+        bb.example_ids = Tensor::from_host(rows, {B});
+        bb.labels = Tensor::from_host(rows, {B});
+        reset_peak_memory(Device::cpu);
+        Tensor logits = model.forward(bb, StepOptions{}, nullptr).logits;
+        CHECK(logits.shape() == Shape{B, c.num_labels()});
+        peak = memory_stats(Device::cpu).total_peak - before;
+      }
+      INFO(fmt::format("L {} B {} S {}", L, B, S));
+      CHECK(predict_eval_bytes(c, B, S) == peak);
+    }
 }
 
 TEST_CASE("memory plan: a real step under the plan stays within the budget",
