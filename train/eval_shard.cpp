@@ -1,5 +1,7 @@
 #include "train/eval_shard.h"
 
+#include <algorithm>
+
 #include "core/error.h"
 #include "train/communicator.h"
 
@@ -16,6 +18,14 @@ std::vector<int64_t> shard_eval_indices(int64_t n, int64_t batch, int64_t world_
   for (int64_t start = rank * batch; start < total; start += block)
     for (int64_t i = start; i < start + batch; ++i) out.push_back(i % n);
   return out;
+}
+
+std::vector<size_t> longest_first(const std::vector<int64_t>& lengths) {
+  std::vector<size_t> order(lengths.size());
+  for (size_t i = 0; i < order.size(); ++i) order[i] = i;
+  std::stable_sort(order.begin(), order.end(),
+                   [&](size_t a, size_t b) { return lengths[a] > lengths[b]; });
+  return order;
 }
 
 std::vector<double> merge_eval_outputs(const std::vector<std::vector<double>>& per_rank, int64_t n,

@@ -72,15 +72,23 @@ Predictions predict(BertForSequenceClassification& model, const Dataset& ds,
   const int64_t n = int64_t(ds.examples.size()), bs = opt.batch_size;
   const int64_t C = model.config().num_labels();
   std::vector<int64_t> mine = shard_eval_indices(n, bs, comm.world_size(), comm.rank());
-  std::vector<double> local;
+  // Batches of similar lengths (longest first), each example's logits put back at its shard
+  // position: a batch pads to its longest, so this runs about the real tokens only.
+  std::vector<int64_t> lengths;
+  for (int64_t i : mine) lengths.push_back(int64_t(ds.encodings[size_t(i)].input_ids.size()));
+  const std::vector<size_t> order = longest_first(lengths);
+  std::vector<double> local(mine.size() * size_t(C));
   StepOptions eval_step;  // no dropout, nothing saved
   for (size_t start = 0; start < mine.size(); start += size_t(bs)) {
-    std::vector<int64_t> idx(mine.begin() + int64_t(start),
-                             mine.begin() + int64_t(std::min(mine.size(), start + size_t(bs))));
+    const size_t end = std::min(mine.size(), start + size_t(bs));
+    std::vector<int64_t> idx;
+    for (size_t j = start; j < end; ++j) idx.push_back(mine[order[j]]);
     BertBatch b = collate(ds, idx, model.device(), opt.regression, opt.pad_id);
     Tensor logits = model.forward(b, eval_step, nullptr).logits;
     std::vector<float> l = cast(logits.to(Device::cpu), DType::f32).to_vector<float>();
-    local.insert(local.end(), l.begin(), l.end());
+    for (size_t j = start; j < end; ++j)
+      std::copy_n(l.begin() + int64_t((j - start) * size_t(C)), C,
+                  local.begin() + int64_t(order[j] * size_t(C)));
   }
   std::vector<double> all = comm.world_size() == 1 ? local : gather_eval_outputs(comm, local, n, bs, C);
   Predictions p;

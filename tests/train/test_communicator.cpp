@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <set>
 #include <chrono>
 #include <cstdlib>
 #include <thread>
@@ -19,6 +20,7 @@
 #include "train/eval_shard.h"
 #include "train/grad_reducer.h"
 #include "train/launch.h"
+#include "train/step.h"
 
 using namespace br;
 
@@ -332,7 +334,58 @@ TEST_CASE("eval_shard: HF ShardSampler indices and merge", "[communicator]") {
       for (int64_t i = 0; i < n; ++i) CHECK(m[size_t(i)] == double(i));
     }
   CHECK_THROWS_WITH(shard_eval_indices(10, 3, 2, 2), Catch::Contains("shard_eval_indices"));
+  // The order a rank runs its shard in: longest first, ties in shard order.
+  CHECK(longest_first({}).empty());
+  CHECK(longest_first({5}) == std::vector<size_t>{0});
+  CHECK(longest_first({3, 9, 3, 7, 9, 1}) == std::vector<size_t>{1, 4, 3, 0, 2, 5});
+  CHECK(longest_first({4, 4, 4}) == std::vector<size_t>{0, 1, 2});
   CHECK_THROWS_WITH(merge_eval_outputs({{1.0}}, 10, 3, 1), Catch::Contains("rank 0 has 1 values"));
+}
+
+TEST_CASE("predict: batches of similar lengths, predictions in dataset order", "[communicator]") {
+  // Examples of lengths 3..9 in a scrambled order: batched longest first, every example's
+  // prediction and loss equal those of a batch of one (which has no padding at all).
+  BertConfig c;
+  c.vocab_size = 30;
+  c.hidden_size = 8;
+  c.num_hidden_layers = 2;
+  c.num_attention_heads = 2;
+  c.intermediate_size = 12;
+  c.max_position_embeddings = 16;
+  c.initializer_range = 0.5;
+  c.set_num_labels(3);
+  BertForSequenceClassification model(c, Device::cpu, DType::f64);
+  model.init_weights(11);
+  Dataset ds;
+  ds.name = "validation";
+  const int lengths[] = {4, 9, 3, 9, 6, 5, 8, 3, 7, 4, 5};
+  for (int i = 0; i < 11; ++i) {
+    Example e;
+    e.text_a = "x";
+    e.label = i % 3;
+    e.idx = i;
+    Encoding enc;
+    for (int t = 0; t < lengths[i]; ++t) {
+      enc.input_ids.push_back(int32_t(2 + (7 * i + 3 * t) % 27));
+      enc.token_type_ids.push_back(t > lengths[i] / 2 ? 1 : 0);
+      enc.attention_mask.push_back(1);
+    }
+    ds.examples.push_back(e);
+    ds.encodings.push_back(enc);
+  }
+  auto comm = make_single_communicator();
+  EvalOptions one;
+  one.batch_size = 1;
+  EvalOptions four = one;
+  four.batch_size = 4;
+  const Predictions a = predict(model, ds, one, *comm), b = predict(model, ds, four, *comm);
+  CHECK(a.preds == b.preds);
+  CHECK(a.labels == b.labels);
+  CHECK(a.labels == std::vector<double>{0, 1, 2, 0, 1, 2, 0, 1, 2, 0, 1});
+  CHECK(std::abs(a.loss - b.loss) <= 1e-12 * std::abs(a.loss));
+  CHECK(std::isfinite(a.loss));
+  // the three classes all occur, so a wrong order would show
+  CHECK(std::set<double>(a.preds.begin(), a.preds.end()).size() >= 2);
 }
 
 TEST_CASE("launch: options parse like torchrun", "[communicator]") {
