@@ -28,6 +28,25 @@ Tensor StepContext::stats() const {
   return Tensor::empty({B * S}, model_dtype == DType::f64 ? DType::f64 : DType::f32, device);
 }
 
+bool first_token_trainable(const BackRazorPolicy& layer_policy, bool skip_padding) {
+  if (skip_padding) return true;
+  for (Site s : {Site::ffn1_input, Site::gelu_input, Site::ffn2_input, Site::ln2_input})
+    if (layer_policy[s].mode == SaveMode::sparse) return false;
+  return true;
+}
+
+namespace {
+// The context of a feed-forward block on the [CLS] rows (LayerRecord::first_token): sequence
+// length 1, so the element indices within a sample (dropout's) are those of row 0 in the whole
+// layout; [CLS] is never padding.
+StepContext first_token_context(const StepContext& ctx) {
+  StepContext first = ctx;
+  first.S = 1;
+  first.mask = first.padding = Tensor();
+  return first;
+}
+}  // namespace
+
 namespace {
 
 // A sparse save skips padding: x (samples [b0, b0 + x.size(0)) of a [B,S,...] or [B,N,S,...]
@@ -572,17 +591,14 @@ Tensor encoder_layer_forward(const StepContext& ctx, int l, const BertLayerWeigh
                              Tape* ln2_tape) {
   Tensor h1 = self_attention_forward(ctx, l, w, x, rec, tape);
   x = Tensor();
-  if (output == LayerOutput::first_token) {
-    BR_CHECK(!tape && !ln2_tape, "encoder layer {}: the first-token output is forward-only", l);
-    // The feed-forward block on the [CLS] rows: a context of sequence length 1 whose element
-    // indices within a sample (dropout's) are those of row 0 in the whole layout.
-    StepContext first = ctx;
-    first.S = 1;
-    first.mask = first.padding = Tensor();
+  if (rec.first_token) {
+    BR_CHECK(output == LayerOutput::whole && !ln2_tape,
+             "encoder layer {}: a first-token layer is never recomputed", l);
+    const StepContext first = first_token_context(ctx);
     Tensor cls = ctx.act({ctx.B, 1, ctx.H});
     gather_first_token(cls.view({ctx.B, ctx.H}), h1);
     h1 = Tensor();
-    return feed_forward_forward(first, l, w, cls, rec, nullptr, LayerOutput::whole, nullptr);
+    return feed_forward_forward(first, l, w, cls, rec, tape, LayerOutput::whole, nullptr);
   }
   return feed_forward_forward(ctx, l, w, h1, rec, tape, output, ln2_tape);
 }
@@ -596,6 +612,16 @@ Tensor encoder_layer_ln2_backward(const StepContext& ctx, int l, const BertLayer
 Tensor encoder_layer_backward(const StepContext& ctx, int l, const BertLayerWeights& w,
                               BertLayerWeights& gw, Tensor dout, const LayerRecord& rec,
                               Tape& tape, bool from_ln2) {
+  if (rec.first_token) {
+    // dout [B,1,H]: the feed-forward block's backward on the [CLS] rows, whose input gradient is
+    // the only non-zero row of each sample's attention-block output gradient.
+    Tensor dcls = feed_forward_backward(first_token_context(ctx), l, w, gw, std::move(dout), rec,
+                                        tape, from_ln2);
+    Tensor dh1 = Tensor::zeros({ctx.B, ctx.S, ctx.H}, ctx.act_dtype, ctx.device);
+    scatter_first_token(dh1, dcls.view({ctx.B, ctx.H}));
+    dcls = Tensor();
+    return self_attention_backward(ctx, l, w, gw, std::move(dh1), rec, tape);
+  }
   Tensor dh1 = feed_forward_backward(ctx, l, w, gw, std::move(dout), rec, tape, from_ln2);
   return self_attention_backward(ctx, l, w, gw, std::move(dh1), rec, tape);
 }
@@ -631,7 +657,7 @@ Tensor head_forward(const StepContext& ctx, const BertWeights& P, Tensor h, int6
 }
 
 Tensor head_backward(const StepContext& ctx, const BertWeights& P, BertWeights& g,
-                     const Tensor& dlogits, Tape& tape) {
+                     const Tensor& dlogits, Tape& tape, bool first_token_only) {
   const int64_t B = ctx.B, S = ctx.S, H = ctx.H;
   Tensor dcls = ctx.act({B, H});
   {
@@ -644,6 +670,7 @@ Tensor head_backward(const StepContext& ctx, const BertWeights& P, BertWeights& 
     linear_backward(dcls, g.pooler_w, g.pooler_b, dpooled, tape.restore({-1, Site::pooler_input}),
                     P.pooler_w);
   }
+  if (first_token_only) return dcls.view({B, 1, H});
   Tensor dh = Tensor::zeros({B, S, H}, ctx.act_dtype, ctx.device);
   scatter_first_token(dh, dcls);
   return dh;

@@ -98,10 +98,23 @@ struct LayerRecord {
   // checkpoint keeping its output (LayerPlan::keeps_output): the LN2 input and statistics are on
   // the step's tape, and the next layer's input is their LayerNorm, recomputed
   bool keeps_output = false;
+  // Past the attention block only each sample's first ([CLS]) row: the feed-forward block runs on
+  // B rows instead of B·S, its sites saved as [B,1,·], and the layer's output is [B,1,H]. The
+  // last layer's, as the head reads [CLS] alone and every op after the attention is per row: the
+  // other rows' outputs are never read and their gradients are exactly zero. Not when a sparse
+  // site there ranks the whole layer's values (BertForSequenceClassification::first_token_only).
+  bool first_token = false;
   // flash with a non-dense attention-output dense input: the attention output is saved apart.
   bool attn_out_saved() const { return flash && policy[Site::attn_out_input].mode != SaveMode::dense; }
   bool ffn2_recomputed() const { return policy[Site::ffn2_input].mode == SaveMode::recompute; }
 };
+
+// Whether a training step's last layer runs its feed-forward block on the [CLS] rows only
+// (LayerRecord::first_token) under `layer_policy`: when none of that block's sites (ffn1_input,
+// gelu_input, ffn2_input, ln2_input) is sparse, which changes no gradient; or when sparse sites rank
+// only rows that hold gradient (`skip_padding`: padding elsewhere, here the rows past [CLS]), so
+// they keep the top of the [CLS] rows. A forward without a tape always does.
+bool first_token_trainable(const BackRazorPolicy& layer_policy, bool skip_padding);
 
 // Saves x on the tape under (layer, site) with `policy`. Sparse saves first zero x's padding rows in
 // place when ctx.padding is set (padding holds no gradient, so the top-k goes to real tokens).
@@ -120,12 +133,8 @@ void embeddings_backward(const StepContext& ctx, const BertWeights& P, BertWeigh
 // What an encoder layer's forward forms beyond what it saves: its output whole (the step's
 // forward); only by chunks, never whole (a recompute, which needs only what the layer saves); or
 // nothing past the FFN2 input (the recompute of a checkpoint that kept its output: FFN2, its
-// dropout and LN2 are not run again, as their backward reads the step's tape); or, past the
-// attention block, only each sample's first ([CLS]) row: the output is [B,1,H], the feed-forward
-// block runs on B rows instead of B·S. That is the last layer of a forward that only wants logits
-// (evaluation and prediction: the head reads [CLS] alone, and every op after the attention is per
-// row, so the logits are those of the whole layer, to rounding). Forward-only: no tape.
-enum class LayerOutput { whole, chunks, none, first_token };
+// dropout and LN2 are not run again, as their backward reads the step's tape).
+enum class LayerOutput { whole, chunks, none };
 
 // Encoder layer l (post-LN): h1 = LN1(dropout(Attn(x) W_ao) + x), out = LN2(dropout(gelu(h1 W_1)
 // W_2) + h1). x is taken by value so the tape can adopt it as the attention input; backward takes
@@ -150,11 +159,13 @@ Tensor encoder_layer_backward(const StepContext& ctx, int l, const BertLayerWeig
 Tensor encoder_layer_output(const StepContext& ctx, const BertLayerWeights& w, const Tensor& x2);
 
 // Head: logits = classifier(dropout(tanh(pooler(h[:,0])))) [B,C]. backward returns dh [B,S,H]
-// (zero but for the [CLS] rows) and accumulates the pooler and classifier gradients.
+// (zero but for the [CLS] rows) and accumulates the pooler and classifier gradients. h may be
+// [B,1,H] (a last layer that formed its [CLS] rows only).
 Tensor head_forward(const StepContext& ctx, const BertWeights& P, Tensor h, int64_t C,
                     const BackRazorPolicy& policy, Tape* tape);
+// With `first_token_only` (the last layer's LayerRecord::first_token) dh is [B,1,H], the [CLS] rows.
 Tensor head_backward(const StepContext& ctx, const BertWeights& P, BertWeights& g,
-                     const Tensor& dlogits, Tape& tape);
+                     const Tensor& dlogits, Tape& tape, bool first_token_only = false);
 
 // i32 [B,S] holding 0..S-1 in every row.
 Tensor position_ids(int64_t B, int64_t S, Device device);

@@ -77,6 +77,8 @@ ForwardResult BertForSequenceClassification::forward(const BertBatch& batch,
     const bool checkpoint = tape && plan.checkpoint && l + 1 < c.num_hidden_layers;
     r.record.layers.push_back(LayerRecord{plan.policy, uses_flash_attention(plan.policy),
                                           checkpoint});
+    r.record.layers.back().first_token =
+        l + 1 == c.num_hidden_layers && (!tape || first_token_trainable(plan.policy, policy_.skip_padding));
     // A checkpoint before this one keeps its output where its plan says (LayerPlan).
     if (l > 0 && checkpoint && r.record.layers[size_t(l - 1)].checkpoint)
       r.record.layers[size_t(l - 1)].keeps_output = plan_for(l - 1).keeps_output();
@@ -100,11 +102,8 @@ ForwardResult BertForSequenceClassification::forward(const BertBatch& batch,
     // keeping its output saves its LN2 input and statistics.
     const bool input_kept = l > 0 && !r.record.layers[size_t(l - 1)].keeps_output;
     if (rec.checkpoint && input_kept) tape->save({l, Site::layer_input}, h);
-    // Without a tape nothing but the logits is wanted: the last layer forms only the [CLS] rows.
-    const LayerOutput out =
-        !tape && l + 1 == c.num_hidden_layers ? LayerOutput::first_token : LayerOutput::whole;
     h = encoder_layer_forward(ctx, l, P.layers[size_t(l)], std::move(h), rec,
-                              rec.checkpoint ? nullptr : tape, out,
+                              rec.checkpoint ? nullptr : tape, LayerOutput::whole,
                               rec.keeps_output ? tape : nullptr);
   }
   Tensor logits = head_forward(ctx, P, std::move(h), c.num_labels(), policy_, tape);
@@ -141,7 +140,7 @@ BackwardReport BertForSequenceClassification::backward(const BertBatch& batch,
   // dlogits come in the loss dtype (f32 for bf16 compute).
   Tensor dh = head_backward(ctx, P, g,
                             dlogits.dtype() == compute_dtype_ ? dlogits : cast(dlogits, compute_dtype_),
-                            tape);
+                            tape, record.layers.back().first_token);
   ready();  // classifier and pooler
   BackwardReport report;
   report.recompute_peak_bytes.assign(size_t(c.num_hidden_layers), 0);

@@ -230,6 +230,14 @@ struct Step {
 
 const SitePolicy kDense{};
 
+// bert_layers.cpp first_token_context: the feed-forward block on the [CLS] rows.
+Step first_token_step(const Step& st) {
+  Step first = st;
+  first.S = 1;
+  first.padded = false;
+  return first;
+}
+
 // bert_layers.cpp ChunkedSite: a site formed by chunks of samples of `n` elements, whole when the
 // tape keeps it as is, else a chunk buffer (none of its own when it shares another's) beside the
 // tape's copy (begin_rows).
@@ -321,15 +329,15 @@ Sim::Buf ffn_forward(Step& st, int l, Sim::Buf h1, const BackRazorPolicy& p, Sim
 // encoder_layer_forward: takes x (the caller lets go of it), returns the layer output (-1 when
 // not kept).
 Sim::Buf layer_forward(Step& st, int l, Sim::Buf x, const BackRazorPolicy& p, SimTape* tape,
-                       LayerOutput output = LayerOutput::whole, SimTape* ln2_tape = nullptr) {
+                       LayerOutput output = LayerOutput::whole, SimTape* ln2_tape = nullptr,
+                       bool first_token = false) {
   Sim::Buf h1 = attention_forward(st, l, x, p, tape);
   st.sim.drop(x);
-  if (output == LayerOutput::first_token) {
+  if (first_token) {  // LayerRecord::first_token: the feed-forward block on the [CLS] rows
     Sim::Buf cls = st.sim.alloc(st.B * st.H * kE);
     st.sim.drop(h1);
-    Step first = st;
-    first.S = 1;
-    Sim::Buf out = ffn_forward(first, l, cls, p, nullptr, LayerOutput::whole, nullptr);
+    Step first = first_token_step(st);
+    Sim::Buf out = ffn_forward(first, l, cls, p, tape, LayerOutput::whole, nullptr);
     st.sim.drop(cls);
     return out;
   }
@@ -524,6 +532,11 @@ StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& pl
   }
   const bool pad = train && plan.padded && any_sparse;  // ctx.padding: sparse saves skip padding
   st.padded = pad;
+  // bert_step.cpp: the last layer's feed-forward block runs on the [CLS] rows.
+  auto first_token = [&](int l) {
+    return l + 1 == L &&
+           (!train || first_token_trainable(plan.layers[size_t(l)].policy, plan.policy.skip_padding));
+  };
   SimTape tape(sim);
   SimTape* t = train ? &tape : nullptr;
   const BackRazorPolicy dense_policy;
@@ -538,8 +551,8 @@ StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& pl
     const bool ckpt = checkpointed(l);
     const BackRazorPolicy& lp = train ? plan.layers[size_t(l)].policy : dense_policy;
     if (ckpt && l > 0 && !keeps(l - 1)) t->save(l, Site::layer_input, h, B, S * st.H, kDense, kE);
-    const LayerOutput out = !t && l + 1 == L ? LayerOutput::first_token : LayerOutput::whole;
-    h = layer_forward(st, l, h, lp, ckpt ? nullptr : t, out, keeps(l) ? t : nullptr);
+    h = layer_forward(st, l, h, lp, ckpt ? nullptr : t, LayerOutput::whole, keeps(l) ? t : nullptr,
+                      first_token(l));
   }
   sim.phase("forward head");
   Sim::Buf logits;
@@ -579,8 +592,12 @@ StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& pl
     sim.drop(po);
     Sim::Buf pi = tape.restore(-1, Site::pooler_input);
     sim.drop_all({&pi, &dpooled_d, &dpooled});
-    dh = st.x();
-    sim.drop(dcls);
+    if (first_token(L - 1)) {
+      dh = dcls;  // the [CLS] rows' gradient is the last layer's output gradient
+    } else {
+      dh = st.x();
+      sim.drop(dcls);
+    }
   }
   for (int l = L - 1; l >= 0; --l) {
     const LayerPlan& lp = plan.layers[size_t(l)];
@@ -604,6 +621,13 @@ StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& pl
       Sim::Buf dh1 = ffn_backward(st, l, dh, lp.policy, layer_tape, keeps(l));
       dh = attention_backward(st, l, dh1, lp.policy, layer_tape);
       r.recompute_peak = std::max(r.recompute_peak, layer_tape.peak());
+    } else if (first_token(l)) {
+      sim.phase("backward layer {}", l);
+      Step first = first_token_step(st);
+      Sim::Buf dcls = ffn_backward(first, l, dh, lp.policy, tape);
+      Sim::Buf dh1 = st.x();
+      sim.drop(dcls);
+      dh = attention_backward(st, l, dh1, lp.policy, tape);
     } else {
       sim.phase("backward layer {}", l);
       Sim::Buf dh1 = ffn_backward(st, l, dh, lp.policy, tape);

@@ -138,25 +138,56 @@ TEST_CASE("Back Razor leaves the forward exact: logits bit-identical for every p
   }
 }
 
-TEST_CASE("a forward without a tape forms only the last layer's [CLS] rows, same logits",
+TEST_CASE("the last layer's feed-forward block runs on the [CLS] rows: same logits, sites [B,1,W]",
           "[models][bert]") {
-  // Dropout off, so a training forward (whole last layer, saved to a tape) computes the same
-  // function; the eval forward runs the last feed-forward block on B rows instead of B*S.
+  // Dropout on: the [CLS] rows' masks are the whole layer's. The whole last layer runs where a
+  // sparse site there ranks every row (skip_padding off); everywhere else the [CLS] rows only.
   for (DType dt : {DType::f32, DType::f64}) {
     BertConfig c = tiny_config();
     c.num_hidden_layers = 3;
-    c.hidden_dropout_prob = c.attention_probs_dropout_prob = 0;
     BertForSequenceClassification m(c, Device::cpu, dt);
     m.init_weights(5);
     perturb(m, 6);
     BertBatch b = tiny_batch(Device::cpu, 3);
-    Tape tape(Device::cpu);
-    const std::vector<double> whole =
-        test::to_doubles(m.forward(b, StepOptions{true, 1, 0, true}, &tape).logits);
-    const std::vector<double> eval = test::to_doubles(m.forward(b, StepOptions{}, nullptr).logits);
-    REQUIRE(eval.size() == whole.size());
+    const StepOptions opt{true, 1, 0, true};
     const double tol = dt == DType::f64 ? 1e-13 : 2e-6;
-    for (size_t i = 0; i < eval.size(); ++i) CHECK(std::abs(eval[i] - whole[i]) <= tol);
+    auto close = [&](const std::vector<double>& x, const std::vector<double>& y) {
+      REQUIRE(x.size() == y.size());
+      for (size_t i = 0; i < x.size(); ++i) CHECK(std::abs(x[i] - y[i]) <= tol);
+    };
+    // the shape the tape holds for the last layer's FFN1 input, and the logits
+    auto run = [&](const BackRazorPolicy& p, Shape* ffn1) {
+      m.policy() = p;
+      Tape tape(Device::cpu);
+      ForwardResult f = m.forward(b, opt, &tape);
+      for (const SiteRecord& r : tape.records())
+        if (r.key.layer == 2 && r.key.site == Site::ffn1_input) *ffn1 = r.shape;
+      CHECK(f.record.layers.back().first_token == (ffn1->at(1) == 1));
+      return test::to_doubles(f.logits);
+    };
+    Shape dense_shape, ranked_shape, skipped_shape;
+    const std::vector<double> dense = run(BackRazorPolicy::preset("none"), &dense_shape);
+    BackRazorPolicy all = BackRazorPolicy::preset("all", 0.5, DType::f32);
+    all.skip_padding = false;
+    const std::vector<double> whole = run(all, &ranked_shape);
+    all.skip_padding = true;
+    const std::vector<double> skipped = run(all, &skipped_shape);
+    CHECK(dense_shape == Shape{3, 1, c.hidden_size});
+    CHECK(ranked_shape == Shape{3, 5, c.hidden_size});
+    CHECK(skipped_shape == Shape{3, 1, c.hidden_size});
+    close(dense, whole);
+    CHECK(dense == skipped);  // Back Razor leaves the forward exact
+    // evaluation (no tape, no dropout) against the whole layer without dropout
+    m.policy() = BackRazorPolicy::preset("none");
+    const std::vector<double> eval = test::to_doubles(m.forward(b, StepOptions{}, nullptr).logits);
+    m.policy() = all;
+    m.policy().skip_padding = false;
+    Tape tape(Device::cpu);
+    StepOptions no_dropout = opt;
+    no_dropout.train = false;  // dropout off, still saving to a tape: the whole last layer
+    ForwardResult f = m.forward(b, no_dropout, &tape);
+    CHECK_FALSE(f.record.layers.back().first_token);
+    close(eval, test::to_doubles(f.logits));
   }
 }
 
@@ -188,8 +219,14 @@ TEST_CASE("sparse sites rank real tokens only: padding saved as zeros, gradient 
   REQUIRE(keep_all.skip_padding);
   // Padding positions carry no gradient, so zeroing them changes no weight gradient at all...
   CHECK(grads_for(keep_all) == dense);
+  // ...nor ranking them. Then the last layer's feed-forward block runs whole (its sparse sites
+  // rank every row), against the [CLS] rows of the dense step: the same sums with zero terms
+  // between, so equal to rounding.
   keep_all.skip_padding = false;
-  CHECK(grads_for(keep_all) == dense);
+  const std::vector<float> ranked = grads_for(keep_all);
+  REQUIRE(ranked.size() == dense.size());
+  for (size_t i = 0; i < dense.size(); ++i)
+    CHECK(std::abs(ranked[i] - dense[i]) <= 1e-6f * (1 + std::abs(dense[i])));
   // ...and the saved copies of the padded sample hold zeros there, with the ranking as asked:
   // k is half of its 5 rows, which covers both real rows only when padding is not ranked.
   auto saved = [&](const BackRazorPolicy& p, TapeKey site) {
@@ -198,8 +235,8 @@ TEST_CASE("sparse sites rank real tokens only: padding saved as zeros, gradient 
     m.forward(b, opt, &tape);
     return tape.restore(site).to_vector<float>();  // [3, 5, W]
   };
-  for (TapeKey site : {TapeKey{0, Site::attn_input}, TapeKey{1, Site::ffn1_input},
-                       TapeKey{1, Site::gelu_input}}) {
+  for (TapeKey site : {TapeKey{0, Site::attn_input}, TapeKey{0, Site::ffn1_input},
+                       TapeKey{0, Site::gelu_input}, TapeKey{1, Site::attn_input}}) {
     const std::vector<float> full = saved(BackRazorPolicy::preset("none"), site);
     const size_t W = full.size() / 15;
     for (bool skip : {true, false}) {

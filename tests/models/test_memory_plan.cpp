@@ -140,12 +140,14 @@ TEST_CASE("memory plan: rule (a)-(d) around each boundary", "[models][memory_pla
     CHECK(p->extra_flops >= recomputed * (fwd - ffn2));
     CHECK(p->extra_flops <= recomputed * fwd + (p->ffn2_recompute ? double(L) * 8 * 64 * c.intermediate_size : 0));
   }
-  // A checkpoint keeping its output: faster, one [B,S,H] tensor more in backward; the planner
-  // takes it where it fits, else the same checkpoints keeping only their inputs.
+  // A checkpoint keeping its output: faster, one [B,S,H] tensor more in backward (at most two at
+  // the peak: both peaks fall in the second-to-last layer's recompute, where the faster plan also
+  // holds that layer's kept LN2 input); the planner takes it where it fits, else the same
+  // checkpoints keeping only their inputs.
   {
     const int64_t fast = peak(uniform(c, dense, L)), small = peak(uniform(c, dense, L, true));
     CHECK(fast > small);
-    CHECK(fast - small <= 8 * 64 * c.hidden_size * 4);
+    CHECK(fast - small <= 2 * 8 * 64 * c.hidden_size * 4);
     auto f = plan_memory(input(fast));
     REQUIRE(f);
     auto m = plan_memory(input(fast - 1));
