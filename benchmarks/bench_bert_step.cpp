@@ -15,6 +15,9 @@
 // --attention picks the attention kernel (auto: fused flash on CUDA when the probs site is dense
 // and the head dim is 64).
 //
+// --eval: forward only, as evaluation runs it (no dropout, no tape: the last layer forms its [CLS]
+// rows only); the step time is that forward's, the model FLOPs a third of a training step's.
+//
 // --profile: after the usual report, each op's share of the timed steps, per phase (zero_grad,
 // forward, loss, backward, optimizer): exclusive wall time per step, calls per step and time per
 // call of every kernels/ dispatcher entry point (kernels/profile.h), and the time of the phase
@@ -64,6 +67,7 @@ struct Args {
   bool bf16 = false;
   bool profile = false;
   bool checkpoint = false;  // --gradient_checkpointing: every layer recomputed in backward
+  bool eval = false;        // --eval: the forward of evaluation alone
   AttentionKernel attention = AttentionKernel::automatic;
 };
 
@@ -74,7 +78,7 @@ struct Args {
                "  [--preset none|seed|all|balanced] [--prune_ratio R] [--device cpu|cuda] [--steps N]\n"
                "  [--warmup N] [--budget_bytes BYTES] [--json] [--find_max_batch [--max_batch B]]\n"
                "  [--num_labels C] [--seed N] [--bf16] [--attention auto|materialized|flash] [--profile]\n"
-               "  [--gradient_checkpointing]\n",
+               "  [--gradient_checkpointing] [--eval]\n",
                why.c_str());
   std::exit(2);
 }
@@ -111,6 +115,7 @@ Args parse(int argc, char** argv) {
     else if (k == "--bf16") a.bf16 = true;
     else if (k == "--profile") a.profile = true;
     else if (k == "--gradient_checkpointing") a.checkpoint = true;
+    else if (k == "--eval") a.eval = true;
     else if (k == "--attention") {
       std::string v = val();
       try {
@@ -124,6 +129,9 @@ Args parse(int argc, char** argv) {
   }
   if (a.batch < 1 || a.seq < 1 || a.steps < 1 || a.warmup < 0 || a.max_batch < 1 || a.num_labels < 1)
     usage("--batch, --seq, --steps, --max_batch, --num_labels must be >= 1 and --warmup >= 0");
+  if (a.eval && (a.find_max_batch || a.checkpoint || a.preset != "none"))
+    usage("--eval times the forward of evaluation, which saves nothing: no --find_max_batch, "
+          "--gradient_checkpointing or --preset");
   try {
     BackRazorPolicy::preset(a.preset);  // the one list of preset names
   } catch (const Error& e) {
@@ -204,6 +212,16 @@ struct Trainer {
     vs = v.all();
   }
 
+  // The forward of evaluation (no dropout, nothing saved), timed as the forward phase.
+  void run_eval(const BertBatch& batch) {
+    auto t = std::chrono::steady_clock::now();
+    if (profile::enabled()) profile::set_phase(phase_names[1]);
+    Tensor logits = model.forward(batch, StepOptions{}, nullptr).logits;
+    cuda_synchronize();
+    if (profile::enabled())
+      phase_seconds[1] += std::chrono::duration<double>(std::chrono::steady_clock::now() - t).count();
+  }
+
   // One optimizer step; returns the tape's peak bytes (saved activations).
   int64_t run(const BertBatch& batch, Tape& tape) {
     auto t = std::chrono::steady_clock::now();
@@ -257,6 +275,7 @@ nlohmann::json describe(const Args& a, const BertConfig& c) {
           {"seq", a.seq},
           {"preset", a.preset},
           {"gradient_checkpointing", a.checkpoint},
+          {"eval", a.eval},
           {"prune_ratio", a.prune_ratio},
           {"param_dtype", "f32"},
           {"compute_dtype", a.bf16 ? (a.device == Device::cpu ? "f32 (bf16 products)" : "bf16") : "f32"},
@@ -325,7 +344,10 @@ int time_steps(const Args& a, const BertConfig& c) {
       allocs_before = memory_stats(a.device).system_allocs;
     }
     auto t0 = std::chrono::steady_clock::now();
-    const int64_t saved = tr.run(batches[size_t(i) % batches.size()], tape);
+    const BertBatch& batch = batches[size_t(i) % batches.size()];
+    int64_t saved = 0;
+    if (a.eval) tr.run_eval(batch);
+    else saved = tr.run(batch, tape);
     const double dt = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (i >= a.warmup) {
       times.push_back(dt);
@@ -337,7 +359,7 @@ int time_steps(const Args& a, const BertConfig& c) {
   std::sort(sorted.begin(), sorted.end());
   const double med = sorted[sorted.size() / 2];
   const double tokens = double(a.batch * a.seq);
-  const double flops = model_flops(c, P, a.batch, a.seq);
+  const double flops = model_flops(c, P, a.batch, a.seq) / (a.eval ? 3 : 1);
   int64_t dense_equiv = 0;
   for (const SiteRecord& r : tape.records()) dense_equiv += r.dense_bytes;
 
@@ -363,8 +385,9 @@ int time_steps(const Args& a, const BertConfig& c) {
     std::printf("%s\n", j.dump().c_str());
     return 0;
   }
-  std::printf("bert step on %s: L=%lld H=%lld batch %lld seq %lld preset %s (prune %.2f)%s, f32 "
+  std::printf("bert %s on %s: L=%lld H=%lld batch %lld seq %lld preset %s (prune %.2f)%s, f32 "
               "parameters, %s compute, %s attention\n",
+              a.eval ? "evaluation forward" : "step",
               std::string(device_name(a.device)).c_str(), (long long)c.num_hidden_layers,
               (long long)c.hidden_size, (long long)a.batch, (long long)a.seq, a.preset.c_str(),
               a.prune_ratio, a.checkpoint ? ", every layer checkpointed" : "",

@@ -453,8 +453,10 @@ const std::vector<Field>& fields() {
                       "ffn2_input=recompute (docs/BACKRAZOR.md)").also(kMemory));
     t.back().default_text = "none";
     t.push_back(field("backrazor_skip_padding", &A::backrazor_skip_padding,
-                      "sparse sites keep their top-k among real tokens only (exact: padding has "
-                      "no gradient); False ranks padding too, as the reference does").also(kMemory));
+                      "sparse sites keep their top-k among real tokens only, and in the last "
+                      "layer's feed-forward block among the [CLS] rows (exact: the other rows have "
+                      "no gradient); False ranks padding and every row too, as the reference does")
+                      .also(kMemory));
     t.push_back(field("backrazor_layers", &A::backrazor_layers,
                       "per-layer plans, comma-separated RANGE=PLAN with RANGE 3, 0-5 or *, PLAN "
                       "dense, seed, all, balanced, checkpoint or checkpoint+PRESET; other layers "
