@@ -14,6 +14,7 @@
 #include "kernels/dropout.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
+#include "kernels/fused.h"
 #include "kernels/gelu.h"
 #include "kernels/gemm.h"
 #include "kernels/grad_norm.h"
@@ -351,6 +352,107 @@ OpCase dropout_case() {
   return c;
 }
 
+// ---- fused.h ----
+
+// Example ids [B] for dropout masks, random per case.
+Tensor random_example_ids(OpRun& e, int64_t B) {
+  return e.data("example_ids", [&](std::mt19937_64& rng) {
+    std::vector<int32_t> v(static_cast<size_t>(B));
+    for (auto& x : v) x = int32_t(rng() % 1000000);
+    return ids_tensor(v, {B});
+  });
+}
+
+OpCase bias_gelu_case() {
+  OpCase c;
+  c.name = "bias_gelu";
+  c.covers = {"bias_gelu_forward", "bias_gelu_backward"};
+  c.dims = "B S N dbias";  // [B, S, N] ([B, N] when S = 0); dbias 0: no bias gradient
+  c.sizes = {{7, 0, 5, 1}, {2, 3, 33, 1}, {1, 0, 1, 1}, {3, 0, 3, 0}, {30, 0, 3, 1}};
+  c.device_sizes = {{7, 0, 5, 1},      {2, 3, 33, 1},     {1, 0, 1, 1},
+                    {3, 0, 3, 0},      {1000, 0, 77, 1},  {16, 128, 1536, 1},
+                    {16, 128, 1536, 0}, {129, 0, 1000, 1}};
+  c.precisions = {kF32, kBF16, Precision{bf16, bf16, f32}};
+  c.fd_tol = 1e-5;
+  c.run = [](OpRun& e, const Dims& d) {
+    const Shape s = shape3(d[0], d[1], d[2]);
+    // As the gelu entry: GELU of a very negative input is tiny, bound the absolute error too.
+    Tensor x = e.in("inp", s, Role::act, {-3, 3}), b = e.in("bias", {d[2]}, Role::act, {-1, 1});
+    Tensor pre = e.out("pre", s), y = e.out("out", s, Role::act, 1, 1);
+    bias_gelu_forward(pre, y, x, b);
+    if (!e.backward()) return;
+    Tensor dx = e.grad("inp", 1, 1);
+    bias_gelu_backward(dx, d[3] ? e.acc_grad("bias", 10) : Tensor(), e.upstream("out"),
+                       e.feed("pre", pre));
+  };
+  return c;
+}
+
+OpCase dropout_bias_case() {
+  OpCase c;
+  c.name = "dropout_bias";
+  c.covers = {"dropout_bias_backward"};
+  c.dims = "B S N p% dbias";  // [B, S, N] ([B, N] when S = 0); dropout samples along B
+  c.sizes = {{7, 0, 33, 25, 1}, {2, 3, 5, 25, 1}, {1, 1, 1, 25, 1}, {3, 2, 3, 0, 1},
+             {2, 3, 7, 25, 0}};
+  c.device_sizes = {{7, 0, 33, 25, 1},    {2, 3, 5, 25, 1},      {1, 1, 1, 25, 1},
+                    {3, 2, 3, 0, 1},      {2, 3, 7, 25, 0},      {16, 128, 384, 10, 1},
+                    {16, 128, 1536, 10, 0}, {5, 27, 1000, 10, 1}};
+  c.precisions = {kF32, kBF16, Precision{bf16, bf16, f32}};
+  c.fd_step = 1e-2;  // linear in each element
+  c.run = [](OpRun& e, const Dims& d) {
+    const Shape s = shape3(d[0], d[1], d[2]);
+    const float p = float(d[3]) / 100.0f;
+    const DropoutKey key{0x5eed5eed12345678ull, 99, 4};
+    Tensor ids = random_example_ids(e, d[0]);
+    Tensor x = e.in("inp", s), b = e.in("bias", {d[2]}), t = e.out("inp + bias", s);
+    bias_add_forward(t, x, b);
+    Tensor y = e.out("out", s);
+    dropout_forward(y, t, p, key, ids);
+    if (!e.backward()) return;
+    Tensor dx = e.grad("inp");
+    dropout_bias_backward(dx, d[4] ? e.acc_grad("bias", 10) : Tensor(), e.upstream("out"), p, key,
+                          ids);
+    if (e.compared()) e.exact("kept by backward", nonzero(dx));
+  };
+  return c;
+}
+
+OpCase bias_dropout_residual_layernorm_case() {
+  OpCase c;
+  c.name = "bias_dropout_residual_layernorm";
+  c.covers = {"bias_dropout_residual_layernorm_forward", "dropout_bias_backward"};
+  c.dims = "B S C p% residual";  // rows [B, S] of C; dropout samples along B
+  c.sizes = {{7, 1, 33, 25, 1}, {1, 1, 33, 0, 1}, {2, 3, 5, 25, 0}, {3, 2, 3, 25, 1}};
+  c.device_sizes = {{7, 1, 33, 25, 1},     {1, 1, 33, 0, 1},      {2, 3, 5, 25, 0},
+                    {3, 2, 3, 25, 1},      {16, 128, 384, 10, 1}, {3, 17, 768, 10, 1},
+                    {8, 16, 1000, 10, 0}};
+  c.precisions = {kF32, Precision{bf16, f32, f32}, kBF16};
+  c.fd_tol = 1e-5;
+  c.run = [](OpRun& e, const Dims& d) {
+    const int64_t C = d[2], M = d[0] * d[1];
+    const Shape s{d[0], d[1], C};
+    const float p = float(d[3]) / 100.0f;
+    const DropoutKey key{0xabad1deaull, 17, 9};
+    Tensor ids = random_example_ids(e, d[0]);
+    Tensor inp = e.in("inp", s, Role::act, {-2, 3}), b = e.in("bias", {C});
+    Tensor res = d[4] ? e.in("residual", s) : Tensor();
+    Tensor w = e.in("weight", {C}, Role::param, {0.5, 1.5}), lb = e.in("ln_bias", {C}, Role::param);
+    Tensor out = e.out("out", s), xs = e.out("xsum", s);
+    Tensor mean = e.out("mean", {M}, Role::stat), rstd = e.out("rstd", {M}, Role::stat);
+    bias_dropout_residual_layernorm_forward(out, mean, rstd, xs, inp, b, p, key, ids, res, w, lb,
+                                            1e-5);
+    if (!e.backward()) return;
+    // dxsum is residual's gradient (or a scratch result without one); dropout_bias_backward
+    // carries it to inp and bias.
+    Tensor dxs = d[4] ? e.grad("residual") : e.out("dxsum", s);
+    layernorm_backward(dxs, e.acc_grad("weight", 10), e.acc_grad("ln_bias", 10), e.upstream("out"),
+                       e.feed("xsum", xs), e.feed("mean", mean), e.feed("rstd", rstd), w);
+    dropout_bias_backward(e.grad("inp"), e.acc_grad("bias", 10), dxs, p, key, ids);
+  };
+  return c;
+}
+
 // ---- attention.h, permute.h, padding.h ----
 
 // Materialized or flash attention with the awkward key mask and example ids for dropout.
@@ -660,7 +762,8 @@ const std::vector<OpCase>& op_table() {
   static const std::vector<OpCase> table = {
       matmul_case(),        linear_case(),        bias_case(),       tanh_case(),
       gelu_case(),          add_case(),           axpy_case(),       cast_case(),
-      layernorm_case(),     softmax_case(),       dropout_case(),    attention_case(false),
+      layernorm_case(),     softmax_case(),       dropout_case(),    bias_gelu_case(),
+      dropout_bias_case(),  bias_dropout_residual_layernorm_case(),    attention_case(false),
       attention_case(true), heads_case(true),     heads_case(false), padding_case(),
       embedding_case(),     cross_entropy_case(), mse_case(),        sparse_pack_case(),
       grad_norm_case(),     adamw_case(),
