@@ -17,6 +17,8 @@
 #include "kernels/cast.h"
 #include "kernels/dropout.h"
 #include "kernels/embedding.h"
+#include "kernels/bias.h"
+#include "kernels/fused.h"
 #include "kernels/gelu.h"
 #include "kernels/layernorm.h"
 #include "kernels/loss.h"
@@ -122,17 +124,80 @@ void run(Device d, DType dt, int reps) {
   }
 }
 
+// kernels/fused.h against the unfused sequences at MiniLM's shapes (B·S = 16·128 rows, F = 1536,
+// H = 384): fused and unfused alternate `rounds` times (a noisy machine drifts), medians of the
+// rounds' medians; bytes are those of the fused pass (inputs + outputs once).
+void run_fused(Device d, DType dt, int reps, int rounds) {
+  const int64_t M = 16 * 128, F = 1536, H = 384;
+  const double es = double(dtype_size(dt));
+  Tensor big = randn({M, F}, dt, d, 1), big2 = Tensor::empty({M, F}, dt, d);
+  const double copy_gbs = 2.0 * double(big.nbytes()) / median_seconds(d, reps, [&] { big2.copy_from(big); }) / 1e9;
+  Tensor x = randn({16, 128, F}, dt, d, 2), g = randn({16, 128, F}, dt, d, 3), bF = randn({F}, dt, d, 4);
+  Tensor pre = Tensor::empty({16, 128, F}, dt, d), y = Tensor::empty({16, 128, F}, dt, d);
+  Tensor dx = Tensor::empty({16, 128, F}, dt, d), dbF = Tensor::zeros({F}, dt, d);
+  Tensor h = randn({16, 128, H}, dt, d, 5), res = randn({16, 128, H}, dt, d, 6), bH = randn({H}, dt, d, 7);
+  Tensor w = randn({H}, dt, d, 8), lb = randn({H}, dt, d, 9), dbH = Tensor::zeros({H}, dt, d);
+  Tensor t = Tensor::empty({16, 128, H}, dt, d), t2 = Tensor::empty({16, 128, H}, dt, d);
+  Tensor out = Tensor::empty({16, 128, H}, dt, d), xs = Tensor::empty({16, 128, H}, dt, d);
+  Tensor gh = randn({16, 128, H}, dt, d, 10), dh = Tensor::empty({16, 128, H}, dt, d);
+  const DType st = dt == DType::f64 ? DType::f64 : DType::f32;
+  Tensor mean = Tensor::empty({M}, st, d), rstd = Tensor::empty({M}, st, d);
+  Tensor ids = ids_for(16, 1 << 30, d, 11);
+  const DropoutKey key{1, 2, 3};
+  struct Pair {
+    std::string op, shape;
+    double bytes;
+    std::function<void()> fused, unfused;
+  };
+  const std::vector<Pair> pairs = {
+      {"bias_gelu_forward", shape_str({M, F}), 3 * es * M * F, [&] { bias_gelu_forward(pre, y, x, bF); },
+       [&] { bias_add_forward(pre, x, bF); gelu_forward(y, pre); }},
+      {"bias_gelu_backward", shape_str({M, F}), 3 * es * M * F, [&] { bias_gelu_backward(dx, dbF, g, pre); },
+       [&] { gelu_backward(dx, g, pre); bias_add_backward(dbF, dx); }},
+      {"bias_dropout_residual_layernorm", shape_str({M, H}), 4 * es * M * H,
+       [&] { bias_dropout_residual_layernorm_forward(out, mean, rstd, xs, h, bH, 0.1f, key, ids, res, w, lb, 1e-12); },
+       [&] {
+         bias_add_forward(t, h, bH);
+         dropout_forward(t2, t, 0.1f, key, ids);
+         layernorm_forward(out, mean, rstd, t2, res, w, lb, 1e-12, xs);
+       }},
+      {"dropout_bias_backward", shape_str({M, H}), 2 * es * M * H,
+       [&] { dropout_bias_backward(dh, dbH, gh, 0.1f, key, ids); },
+       [&] { dropout_backward(dh, gh, 0.1f, key, ids); bias_add_backward(dbH, dh); }},
+  };
+  auto median = [](std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    return v[v.size() / 2];
+  };
+  for (const Pair& pr : pairs) {
+    std::vector<double> f, u;
+    for (int r = 0; r < rounds; ++r) {
+      f.push_back(median_seconds(d, reps, pr.fused));
+      u.push_back(median_seconds(d, reps, pr.unfused));
+    }
+    const double fs = median(f), us = median(u), gbs = pr.bytes / fs / 1e9;
+    std::printf("%-5s %-5s %-32s %-12s %9.3f %9.3f %7.2fx %8.2f %8.2f\n",
+                std::string(device_name(d)).c_str(), std::string(dtype_name(dt)).c_str(),
+                pr.op.c_str(), pr.shape.c_str(), 1e3 * fs, 1e3 * us, us / fs, gbs, gbs / copy_gbs);
+  }
+}
+
 }  // namespace
 
 int main() {
   std::printf("%-5s %-5s %-30s %-18s %10s %9s %8s\n", "dev", "dtype", "op", "shape", "ms", "GB/s",
               "of copy");
   run(Device::cpu, DType::f32, 5);
+  std::printf("\n%-5s %-5s %-32s %-12s %9s %9s %8s %8s %8s\n", "dev", "dtype", "fused op", "shape",
+              "fused ms", "unfused", "speedup", "GB/s", "of copy");
+  run_fused(Device::cpu, DType::f32, 7, 5);
   if (!cuda_available()) {
     std::printf("cuda: skipped (no CUDA device)\n");
     return 0;
   }
   run(Device::cuda, DType::f32, 20);
   run(Device::cuda, DType::bf16, 20);
+  run_fused(Device::cuda, DType::f32, 20, 3);
+  run_fused(Device::cuda, DType::bf16, 20, 3);
   return 0;
 }
