@@ -11,10 +11,12 @@
 
 #include "kernels/activation.h"
 #include "kernels/attention.h"
+#include "kernels/bias.h"
 #include "kernels/cast.h"
 #include "kernels/dropout.h"
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
+#include "kernels/fused.h"
 #include "kernels/gelu.h"
 #include "kernels/layernorm.h"
 #include "kernels/linear.h"
@@ -45,9 +47,6 @@ StepContext first_token_context(const StepContext& ctx) {
   first.mask = first.padding = Tensor();
   return first;
 }
-}  // namespace
-
-namespace {
 
 // A sparse save skips padding: x (samples [b0, b0 + x.size(0)) of a [B,S,...] or [B,N,S,...]
 // activation) is dead in forward once saved, so its padding rows are zeroed in place just before
@@ -464,15 +463,21 @@ Tensor feed_forward_forward(const StepContext& ctx, int l, const BertLayerWeight
   for (int64_t b0 = 0; b0 < B; b0 += cb) {
     const int64_t b1 = std::min(B, b0 + cb), n = b1 - b0;
     const Tensor h1c = h1.rows(b0, b1), fc = f.rows(b0, b1);
-    linear_forward(fc, h1c, w.ffn1_w, w.ffn1_b);
+    linear_forward(fc, h1c, w.ffn1_w, Tensor());
     if (!form_g) {
+      bias_add_forward(fc, fc, w.ffn1_b);
       f.done(b0, fc);
       continue;
     }
     const Tensor gc = g->rows(b0, b1);
-    if (in_place) f.done(b0, fc);  // saved before g overwrites it
-    gelu_forward(gc, fc);
-    if (!in_place) f.done(b0, fc);
+    if (in_place) {
+      bias_add_forward(fc, fc, w.ffn1_b);
+      f.done(b0, fc);  // saved before g overwrites it
+      gelu_forward(gc, fc);
+    } else {
+      bias_gelu_forward(fc, gc, fc, w.ffn1_b);  // f = h1 W_1 + b_1 and g = gelu(f) in one pass
+      f.done(b0, fc);
+    }
     if (!tail) {
       g->done(b0, gc);
       continue;
@@ -522,7 +527,7 @@ Tensor ffn2_gelu_backward(const StepContext& ctx, int l, const BertLayerWeights&
     }
   }
   Tensor df = ctx.act({B, S, F});
-  gelu_backward(df, dg, f);
+  bias_gelu_backward(df, gw.ffn1_b, dg, f);  // df and b_1's gradient in one pass
   return df;
 }
 
@@ -548,7 +553,7 @@ Tensor feed_forward_backward(const StepContext& ctx, int l, const BertLayerWeigh
   if (cb >= B) {
     const Tensor df = ffn2_gelu_backward(ctx, l, w, gw, dx2, rec, tape);
     Tensor dh1 = ctx.act({B, S, H});
-    linear_backward(dh1, gw.ffn1_w, gw.ffn1_b, df, tape.restore({l, Site::ffn1_input}), w.ffn1_w);
+    linear_backward(dh1, gw.ffn1_w, Tensor(), df, tape.restore({l, Site::ffn1_input}), w.ffn1_w);
     add(dh1, dh1, dx2);
     return dh1;
   }
@@ -577,8 +582,8 @@ Tensor feed_forward_backward(const StepContext& ctx, int l, const BertLayerWeigh
       g = g_in->rows(b0, b1);
     }
     linear_backward(dg, gw.ffn2_w, gw.ffn2_b, d_o, g, w.ffn2_w);
-    gelu_backward(dg, dg, f);  // df, in place
-    linear_backward(dxp, gw.ffn1_w, gw.ffn1_b, dg, h1_in.rows(b0, b1), w.ffn1_w);
+    bias_gelu_backward(dg, gw.ffn1_b, dg, f);  // df, in place, and b_1's gradient
+    linear_backward(dxp, gw.ffn1_w, Tensor(), dg, h1_in.rows(b0, b1), w.ffn1_w);
     add(dx2c, dxp, dx2c);  // dh1 = FFN1's input gradient + the residual's, as the whole-batch sum
   }
   return dx2;

@@ -534,8 +534,8 @@ StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& pl
   st.padded = pad;
   // bert_step.cpp: the last layer's feed-forward block runs on the [CLS] rows.
   auto first_token = [&](int l) {
-    return l + 1 == L &&
-           (!train || first_token_trainable(plan.layers[size_t(l)].policy, plan.policy.skip_padding));
+    return l + 1 == L && (!train || first_token_trainable(plan.layers[size_t(l)].policy,
+                                                          plan.policy.skip_padding));
   };
   SimTape tape(sim);
   SimTape* t = train ? &tape : nullptr;
