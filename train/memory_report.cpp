@@ -123,18 +123,30 @@ std::string format_memory_table(const MemoryReport& r, bool per_layer) {
   };
   std::vector<std::string> order;
   std::map<std::string, Row> rows;
+  bool mixed = false;
   for (const SiteRecord& s : r.sites) {
     auto [site, layer] = split_key(s.site);
     std::string name = per_layer || layer < 0 ? s.site : "layer*." + site;
     if (!rows.count(name)) order.push_back(name);
     Row& row = rows[name];
-    row.shape = fmt::format("{}{}", dtype_name(s.dtype), shape_str(s.shape));
-    row.policy = s.policy.mode == SaveMode::sparse
-                     ? fmt::format("sparse {} p={}", dtype_name(s.policy.value_dtype), s.policy.prune_ratio)
-                 : s.policy.mode == SaveMode::low_precision
-                     ? fmt::format("dense {}", dtype_name(s.policy.value_dtype))
-                 : s.policy.mode == SaveMode::recompute ? "recomputed"
-                                                         : "dense";
+    const std::string shape = fmt::format("{}{}", dtype_name(s.dtype), shape_str(s.shape));
+    const std::string policy =
+        s.policy.mode == SaveMode::sparse
+            ? fmt::format("sparse {} p={}", dtype_name(s.policy.value_dtype), s.policy.prune_ratio)
+        : s.policy.mode == SaveMode::low_precision
+            ? fmt::format("dense {}", dtype_name(s.policy.value_dtype))
+        : s.policy.mode == SaveMode::recompute ? "recomputed"
+                                                : "dense";
+    // The first layer's shape and policy; a '*' where another layer's differs (the last layer's
+    // feed-forward sites hold its [CLS] rows only; per-layer plans): --per_layer shows each.
+    if (row.count == 0) {
+      row.shape = shape;
+      row.policy = policy;
+    } else {
+      if (shape != row.shape && row.shape.back() != '*') row.shape += " *";
+      if (policy != row.policy && row.policy.back() != '*') row.policy += " *";
+    }
+    mixed = mixed || row.shape.back() == '*' || row.policy.back() == '*';
     row.count++;
     row.dense += s.dense_bytes;
     row.stored += s.stored_bytes;
@@ -152,6 +164,9 @@ std::string format_memory_table(const MemoryReport& r, bool per_layer) {
                      r.dense_activation_bytes
                          ? double(r.saved_activation_bytes) / double(r.dense_activation_bytes)
                          : 0.0);
+  if (mixed)
+    out += "* first layer's; not every layer's (the last layer's feed-forward sites hold its [CLS] "
+           "rows only; --per_layer lists each)\n";
   for (size_t l = 0; l < r.recompute_peak_bytes.size(); ++l) {
     if (r.recompute_peak_bytes[l] == 0) continue;
     int64_t kept = 0;

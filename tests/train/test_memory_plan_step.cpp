@@ -177,6 +177,26 @@ TEST_CASE("memory plan: predicted evaluation peak equals the allocator's", "[tra
     }
 }
 
+TEST_CASE("memory table: a site whose layers differ in shape is marked", "[train][memory_plan]") {
+  // A real step: the last layer's feed-forward sites hold its [CLS] rows only.
+  const BertConfig c = step_config(3);
+  BertForSequenceClassification model(c, Device::cpu, DType::f32);
+  model.init_weights(3);
+  TrainingArgs a;
+  a.per_device_train_batch_size = 2;
+  a.max_seq_length = 16;
+  const MemoryReport r = measure_training_step(model, a, 0);
+  const std::string table = format_memory_table(r, false);
+  INFO(table);
+  CHECK_THAT(table, Catch::Contains("layer*.gelu_input                3 f32[2, 16, 64] *"));
+  CHECK_THAT(table, Catch::Contains("layer*.q                         3 f32[2, 2, 16, 16]     "));
+  CHECK_THAT(table, Catch::Contains("* first layer's; not every layer's"));
+  const std::string per_layer = format_memory_table(r, true);
+  CHECK_THAT(per_layer, Catch::Contains("layer2.gelu_input"));
+  CHECK_THAT(per_layer, Catch::Contains("f32[2, 1, 64]"));
+  CHECK_THAT(per_layer, !Catch::Contains("not every layer's"));
+}
+
 TEST_CASE("memory plan: a real step under the plan stays within the budget",
           "[train][memory_plan]") {
   const int L = 12;
