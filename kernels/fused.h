@@ -1,7 +1,8 @@
 // Fused pointwise passes: each is one pass over memory in place of the unfused sequence named
-// above it, and on the CPU gives that sequence's bits exactly (f32 and f64, any thread count), so
-// the model may use either without changing a result. On CUDA (f32 or bf16 activations, fp32
-// math) they agree with the sequence within the op table's bounds.
+// above it, and on the CPU gives that sequence's bits (f32 and f64, any thread count; the
+// LayerNorm one with a caveat below), so the model may use either without changing a result. On
+// CUDA (f32 or bf16 activations, fp32 math) they agree with the sequence within the op table's
+// bounds.
 // Shapes: activations [..., N] (M rows of N, any leading dims); bias, dbias [N]. Dropout rows are
 // the samples, dim 0, as in kernels/dropout.h (those ops need at least 2 dims); example_ids i32
 // [dim0]. dtypes: one activation dtype for inp, bias, pre, out, residual, xsum, dout, dinp; dbias
@@ -21,7 +22,9 @@ void bias_gelu_forward(const Tensor& pre, const Tensor& out, const Tensor& inp, 
 void bias_gelu_backward(const Tensor& dinp, const Tensor& dbias, const Tensor& dout,
                         const Tensor& pre);
 
-// bias_add_forward, dropout_forward, then layernorm_forward with residual and xsum:
+// bias_add_forward, dropout_forward, then layernorm_forward with residual and xsum (the same
+// bits for rows of a multiple of 8 elements; a shorter tail agrees to rounding, and to the bit in
+// the release build on AVX2 but for f64 with a residual at N = 3):
 // xsum = dropout(inp + bias) + residual; out = LayerNorm(xsum)·weight + ln_bias, with mean and
 // rstd as layernorm_forward writes them. xsum may be undefined (not wanted) or alias inp; residual
 // may be undefined (x = dropout(inp + bias)).
