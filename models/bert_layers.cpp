@@ -17,11 +17,13 @@
 #include "kernels/elementwise.h"
 #include "kernels/embedding.h"
 #include "kernels/fused.h"
+#include "kernels/gemm.h"
 #include "kernels/gelu.h"
 #include "kernels/layernorm.h"
 #include "kernels/linear.h"
 #include "kernels/padding.h"
 #include "kernels/permute.h"
+#include "kernels/softmax.h"
 #include "models/bert.h"
 
 namespace br {
@@ -591,9 +593,55 @@ Tensor feed_forward_backward(const StepContext& ctx, int l, const BertLayerWeigh
 
 }  // namespace
 
+namespace {
+
+// The attention block of a forward without a tape for the [CLS] queries only: keys and values of
+// every row, the query, the scores [B,N,1,S], P·V, the output projection and LN1 of each
+// sample's first row. h1 [B,1,H] is what self_attention_forward would give in that row (to
+// rounding: the products run as batched GEMMs and a softmax rather than the attention kernel).
+// Evaluation only: no dropout on P (ctx.p_attn == 0), nothing saved.
+Tensor first_token_attention_forward(const StepContext& ctx, const BertLayerWeights& w,
+                                     const Tensor& x) {
+  const int64_t B = ctx.B, S = ctx.S, H = ctx.H, N = ctx.N, D = ctx.D;
+  const StepContext first = first_token_context(ctx);
+  Tensor t = ctx.act({B, S, H});
+  Tensor k = ctx.act({B, N, S, D}), v = ctx.act({B, N, S, D});
+  linear_forward(t, x, w.k_w, w.k_b);
+  split_heads(k, t, N);
+  linear_forward(t, x, w.v_w, w.v_b);
+  split_heads(v, t, N);
+  t = Tensor();
+  Tensor xc = first.act({B, 1, H}), tq = first.act({B, 1, H}), q = first.act({B, N, 1, D});
+  gather_first_token(xc.view({B, H}), x);
+  linear_forward(tq, xc, w.q_w, w.q_b);
+  split_heads(q, tq, N);
+  Tensor scores = first.act({B, N, 1, S}), probs = first.act({B, N, 1, S});
+  matmul(scores, q, false, k, true);
+  softmax_forward(probs, scores, ctx.mask, ctx.scale);
+  Tensor o = first.act({B, N, 1, D});
+  matmul(o, probs, false, v, false);
+  merge_heads(tq, o);
+  Tensor a = first.act({B, 1, H}), h1 = first.act({B, 1, H});
+  linear_forward(a, tq, w.ao_w, w.ao_b);
+  Tensor mean = first.stats(), rstd = first.stats();
+  layernorm_forward(h1, mean, rstd, a, xc, w.ln1_w, w.ln1_b, ctx.eps, Tensor());
+  return h1;
+}
+
+}  // namespace
+
 Tensor encoder_layer_forward(const StepContext& ctx, int l, const BertLayerWeights& w, Tensor x,
                              const LayerRecord& rec, Tape* tape, LayerOutput output,
                              Tape* ln2_tape) {
+  if (rec.first_token && !tape && ctx.p_attn == 0 && ctx.p_hidden == 0) {
+    // Evaluation: the attention block for the [CLS] queries too.
+    BR_CHECK(output == LayerOutput::whole && !ln2_tape,
+             "encoder layer {}: a first-token layer is never recomputed", l);
+    Tensor h1 = first_token_attention_forward(ctx, w, x);
+    x = Tensor();
+    return feed_forward_forward(first_token_context(ctx), l, w, h1, rec, nullptr,
+                                LayerOutput::whole, nullptr);
+  }
   Tensor h1 = self_attention_forward(ctx, l, w, x, rec, tape);
   x = Tensor();
   if (rec.first_token) {

@@ -102,7 +102,8 @@ struct LayerRecord {
   // B rows instead of B·S, its sites saved as [B,1,·], and the layer's output is [B,1,H]. The
   // last layer's, as the head reads [CLS] alone and every op after the attention is per row: the
   // other rows' outputs are never read and their gradients are exactly zero. Not when a sparse
-  // site there ranks the whole layer's values (first_token_trainable).
+  // site there ranks the whole layer's values (first_token_trainable). In a forward without a
+  // tape (evaluation) the attention block too runs for the [CLS] queries only.
   bool first_token = false;
   // flash with a non-dense attention-output dense input: the attention output is saved apart.
   bool attn_out_saved() const { return flash && policy[Site::attn_out_input].mode != SaveMode::dense; }

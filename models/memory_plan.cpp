@@ -331,6 +331,22 @@ Sim::Buf ffn_forward(Step& st, int l, Sim::Buf h1, const BackRazorPolicy& p, Sim
 Sim::Buf layer_forward(Step& st, int l, Sim::Buf x, const BackRazorPolicy& p, SimTape* tape,
                        LayerOutput output = LayerOutput::whole, SimTape* ln2_tape = nullptr,
                        bool first_token = false) {
+  if (first_token && !tape) {  // bert_layers.cpp first_token_attention_forward (evaluation)
+    Sim& m = st.sim;
+    Step first = first_token_step(st);
+    const int64_t row = st.B * st.H * kE;
+    Sim::Buf t = st.x(), k = st.x(), v = st.x();
+    m.drop(t);
+    Sim::Buf xc = m.alloc(row), tq = m.alloc(row), q = m.alloc(row);
+    Sim::Buf scores = m.alloc(st.B * st.N * st.S * kE), probs = m.alloc(st.B * st.N * st.S * kE);
+    Sim::Buf o = m.alloc(row), a = m.alloc(row), h1 = m.alloc(row);
+    Sim::Buf mean = m.alloc(first.stats()), rstd = m.alloc(first.stats());
+    m.drop_all({&rstd, &mean, &a, &o, &probs, &scores, &q, &tq, &xc, &v, &k});
+    m.drop(x);
+    Sim::Buf out = ffn_forward(first, l, h1, p, nullptr, LayerOutput::whole, nullptr);
+    m.drop(h1);
+    return out;
+  }
   Sim::Buf h1 = attention_forward(st, l, x, p, tape);
   st.sim.drop(x);
   if (first_token) {  // LayerRecord::first_token: the feed-forward block on the [CLS] rows
