@@ -86,6 +86,34 @@ std::vector<Case> bit_cases() {
   return v;
 }
 
+// A fused backward against its unfused sequence: unfused(dx, dout) then bias_add_backward, and
+// fused(dinp, dbias, dout), from a fresh dout and a dbias start at c's alignment. The same dinp and
+// dbias bits; then without dbias; then with dinp aliasing dout.
+template <typename Unfused, typename Fused>
+void check_bias_backward_bits(const Case& c, std::mt19937_64& rng, const Unfused& unfused,
+                              const Fused& fused) {
+  const int64_t N = c.s.back();
+  Tensor dout = random_tensor(c.s, c.dt, rng);
+  Tensor start = random_tensor({N}, c.dt, rng);
+  Tensor db = offset_copy(start, c.offset);  // one view for both: the same alignment
+  Tensor dx = poisoned(c.s, c.dt);
+  unfused(dx, dout);
+  bias_add_backward(db, dx);
+  const Tensor want_db = db.clone();
+  db.copy_from(start);
+  Tensor dx2 = poisoned(c.s, c.dt);
+  fused(dx2, db, dout);
+  CHECK_SAME_BITS(dx2, dx);
+  CHECK_SAME_BITS(db, want_db);
+  Tensor dx3 = poisoned(c.s, c.dt);
+  fused(dx3, Tensor(), dout);
+  CHECK_SAME_BITS(dx3, dx);
+  db.copy_from(start);
+  fused(dout, db, dout);
+  CHECK_SAME_BITS(dout, dx);
+  CHECK_SAME_BITS(db, want_db);
+}
+
 }  // namespace
 
 TEST_CASE("bias_gelu_forward gives the bits of bias_add_forward then gelu_forward",
@@ -122,28 +150,12 @@ TEST_CASE("bias_gelu_backward gives the bits of gelu_backward then bias_add_back
   for (const Case& c : bit_cases()) {
     INFO(c.str());
     const Threads th(c.threads);
-    const int64_t N = c.s.back();
     Tensor pre = random_tensor(c.s, c.dt, rng, Device::cpu, -4, 4);
-    Tensor dout = random_tensor(c.s, c.dt, rng);
-    Tensor start = random_tensor({N}, c.dt, rng);
-    Tensor db = offset_copy(start, c.offset);  // one view for both: the same alignment
-    Tensor dx = poisoned(c.s, c.dt);
-    gelu_backward(dx, dout, pre);
-    bias_add_backward(db, dx);
-    const Tensor want_db = db.clone();
-    db.copy_from(start);
-    Tensor dx2 = poisoned(c.s, c.dt);
-    bias_gelu_backward(dx2, db, dout, pre);
-    CHECK_SAME_BITS(dx2, dx);
-    CHECK_SAME_BITS(db, want_db);
-    // Without dbias; dinp aliasing dout.
-    Tensor dx3 = poisoned(c.s, c.dt);
-    bias_gelu_backward(dx3, Tensor(), dout, pre);
-    CHECK_SAME_BITS(dx3, dx);
-    db.copy_from(start);
-    bias_gelu_backward(dout, db, dout, pre);
-    CHECK_SAME_BITS(dout, dx);
-    CHECK_SAME_BITS(db, want_db);
+    check_bias_backward_bits(
+        c, rng, [&](const Tensor& dx, const Tensor& dout) { gelu_backward(dx, dout, pre); },
+        [&](const Tensor& dinp, const Tensor& dbias, const Tensor& dout) {
+          bias_gelu_backward(dinp, dbias, dout, pre);
+        });
   }
 }
 
@@ -158,27 +170,13 @@ TEST_CASE("dropout_bias_backward gives the bits of dropout_backward then bias_ad
     const float p = i % 5 == 4 ? (i % 2 ? 1.0f : 0.0f) : 0.1f;  // mostly 0.1, some 0 and 1
     INFO(c.str() << " p " << p);
     const Threads th(c.threads);
-    const int64_t N = c.s.back();
     Tensor ids = cpu_ids(c.s[0], rng);
-    Tensor dout = random_tensor(c.s, c.dt, rng);
-    Tensor start = random_tensor({N}, c.dt, rng);
-    Tensor db = offset_copy(start, c.offset);
-    Tensor dx = poisoned(c.s, c.dt);
-    dropout_backward(dx, dout, p, kKey, ids);
-    bias_add_backward(db, dx);
-    const Tensor want_db = db.clone();
-    db.copy_from(start);
-    Tensor dx2 = poisoned(c.s, c.dt);
-    dropout_bias_backward(dx2, db, dout, p, kKey, ids);
-    CHECK_SAME_BITS(dx2, dx);
-    CHECK_SAME_BITS(db, want_db);
-    Tensor dx3 = poisoned(c.s, c.dt);
-    dropout_bias_backward(dx3, Tensor(), dout, p, kKey, ids);
-    CHECK_SAME_BITS(dx3, dx);
-    db.copy_from(start);
-    dropout_bias_backward(dout, db, dout, p, kKey, ids);
-    CHECK_SAME_BITS(dout, dx);
-    CHECK_SAME_BITS(db, want_db);
+    check_bias_backward_bits(
+        c, rng,
+        [&](const Tensor& dx, const Tensor& dout) { dropout_backward(dx, dout, p, kKey, ids); },
+        [&](const Tensor& dinp, const Tensor& dbias, const Tensor& dout) {
+          dropout_bias_backward(dinp, dbias, dout, p, kKey, ids);
+        });
   }
 }
 
