@@ -633,26 +633,24 @@ Tensor first_token_attention_forward(const StepContext& ctx, const BertLayerWeig
 Tensor encoder_layer_forward(const StepContext& ctx, int l, const BertLayerWeights& w, Tensor x,
                              const LayerRecord& rec, Tape* tape, LayerOutput output,
                              Tape* ln2_tape) {
-  if (rec.first_token && !tape && ctx.p_attn == 0 && ctx.p_hidden == 0) {
-    // Evaluation: the attention block for the [CLS] queries too.
-    BR_CHECK(output == LayerOutput::whole && !ln2_tape,
-             "encoder layer {}: a first-token layer is never recomputed", l);
-    Tensor h1 = first_token_attention_forward(ctx, w, x);
-    x = Tensor();
-    return feed_forward_forward(first_token_context(ctx), l, w, h1, rec, nullptr,
-                                LayerOutput::whole, nullptr);
-  }
-  Tensor h1 = self_attention_forward(ctx, l, w, x, rec, tape);
-  x = Tensor();
   if (rec.first_token) {
     BR_CHECK(output == LayerOutput::whole && !ln2_tape,
              "encoder layer {}: a first-token layer is never recomputed", l);
     const StepContext first = first_token_context(ctx);
-    Tensor cls = ctx.act({ctx.B, 1, ctx.H});
-    gather_first_token(cls.view({ctx.B, ctx.H}), h1);
-    h1 = Tensor();
+    Tensor cls;
+    if (!tape && ctx.p_attn == 0 && ctx.p_hidden == 0) {
+      cls = first_token_attention_forward(ctx, w, x);  // evaluation: the [CLS] queries only
+      x = Tensor();
+    } else {
+      Tensor h1 = self_attention_forward(ctx, l, w, x, rec, tape);
+      x = Tensor();
+      cls = ctx.act({ctx.B, 1, ctx.H});
+      gather_first_token(cls.view({ctx.B, ctx.H}), h1);
+    }
     return feed_forward_forward(first, l, w, cls, rec, tape, LayerOutput::whole, nullptr);
   }
+  Tensor h1 = self_attention_forward(ctx, l, w, x, rec, tape);
+  x = Tensor();
   return feed_forward_forward(ctx, l, w, h1, rec, tape, output, ln2_tape);
 }
 
