@@ -85,6 +85,10 @@ struct StepOptions {
   uint64_t seed = 42;              // dropout stream
   uint32_t step = 0;               // global step (part of the dropout key)
   bool attention_dropout = true;   // upstream BERT; false reproduces the Back Razor fork
+  // A batch that is a length group of a larger one (train/batch.h, split_by_length): that batch's
+  // padded length, so that sparse sites keep per sample what it would have kept (StepContext::
+  // rank_S); 0: this batch's own length.
+  int64_t rank_length = 0;
 };
 
 // What a training forward did, consumed by its backward: the policy applied to the embedding and
@@ -202,6 +206,9 @@ class BertForSequenceClassification {
   void set_gradient_checkpointing(bool on) { gradient_checkpointing_ = on; }
   bool gradient_checkpointing() const { return gradient_checkpointing_; }
   LayerPlan plan_for(int layer) const;
+  // Whether a sparse site ranks padding too (skip_padding off): what it keeps then depends on how
+  // the batch is padded, so a batch split by length (StepOptions::rank_length) would change it.
+  bool ranks_padding() const;
 
  private:
   StepContext context(const BertBatch& batch, const StepOptions& opt) const;

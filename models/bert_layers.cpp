@@ -24,12 +24,27 @@
 #include "kernels/padding.h"
 #include "kernels/permute.h"
 #include "kernels/softmax.h"
+#include "kernels/sparse_pack.h"
 #include "models/bert.h"
 
 namespace br {
 
 Tensor StepContext::stats() const {
   return Tensor::empty({B * S}, model_dtype == DType::f64 ? DType::f64 : DType::f32, device);
+}
+
+int64_t StepContext::keep(Site site, const SitePolicy& policy, int64_t n) const {
+  if (policy.mode != SaveMode::sparse || rank_S == 0 || rank_S == S) return 0;
+  // How many of a sample's dimensions are the sequence: two for the probabilities [N,S,S], none
+  // for the head's [H] rows, else one ([S,·], [N,S,D]).
+  const int seq_dims = site == Site::probs ? 2
+                       : site == Site::pooler_input || site == Site::classifier_input ? 0
+                                                                                       : 1;
+  BR_CHECK(rank_S > S, "StepContext: sparse sites ranked at length {} for a batch of length {}",
+           rank_S, S);
+  int64_t padded = n;
+  for (int i = 0; i < seq_dims; ++i) padded = padded / S * rank_S;
+  return std::min(n, backrazor_keep_count(padded, policy.prune_ratio));
 }
 
 bool first_token_trainable(const BackRazorPolicy& layer_policy, bool skip_padding) {
@@ -46,6 +61,7 @@ namespace {
 StepContext first_token_context(const StepContext& ctx) {
   StepContext first = ctx;
   first.S = 1;
+  first.rank_S = 0;  // a [CLS] row keeps its own share
   first.mask = first.padding = Tensor();
   return first;
 }
@@ -64,7 +80,7 @@ void zero_padding_before_pack(const StepContext& ctx, const SitePolicy& policy, 
 void save_site(Tape& tape, const StepContext& ctx, int layer, Site site, const Tensor& x,
                const SitePolicy& policy) {
   zero_padding_before_pack(ctx, policy, x, 0);
-  tape.save({layer, site}, x, policy);
+  tape.save({layer, site}, x, policy, ctx.keep(site, policy, x.numel() / x.size(0)));
 }
 
 // ---- embeddings ----
@@ -188,7 +204,9 @@ class ChunkedSite {
     t_ = !whole_ && share.defined() ? share : ctx.act(s);
     BR_CHECK(t_.shape() == s, "ChunkedSite '{}': a shared buffer {} for chunks of {}",
              key_.name(), t_.str(), shape_str(s));
-    if (copy_) tape->begin_rows(key_, shape_, ctx.act_dtype, policy);
+    if (copy_)
+      tape->begin_rows(key_, shape_, ctx.act_dtype, policy,
+                       ctx.keep(site, policy, shape_numel(sample_shape)));
   }
   // Whether a tape keeps a site of `policy` as it is (dense), so that it is formed whole.
   static bool kept_whole(const Tape* tape, const SitePolicy& policy, const StepContext& ctx) {

@@ -75,6 +75,9 @@ struct StepContext {
   Tensor padding;      // i32 [B,S] token mask when sparse sites skip padding, else undefined
   int64_t attention_workspace = kAttentionWorkspaceBytes;  // bytes of P per attention chunk
   int64_t ffn_workspace = kFfnWorkspaceBytes;              // bytes of [b,S,F] per FFN chunk
+  // A batch split by length (train/batch.h, split_by_length): the padded length of the whole
+  // batch, so that each sparse site keeps per sample what the whole batch would have kept; 0: S.
+  int64_t rank_S = 0;
 
   // Samples per materialized-attention chunk (attention_chunk_samples).
   int64_t attention_chunk() const {
@@ -84,6 +87,11 @@ struct StepContext {
   int64_t ffn_chunk() const {
     return ffn_chunk_samples(B, S, F, int64_t(dtype_size(act_dtype)), ffn_workspace);
   }
+
+  // The kept count per sample of a sparse save of `site` with n elements per sample: 0 (the
+  // tape's own, backrazor_keep_count(n)) unless rank_S is set, and then that of the sample padded
+  // to rank_S (its padding zeroed, so the same values are kept), at most n.
+  int64_t keep(Site site, const SitePolicy& policy, int64_t n) const;
 
   Tensor act(const Shape& s) const { return Tensor::empty(s, act_dtype, device); }
   Tensor stats() const;  // a mean or rstd buffer of B*S rows

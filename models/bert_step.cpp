@@ -30,10 +30,21 @@ StepContext BertForSequenceClassification::context(const BertBatch& batch,
   ctx.eps = c.layer_norm_eps;
   ctx.seed = opt.seed;
   ctx.step = opt.step;
+  BR_CHECK(opt.rank_length == 0 || opt.rank_length >= ctx.S,
+           "bert forward: rank_length {} is shorter than the batch's length {}", opt.rank_length,
+           ctx.S);
+  ctx.rank_S = opt.rank_length;
   ctx.example_ids = batch.example_ids;
   ctx.attention_workspace = attention_workspace_;
   ctx.ffn_workspace = ffn_workspace_;
   return ctx;
+}
+
+bool BertForSequenceClassification::ranks_padding() const {
+  if (policy_.skip_padding) return false;
+  bool any_sparse = policy_.any_sparse();
+  for (int l = 0; l < config_.num_hidden_layers; ++l) any_sparse = any_sparse || plan_for(l).policy.any_sparse();
+  return any_sparse;
 }
 
 Tensor BertForSequenceClassification::additive_mask(const BertBatch& batch,

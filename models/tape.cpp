@@ -50,9 +50,16 @@ int64_t sample_numel(const Tensor& x) {
   return x.dim() >= 1 && x.size(0) > 0 ? x.numel() / x.size(0) : x.numel();
 }
 
+// A sparse save's kept count per sample, given by its owner: in [1, n].
+int64_t checked_keep(const std::string& site, int64_t keep, int64_t n) {
+  BR_CHECK(keep >= 1 && keep <= n, "Tape: site '{}': {} kept values per sample of {} elements",
+           site, keep, n);
+  return keep;
+}
+
 }  // namespace
 
-void Tape::save(TapeKey key, const Tensor& x, const SitePolicy& policy) {
+void Tape::save(TapeKey key, const Tensor& x, const SitePolicy& policy, int64_t keep) {
   const std::string site = key.name();
   BR_CHECK(!entries_.count(key), "Tape::save: site '{}' is already saved (restore it first)", site);
   check_defined("Tape::save", site.c_str(), x);
@@ -81,8 +88,23 @@ void Tape::save(TapeKey key, const Tensor& x, const SitePolicy& policy) {
       e.dense = cast(x, policy.value_dtype, MemCategory::saved_activations);
       break;
     case SaveMode::sparse: {
-      SparsePack p = pack_topk(x, policy.prune_ratio, policy.value_dtype,
+      SparsePack p;
+      if (keep == 0) {
+        p = pack_topk(x, policy.prune_ratio, policy.value_dtype, MemCategory::saved_activations);
+      } else {
+        BR_CHECK(x.dim() >= 1 && x.numel() > 0, "Tape::save: site '{}': a sparse save of {}", site,
+                 x.str());
+        p.shape = x.shape();
+        p.dtype = x.dtype();
+        p.batch = x.size(0);
+        p.n = x.numel() / p.batch;
+        p.k = checked_keep(site, keep, p.n);
+        p.mask = Tensor::empty({p.batch, sparse_mask_row_bytes(p.n)}, DType::u8, device_,
                                MemCategory::saved_activations);
+        p.values = Tensor::empty({p.batch * p.k}, policy.value_dtype, device_,
+                                 MemCategory::saved_activations);
+        pack_topk_into(p, x);
+      }
       e.mask = p.mask;
       e.values = p.values;
       e.kept_per_sample = p.k;
@@ -193,7 +215,8 @@ SparsePack pack_rows(const SavedTensor& e, int64_t b0, int64_t nb) {
 
 }  // namespace
 
-void Tape::begin_rows(TapeKey key, const Shape& shape, DType dtype, const SitePolicy& policy) {
+void Tape::begin_rows(TapeKey key, const Shape& shape, DType dtype, const SitePolicy& policy,
+                      int64_t keep) {
   const std::string site = key.name();
   BR_CHECK(!entries_.count(key), "Tape::begin_rows: site '{}' is already saved (restore it first)",
            site);
@@ -206,7 +229,7 @@ void Tape::begin_rows(TapeKey key, const Shape& shape, DType dtype, const SitePo
   e.policy = policy;
   const int64_t batch = shape[0], n = shape_numel(shape) / batch;
   if (policy.mode == SaveMode::sparse) {
-    e.kept_per_sample = backrazor_keep_count(n, policy.prune_ratio);
+    e.kept_per_sample = keep ? checked_keep(site, keep, n) : backrazor_keep_count(n, policy.prune_ratio);
     e.mask = Tensor::empty({batch, sparse_mask_row_bytes(n)}, DType::u8, device_,
                            MemCategory::saved_activations);
     e.values = Tensor::empty({batch * e.kept_per_sample}, policy.value_dtype, device_,

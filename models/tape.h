@@ -109,8 +109,10 @@ class Tape {
 
   // Saves x under `key` (unique until restored). A dense save of a tensor that owns its whole
   // storage and has no other holder adopts it instead of copying. A recompute save stores nothing
-  // and only records the site (0 bytes held); restoring it is an error.
-  void save(TapeKey key, const Tensor& x, const SitePolicy& policy = {});
+  // and only records the site (0 bytes held); restoring it is an error. `keep`, for a sparse
+  // policy: the values kept per sample, at most a sample's elements (0: backrazor_keep_count of
+  // them; a batch split by length keeps the count of the whole batch's padded length).
+  void save(TapeKey key, const Tensor& x, const SitePolicy& policy = {}, int64_t keep = 0);
   // The dense reconstruction (pruned positions exactly zero), in the saved dtype; frees the entry.
   Tensor restore(TapeKey key);
   bool has(TapeKey key) const { return entries_.count(key) != 0; }
@@ -127,7 +129,8 @@ class Tape {
   // the low-precision copy: the same bytes) and records the site; save_rows then fills samples
   // [b0, b0 + x.size(0)) from x. Packing is per sample, so the stored bytes equal save()'s once
   // every sample has been written (the caller's duty).
-  void begin_rows(TapeKey key, const Shape& shape, DType dtype, const SitePolicy& policy);
+  void begin_rows(TapeKey key, const Shape& shape, DType dtype, const SitePolicy& policy,
+                  int64_t keep = 0);
   void save_rows(TapeKey key, int64_t b0, const Tensor& x);
   // Writes samples [b0, b0 + out.size(0)) of the dense reconstruction (what restore() would give)
   // into out; the entry stays until release(key) frees it.

@@ -482,6 +482,11 @@ const std::vector<Field>& fields() {
     t.push_back(device_field().also(kMemory));
     t.push_back(field("attention_dropout", &A::attention_dropout,
                       "dropout on attention probabilities (false: the reference fork)").also(kMemory));
+    t.push_back(field("split_batch_by_length", &A::split_batch_by_length,
+                      "run each training batch as groups of similar lengths, each padded to its "
+                      "own longest, when that costs less (the same gradients, to rounding: every "
+                      "example is independent; a sparse site keeps its share of the group's padded "
+                      "length); false: one batch padded to its longest, as HF"));
     // HF flags with no effect here.
     t.push_back(ignored("use_fast_tokenizer", true, true,
                         "the tokenizer always follows the fast tokenizer's rules"));

@@ -128,6 +128,9 @@ struct TrainingArgs {
   bool auto_find_batch_size = false;
   std::optional<Device> device;           // unset: cuda when available, else cpu
   bool attention_dropout = true;          // false reproduces the reference fork (no probs dropout)
+  // Under per-batch padding, each micro-batch runs as groups of similar lengths, each padded to its
+  // own longest (split_by_length, train/batch.h); false: one batch padded to its longest, as HF.
+  bool split_batch_by_length = true;
 
   // Flags accepted for compatibility that change nothing here, in the order given, with the note
   // printed for each (e.g. "--report_to: ignored, metrics go to trainer_state.json").

@@ -7,6 +7,7 @@
 #include <cstdlib>
 #include <filesystem>
 #include <memory>
+#include <numeric>
 #include <thread>
 
 #include <fmt/format.h>
@@ -378,23 +379,47 @@ void Training::micro_batch(int64_t epoch, int64_t mb, const std::vector<int64_t>
   const int64_t B = a_.per_device_train_batch_size;
   std::vector<int64_t> idx(order.begin() + mb * B,
                            order.begin() + std::min<int64_t>(int64_t(order.size()), (mb + 1) * B));
-  BertBatch batch = collate(run_.data.train, idx, run_.device, run_.eval.regression, run_.eval.pad_id);
+  std::vector<int64_t> lengths;
+  for (int64_t i : idx) lengths.push_back(int64_t(run_.data.train.encodings[size_t(i)].input_ids.size()));
+  const int64_t padded = int64_t(idx.size()) * *std::max_element(lengths.begin(), lengths.end());
+  // --split_batch_by_length: groups of similar lengths, each padded to its own longest, each
+  // group's loss weighted by its share of the batch, so that their gradients sum to the batch's;
+  // sparse sites keep the counts of the whole batch's length, which keeps the same values. Not
+  // when they rank padding too, which would then change.
+  std::vector<std::vector<size_t>> groups;
+  if (a_.split_batch_by_length && !model_.ranks_padding()) {
+    groups = split_by_length(lengths, length_cost(model_.config()));
+  } else {
+    groups.emplace_back(idx.size());
+    std::iota(groups[0].begin(), groups[0].end(), size_t(0));
+  }
   const float scale = 1.0f / float(a_.gradient_accumulation_steps);
   const bool ends_step = is_optimizer_step(mb, plan_.batches_per_epoch, a_.gradient_accumulation_steps);
-  // As DDP (outside no_sync): on the micro-batch that ends an optimizer step, each bucket of
-  // finished gradients starts its all-reduce while backward goes on.
-  GradReadyHook on_ready;
-  if (reducer_ && ends_step) on_ready = [this](int g) { reducer_->group_ready(g); };
-  StepResult r = train_step(model_, batch, train_step_options(a_, state_.global_step), tape_, scale, on_ready);
-  peak_saved_ = std::max(peak_saved_, r.saved_bytes);
-  double loss = r.loss;
+  StepOptions options = train_step_options(a_, state_.global_step);
+  if (groups.size() > 1) options.rank_length = padded / int64_t(idx.size());
+  double loss = 0;
+  for (size_t g = 0; g < groups.size(); ++g) {
+    std::vector<int64_t> members;
+    for (size_t at : groups[g]) members.push_back(idx[at]);
+    BertBatch batch = collate(run_.data.train, members, run_.device, run_.eval.regression, run_.eval.pad_id);
+    const double share = double(members.size()) / double(idx.size());
+    // As DDP (outside no_sync): on the micro-batch that ends an optimizer step, each bucket of
+    // finished gradients starts its all-reduce while the last group's backward goes on.
+    GradReadyHook on_ready;
+    if (reducer_ && ends_step && g + 1 == groups.size())
+      on_ready = [this](int group) { reducer_->group_ready(group); };
+    StepResult r = train_step(model_, batch, options, tape_, float(double(scale) * share), on_ready);
+    peak_saved_ = std::max(peak_saved_, r.saved_bytes);
+    loss += r.loss * share;
+  }
   if (comm_.world_size() > 1) loss = comm_.all_reduce_sum(loss) / comm_.world_size();  // the mean over ranks
   if (!std::isfinite(loss))
     fail("training stopped: the loss is {} at step {} (epoch {}, micro-batch {}); the last good "
          "checkpoint is {}", loss, state_.global_step + 1, epoch, mb,
          last_good_.empty() ? std::string("none (nothing saved yet)") : last_good_);
   tr_loss_since_log_ += loss * scale;
-  state_.total_flos += 6.0 * double(batch.input_ids.numel()) * double(non_embedding_params_);
+  // HF counts the batch as padded to its longest, however it ran.
+  state_.total_flos += 6.0 * double(padded) * double(non_embedding_params_);
   tr_loss_total_ += loss * scale;
   if (ends_step) optimizer_step(epoch, mb);
 }

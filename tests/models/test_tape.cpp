@@ -130,6 +130,36 @@ TEST_CASE("tape sparse saves hold mask + k values and restore the pruned tensor"
   CHECK(tape.records().size() == 1);  // records outlive the entry, for memory reports
 }
 
+// A given kept count (a batch split by length keeps the counts of the whole batch's length): the
+// k largest per sample, in save() and in begin_rows/save_rows alike; out of [1, n] is an error.
+TEST_CASE("tape sparse saves with a given kept count", "[models][tape]") {
+  std::mt19937_64 rng(15);
+  Tensor x = test::random_tensor({3, 4, 9}, DType::f32, rng);
+  const SitePolicy sp{SaveMode::sparse, DType::f32, 0.8};
+  const int64_t n = 36, keep = 17;  // backrazor_keep_count(36, 0.8) would keep 8
+  Tape tape;
+  tape.save(TapeKey{0, Site::q}, x, sp, keep);
+  tape.begin_rows(TapeKey{0, Site::k}, x.shape(), DType::f32, sp, keep);
+  tape.save_rows(TapeKey{0, Site::k}, 0, x.rows(0, 2));
+  tape.save_rows(TapeKey{0, Site::k}, 2, x.rows(2, 3));
+  CHECK(tape.records().at(0).kept_per_sample == keep);
+  CHECK(tape.records().at(1).kept_per_sample == keep);
+  CHECK(tape.bytes() == 2 * 3 * (sparse_mask_row_bytes(n) + keep * 4));
+  // The pack of exactly `keep` values: that of the ratio whose keep count it is.
+  const double ratio = double(n - keep + 1) / double(n);
+  REQUIRE(backrazor_keep_count(n, ratio) == keep);
+  Tensor want = unpack(pack_topk(x, ratio, DType::f32));
+  for (Site site : {Site::q, Site::k}) {
+    Tensor y = tape.restore(TapeKey{0, site});
+    CHECK(std::memcmp(y.raw(), want.raw(), y.nbytes()) == 0);
+  }
+  CHECK_THROWS_WITH(tape.save(TapeKey{0, Site::v}, x, sp, n + 1),
+                    Catch::Contains("layer0.v") && Catch::Contains("37 kept values per sample of 36"));
+  CHECK_THROWS_WITH(tape.begin_rows(TapeKey{0, Site::v}, x.shape(), DType::f32, sp, -2),
+                    Catch::Contains("layer0.v") && Catch::Contains("-2 kept values"));
+  CHECK_FALSE(tape.has(TapeKey{0, Site::v}));
+}
+
 TEST_CASE("tape sparse keep-all restores exactly (spec 7 exactness test)", "[models][tape]") {
   uint64_t seed = test::fresh_seed();
   INFO("seed " << seed);

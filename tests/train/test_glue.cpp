@@ -1,9 +1,12 @@
 // GLUE task table and loaders: the real RTE files in /work/shared/data (GLUE TSV and the datasets
 // export must agree), a synthetic file for every other task layout, --train_file tables in CSV,
 // TSV and JSON lines, and malformed input with the message checked.
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <random>
 
 #include "core/error.h"
 #include "harness.h"
@@ -406,6 +409,94 @@ TEST_CASE("data files: random bytes give examples or br::Error, nothing else", "
     }
   }
   CHECK(ok + errors == 600);
+}
+
+namespace {
+// The least cost of `lengths` in groups of neighbours in length order, by trying every cut.
+double brute_force_cost(std::vector<int64_t> lengths, const LengthCost& cost) {
+  std::sort(lengths.begin(), lengths.end());
+  const size_t n = lengths.size();
+  double best = -1;
+  for (uint32_t cuts = 0; cuts < (1u << (n - 1)); ++cuts) {  // bit i: a group ends after i
+    double c = 0;
+    size_t start = 0;
+    for (size_t i = 0; i < n; ++i)
+      if (i + 1 == n || (cuts >> i & 1u)) {
+        c += cost(int64_t(i + 1 - start), lengths[i]);
+        start = i + 1;
+      }
+    if (best < 0 || c < best) best = c;
+  }
+  return best;
+}
+}  // namespace
+
+TEST_CASE("split_by_length: the cheapest groups of similar lengths, every position once",
+          "[train][glue][batch]") {
+  const LengthCost cost;  // fixed 145 tokens, attention as costly as the rest at length 256
+  SECTION("equal lengths (pre-padded batches) and short batches stay whole") {
+    for (size_t n : {1, 2, 16})
+      CHECK(split_by_length(std::vector<int64_t>(n, 128), cost) ==
+            std::vector<std::vector<size_t>>{[&] {
+              std::vector<size_t> all(n);
+              for (size_t i = 0; i < n; ++i) all[i] = i;
+              return all;
+            }()});
+    CHECK(split_by_length({10, 30, 20, 12}, cost).size() == 1);  // 145 tokens more than all of them
+  }
+  SECTION("one long example among short ones runs apart, groups longest first, in batch order") {
+    std::vector<int64_t> lengths(16, 40);
+    lengths[5] = 128;
+    lengths[11] = 120;
+    const auto groups = split_by_length(lengths, cost);
+    REQUIRE(groups.size() == 2);
+    CHECK(groups[0] == std::vector<size_t>{5, 11});
+    CHECK(groups[1] == std::vector<size_t>{0, 1, 2, 3, 4, 6, 7, 8, 9, 10, 12, 13, 14, 15});
+  }
+  SECTION("random batches: the brute-force optimum, and a partition of the positions") {
+    std::mt19937 rng(11);
+    for (int trial = 0; trial < 200; ++trial) {
+      const size_t n = 1 + rng() % 12;
+      std::vector<int64_t> lengths;
+      for (size_t i = 0; i < n; ++i) lengths.push_back(int64_t(2 + rng() % 200));
+      LengthCost c;
+      c.fixed = double(rng() % 400);
+      c.quadratic = 32.0 + double(rng() % 512);
+      INFO("trial " << trial << " n " << n << " fixed " << c.fixed << " quadratic " << c.quadratic);
+      const auto groups = split_by_length(lengths, c);
+      std::vector<int> seen(n, 0);
+      double total = 0;
+      int64_t previous_longest = std::numeric_limits<int64_t>::max();
+      for (const auto& g : groups) {
+        REQUIRE_FALSE(g.empty());
+        CHECK(std::is_sorted(g.begin(), g.end()));
+        int64_t longest = 0;
+        for (size_t at : g) {
+          REQUIRE(at < n);
+          ++seen[at];
+          longest = std::max(longest, lengths[at]);
+        }
+        CHECK(longest <= previous_longest);
+        previous_longest = longest;
+        total += c(int64_t(g.size()), longest);
+      }
+      CHECK(seen == std::vector<int>(n, 1));
+      CHECK(total == Approx(brute_force_cost(lengths, c)).epsilon(1e-12));
+    }
+  }
+}
+
+TEST_CASE("length_cost scales the attention's share with the width and heads",
+          "[train][glue][batch]") {
+  BertConfig minilm;
+  minilm.hidden_size = 384;
+  minilm.num_attention_heads = 12;
+  CHECK(length_cost(minilm).quadratic == 256.0);
+  BertConfig base;
+  base.hidden_size = 768;
+  base.num_attention_heads = 12;
+  CHECK(length_cost(base).quadratic == 1024.0);
+  CHECK(length_cost(base).fixed == LengthCost{}.fixed);
 }
 
 TEST_CASE("collate: pads to the longest, keys examples by index, labels only when all labeled",

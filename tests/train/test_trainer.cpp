@@ -223,6 +223,54 @@ TEST_CASE("gradient accumulation 2 x 4 equals batch 8", "[train][trainer]") {
   }
 }
 
+// Per-batch padding: each batch runs as groups of similar lengths (--split_batch_by_length, the
+// default), each group's gradient weighted by its share of the batch. Every example's forward is
+// independent of the others, and sparse sites keep the counts of the whole batch's length among
+// real tokens only, so the weights equal one whole batch's to rounding, Back Razor included.
+// Attention dropout is off, as its masks are keyed by the padded length (the others are not).
+// Sparse sites that rank padding too (skip_padding off) would keep other values: no split then.
+TEST_CASE("a batch split by length trains as the whole batch, to rounding", "[train][trainer]") {
+  TempDir t("split");
+  fs::path model = make_model(t.path), data = make_data(t.path);
+  const std::vector<std::string> policy = GENERATE(
+      std::vector<std::string>{},
+      std::vector<std::string>{"--backRazor", "--backrazor_preset", "all"},
+      std::vector<std::string>{"--backRazor", "--backrazor_preset", "balanced"},
+      std::vector<std::string>{"--backRazor", "--no_backrazor_skip_padding"});
+  INFO("flags: " << fmt::format("{}", fmt::join(policy, " ")));
+  const bool splits = policy.size() != 2;
+  std::vector<std::string> common = {"--max_steps", "4", "--pad_to_max_length", "False",
+                                     "--attention_dropout", "False"};
+  common.insert(common.end(), policy.begin(), policy.end());
+  std::vector<std::string> whole = common, split = common;
+  whole.insert(whole.end(), {"--split_batch_by_length", "False"});
+  run(base_args(model, data, t.path / "whole"), whole);
+  run(base_args(model, data, t.path / "split"), split);
+  auto w_whole = weights(t.path / "whole" / "model.safetensors", true);
+  auto w_split = weights(t.path / "split" / "model.safetensors", true);
+  REQUIRE(w_whole.size() == w_split.size());
+  bool any_bit_differs = false;  // one group would give the same bits: the batches did split
+  for (size_t i = 0; i < w_whole.size(); ++i) {
+    INFO("tensor " << i);
+    any_bit_differs = any_bit_differs || w_whole[i] != w_split[i];
+    CHECK(test::rel_l2(Tensor::from_host(w_split[i], {int64_t(w_split[i].size())}),
+                       Tensor::from_host(w_whole[i], {int64_t(w_whole[i].size())})) < 1e-5);
+  }
+  CHECK(any_bit_differs == splits);
+  const nlohmann::json a = nlohmann::json::parse(read_file((t.path / "whole" / "train_results.json").string()));
+  const nlohmann::json b = nlohmann::json::parse(read_file((t.path / "split" / "train_results.json").string()));
+  CHECK(b.at("train_loss").get<double>() == Approx(a.at("train_loss").get<double>()).epsilon(1e-5));
+  // total_flos counted as HF pads: each batch to its longest
+  CHECK(nlohmann::json::parse(read_file((t.path / "split" / "trainer_state.json").string())).at("total_flos") ==
+        nlohmann::json::parse(read_file((t.path / "whole" / "trainer_state.json").string())).at("total_flos"));
+  // The saved activations of the largest group, less than the whole batch's.
+  if (splits)
+    CHECK(b.at("train_saved_activation_bytes").get<int64_t>() < a.at("train_saved_activation_bytes").get<int64_t>());
+  else
+    CHECK((b.at("train_saved_activation_bytes") == a.at("train_saved_activation_bytes") &&
+           b.at("train_loss") == a.at("train_loss")));
+}
+
 TEST_CASE("training failures are clear and keep the last checkpoint", "[train][trainer][errors]") {
   TempDir t("errors");
   fs::path model = make_model(t.path), data = make_data(t.path);
