@@ -12,13 +12,25 @@ namespace {
 
 struct Dims {
   int64_t B, N, S, D;
+  int64_t Sq;  // query rows (materialized attention: the first Sq of S)
+  Shape kv() const { return {B, N, S, D}; }
 };
 
-// q is the reference for shape, dtype and device; every other tensor is checked against it.
-Dims check_qkv(const char* op, const Tensor& q, const Tensor& k, const Tensor& v) {
+// q is the reference for dtype and device; every other tensor is checked against it. k and v are
+// [B, N, S, D]; q is too, or (`first_queries`, materialized attention) [B, N, Sq, D] with Sq <= S,
+// on the CPU.
+Dims check_qkv(const char* op, const Tensor& q, const Tensor& k, const Tensor& v,
+               bool first_queries = false) {
   check_defined(op, "q", q);
+  check_defined(op, "k", k);
   BR_CHECK(q.dim() == 4, "{}: q is {}, expected [B, N, S, D]", op, q.str());
-  const Dims d{q.size(0), q.size(1), q.size(2), q.size(3)};
+  BR_CHECK(k.dim() == 4, "{}: k is {}, expected [B, N, S, D]", op, k.str());
+  const Dims d{q.size(0), q.size(1), first_queries ? k.size(2) : q.size(2), q.size(3), q.size(2)};
+  if (first_queries) {
+    BR_CHECK(d.Sq <= d.S, "{}: q {} has more query rows than k {} has keys", op, q.str(), k.str());
+    BR_CHECK(d.Sq == d.S || q.device() == Device::cpu,
+             "{}: on CUDA q {} needs as many query rows as k {} has keys", op, q.str(), k.str());
+  }
   const DType t = q.dtype();
   if (q.device() == Device::cpu)
     BR_CHECK(t == DType::f32 || t == DType::f64, "{}: CPU supports f32 and f64, q is {}", op,
@@ -27,7 +39,7 @@ Dims check_qkv(const char* op, const Tensor& q, const Tensor& k, const Tensor& v
     BR_CHECK(t == DType::f32 || t == DType::bf16, "{}: CUDA supports f32 and bf16, q is {}", op,
              q.str());
   for (auto [name, x] : {std::pair<const char*, const Tensor*>{"k", &k}, {"v", &v}}) {
-    check_shape(op, name, *x, q.shape());
+    check_shape(op, name, *x, d.kv());
     check_dtype(op, name, *x, t);
     check_same_device(op, q, *x);
   }
@@ -63,9 +75,9 @@ void attention_forward(const Tensor& out, const Tensor& probs, const Tensor& q, 
                        const DropoutKey& key, const Tensor& example_ids) {
   BR_PROFILE("attention_forward");
   const char* op = "attention_forward";
-  const Dims d = check_qkv(op, q, k, v);
+  const Dims d = check_qkv(op, q, k, v, true);
   check_like(op, "out", out, q, q.shape(), q.dtype());
-  check_like(op, "probs", probs, q, {d.B, d.N, d.S, d.S}, q.dtype());
+  check_like(op, "probs", probs, q, {d.B, d.N, d.Sq, d.S}, q.dtype());
   check_mask_dropout(op, d, q, mask, dropout_p, example_ids);
   if (q.numel() == 0) return;
   if (q.device() == Device::cpu)
@@ -81,13 +93,18 @@ void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, co
                         const Tensor& example_ids) {
   BR_PROFILE("attention_backward");
   const char* op = "attention_backward";
-  const Dims d = check_qkv(op, q, k, v);
-  for (auto [name, x] : {std::pair<const char*, const Tensor*>{"dq", &dq}, {"dk", &dk},
-                         {"dv", &dv}, {"dout", &dout}})
+  const Dims d = check_qkv(op, q, k, v, true);
+  for (auto [name, x] : {std::pair<const char*, const Tensor*>{"dq", &dq}, {"dout", &dout}})
     check_like(op, name, *x, q, q.shape(), q.dtype());
-  check_like(op, "probs", probs, q, {d.B, d.N, d.S, d.S}, q.dtype());
+  for (auto [name, x] : {std::pair<const char*, const Tensor*>{"dk", &dk}, {"dv", &dv}})
+    check_like(op, name, *x, q, d.kv(), q.dtype());
+  check_like(op, "probs", probs, q, {d.B, d.N, d.Sq, d.S}, q.dtype());
   check_mask_dropout(op, d, q, Tensor(), dropout_p, example_ids);
-  if (q.numel() == 0) return;
+  if (q.numel() == 0) {  // no query: no gradient reaches k or v
+    if (dk.numel()) dk.zero_();
+    if (dv.numel()) dv.zero_();
+    return;
+  }
   if (q.device() == Device::cpu)
     return cpu::attention_backward(dq, dk, dv, dout, q, k, v, probs, scale, dropout_p, key,
                                    example_ids);

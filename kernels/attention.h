@@ -14,7 +14,10 @@
 namespace br {
 
 // Materialized attention. probs [B, N, S, S] (dtype of q) receives P before dropout, which is what
-// backward needs.
+// backward needs. On the CPU q (and out, dq, dout) may hold only the first Sq <= S query rows,
+// [B, N, Sq, D], with probs [B, N, Sq, S]: exactly those rows of the whole problem, the dropout
+// elements included (e = n·S·S + i·S + j for query row i < Sq), while k and v (dk, dv) keep their
+// S rows. A model's last layer needs only its [CLS] queries (Sq = 1). CUDA needs Sq = S.
 void attention_forward(const Tensor& out, const Tensor& probs, const Tensor& q, const Tensor& k,
                        const Tensor& v, const Tensor& mask, float scale, float dropout_p,
                        const DropoutKey& key, const Tensor& example_ids);

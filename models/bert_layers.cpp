@@ -6,7 +6,9 @@
 
 #include <algorithm>
 #include <array>
+#include <initializer_list>
 #include <optional>
+#include <tuple>
 #include <utility>
 
 #include "kernels/activation.h"
@@ -33,13 +35,14 @@ Tensor StepContext::stats() const {
   return Tensor::empty({B * S}, model_dtype == DType::f64 ? DType::f64 : DType::f32, device);
 }
 
-int64_t StepContext::keep(Site site, const SitePolicy& policy, int64_t n) const {
+int64_t StepContext::keep(Site site, const SitePolicy& policy, int64_t n, int seq_dims) const {
   if (policy.mode != SaveMode::sparse || rank_S == 0 || rank_S == S) return 0;
   // How many of a sample's dimensions are the sequence: two for the probabilities [N,S,S], none
   // for the head's [H] rows, else one ([S,·], [N,S,D]).
-  const int seq_dims = site == Site::probs ? 2
-                       : site == Site::pooler_input || site == Site::classifier_input ? 0
-                                                                                       : 1;
+  if (seq_dims < 0)
+    seq_dims = site == Site::probs                                             ? 2
+               : site == Site::pooler_input || site == Site::classifier_input ? 0
+                                                                               : 1;
   BR_CHECK(rank_S > S, "StepContext: sparse sites ranked at length {} for a batch of length {}",
            rank_S, S);
   int64_t padded = n;
@@ -47,11 +50,22 @@ int64_t StepContext::keep(Site site, const SitePolicy& policy, int64_t n) const 
   return std::min(n, backrazor_keep_count(padded, policy.prune_ratio));
 }
 
-bool first_token_trainable(const BackRazorPolicy& layer_policy, bool skip_padding) {
-  if (skip_padding) return true;
-  for (Site s : {Site::ffn1_input, Site::gelu_input, Site::ffn2_input, Site::ln2_input})
+namespace {
+bool none_sparse(const BackRazorPolicy& layer_policy, std::initializer_list<Site> sites) {
+  for (Site s : sites)
     if (layer_policy[s].mode == SaveMode::sparse) return false;
   return true;
+}
+}  // namespace
+
+bool first_token_trainable(const BackRazorPolicy& layer_policy, bool skip_padding) {
+  return skip_padding ||
+         none_sparse(layer_policy, {Site::ffn1_input, Site::gelu_input, Site::ffn2_input, Site::ln2_input});
+}
+
+bool first_token_queries_trainable(const BackRazorPolicy& layer_policy, bool skip_padding) {
+  return skip_padding ||
+         none_sparse(layer_policy, {Site::q, Site::probs, Site::attn_out_input, Site::ln1_input});
 }
 
 namespace {
@@ -78,9 +92,9 @@ void zero_padding_before_pack(const StepContext& ctx, const SitePolicy& policy, 
 }  // namespace
 
 void save_site(Tape& tape, const StepContext& ctx, int layer, Site site, const Tensor& x,
-               const SitePolicy& policy) {
+               const SitePolicy& policy, int seq_dims) {
   zero_padding_before_pack(ctx, policy, x, 0);
-  tape.save({layer, site}, x, policy, ctx.keep(site, policy, x.numel() / x.size(0)));
+  tape.save({layer, site}, x, policy, ctx.keep(site, policy, x.numel() / x.size(0), seq_dims));
 }
 
 // ---- embeddings ----
@@ -646,6 +660,122 @@ Tensor first_token_attention_forward(const StepContext& ctx, const BertLayerWeig
   return h1;
 }
 
+// The attention block of a training step for the [CLS] queries only (LayerRecord::
+// first_token_queries): K and V of every row, Q, P [B,N,1,S] (the attention kernel on the first
+// query row: the same dropout mask as the whole layer's row 0), the output projection, its
+// dropout and LN1 on B rows. Saves q [B,N,1,D], k, v, probs [B,N,1,S], attn_out_input [B,1,H],
+// ln1_input [B,1,H] and its statistics, then the attention input [B,S,H] (K and V read it whole,
+// Q its first rows). Returns h1's [CLS] rows [B,1,H]. A sparse q, probs, attn_out_input or ln1_input
+// keeps the top of each sample's [CLS] row (the probabilities by the whole batch's keys when it is
+// split by length).
+Tensor first_token_self_attention_forward(const StepContext& ctx, int l, const BertLayerWeights& w,
+                                          const Tensor& x, const LayerRecord& rec, Tape& tape) {
+  const int64_t B = ctx.B, S = ctx.S, H = ctx.H, N = ctx.N, D = ctx.D;
+  const StepContext first = first_token_context(ctx);
+  const BackRazorPolicy& p = rec.policy;
+  Tensor k = ctx.act({B, N, S, D}), v = ctx.act({B, N, S, D});
+  {
+    Tensor t = ctx.act({B, S, H});
+    linear_forward(t, x, w.k_w, w.k_b);
+    split_heads(k, t, N);
+    linear_forward(t, x, w.v_w, w.v_b);
+    split_heads(v, t, N);
+  }
+  Tensor xc = first.act({B, 1, H}), q = first.act({B, N, 1, D});
+  gather_first_token(xc.view({B, H}), x);
+  {
+    Tensor tq = first.act({B, 1, H});
+    linear_forward(tq, xc, w.q_w, w.q_b);
+    split_heads(q, tq, N);
+  }
+  Tensor o = first.act({B, N, 1, D}), probs = first.act({B, N, 1, S});
+  attention_forward(o, probs, q, k, v, ctx.mask, ctx.scale, ctx.p_attn,
+                    ctx.key(dropout_site(l, kDropAttention)), ctx.example_ids);
+  save_site(tape, first, l, Site::q, q, p[Site::q]);
+  save_site(tape, ctx, l, Site::k, k, p[Site::k]);
+  save_site(tape, ctx, l, Site::v, v, p[Site::v]);
+  // [CLS] is never padding, and P is exactly 0 at padded keys: nothing to zero; the kept count
+  // is that of the batch's keys (of the whole batch's, when it is split by length).
+  tape.save({l, Site::probs}, probs, p[Site::probs],
+            ctx.keep(Site::probs, p[Site::probs], N * S, 1));
+  q = k = v = probs = Tensor();
+  Tensor attn = first.act({B, 1, H}), a = first.act({B, 1, H});
+  merge_heads(attn, o);
+  o = Tensor();
+  linear_forward(a, attn, w.ao_w, w.ao_b);
+  save_site(tape, first, l, Site::attn_out_input, attn, p[Site::attn_out_input]);
+  attn = Tensor();
+  dropout_forward(a, a, ctx.p_hidden, ctx.key(dropout_site(l, kDropAttnOut)), ctx.example_ids);
+  Tensor x1 = first.act({B, 1, H}), h1 = first.act({B, 1, H});
+  Tensor mean = first.stats(), rstd = first.stats();
+  layernorm_forward(h1, mean, rstd, a, xc, w.ln1_w, w.ln1_b, ctx.eps, x1);
+  a = xc = Tensor();
+  save_site(tape, first, l, Site::ln1_input, x1, p[Site::ln1_input]);
+  save_site(tape, ctx, l, Site::attn_input, x, p[Site::attn_input]);
+  tape.save({l, Site::ln1_mean}, mean);
+  tape.save({l, Site::ln1_rstd}, rstd);
+  return h1;
+}
+
+// Adjoint of first_token_self_attention_forward from dcls, the gradient of h1's [CLS] rows
+// [B,1,H]: LN1, the output projection and the attention core on B rows, then dx [B,S,H] = (the
+// residual + Q's input gradient) in the [CLS] rows, + K's and V's input gradients in every row,
+// summed in self_attention_backward's order.
+Tensor first_token_self_attention_backward(const StepContext& ctx, int l, const BertLayerWeights& w,
+                                           BertLayerWeights& gw, Tensor dcls,
+                                           const LayerRecord& rec, Tape& tape) {
+  const int64_t B = ctx.B, S = ctx.S, H = ctx.H, N = ctx.N, D = ctx.D;
+  const StepContext first = first_token_context(ctx);
+  Tensor dsum = first.act({B, 1, H});  // the LN1 input gradient: the residual's
+  {
+    Tensor mean = tape.restore({l, Site::ln1_mean}), rstd = tape.restore({l, Site::ln1_rstd});
+    Tensor x1 = tape.restore({l, Site::ln1_input});
+    layernorm_backward(dsum, gw.ln1_w, gw.ln1_b, dcls, x1, mean, rstd, w.ln1_w);
+  }
+  dcls = Tensor();
+  Tensor dattn = first.act({B, 1, H});
+  {
+    Tensor da = first.act({B, 1, H});
+    dropout_backward(da, dsum, ctx.p_hidden, ctx.key(dropout_site(l, kDropAttnOut)),
+                     ctx.example_ids);
+    Tensor attn = tape.restore({l, Site::attn_out_input});
+    linear_backward(dattn, gw.ao_w, gw.ao_b, da, attn, w.ao_w);
+  }
+  Tensor dq = first.act({B, N, 1, D}), dk = ctx.act({B, N, S, D}), dv = ctx.act({B, N, S, D});
+  {
+    Tensor dO = first.act({B, N, 1, D});
+    split_heads(dO, dattn, N);
+    Tensor q = tape.restore({l, Site::q}), k = tape.restore({l, Site::k});
+    Tensor v = tape.restore({l, Site::v}), probs = tape.restore({l, Site::probs});
+    attention_backward(dq, dk, dv, dO, q, k, v, probs, ctx.scale, ctx.p_attn,
+                       ctx.key(dropout_site(l, kDropAttention)), ctx.example_ids);
+  }
+  const Tensor x = tape.restore({l, Site::attn_input});
+  Tensor dx = Tensor::zeros({B, S, H}, ctx.act_dtype, ctx.device);
+  {
+    Tensor xc = first.act({B, 1, H});
+    gather_first_token(xc.view({B, H}), x);
+    merge_heads(dattn, dq);
+    dq = Tensor();
+    Tensor dxq = first.act({B, 1, H});
+    linear_backward(dxq, gw.q_w, gw.q_b, dattn, xc, w.q_w);
+    add(dsum, dsum, dxq);
+    scatter_first_token(dx, dsum.view({B, H}));
+  }
+  dsum = dattn = Tensor();
+  {
+    Tensor t = ctx.act({B, S, H}), dxp = ctx.act({B, S, H});
+    for (auto [d, wt, gwt, gbt] : {std::tuple{&dk, &w.k_w, &gw.k_w, &gw.k_b},
+                                   std::tuple{&dv, &w.v_w, &gw.v_w, &gw.v_b}}) {
+      merge_heads(t, *d);
+      *d = Tensor();
+      linear_backward(dxp, *gwt, *gbt, t, x, *wt);
+      add(dx, dx, dxp);
+    }
+  }
+  return dx;
+}
+
 }  // namespace
 
 Tensor encoder_layer_forward(const StepContext& ctx, int l, const BertLayerWeights& w, Tensor x,
@@ -658,6 +788,9 @@ Tensor encoder_layer_forward(const StepContext& ctx, int l, const BertLayerWeigh
     Tensor cls;
     if (!tape && ctx.p_attn == 0 && ctx.p_hidden == 0) {
       cls = first_token_attention_forward(ctx, w, x);  // evaluation: the [CLS] queries only
+      x = Tensor();
+    } else if (rec.first_token_queries) {
+      cls = first_token_self_attention_forward(ctx, l, w, x, rec, *tape);
       x = Tensor();
     } else {
       Tensor h1 = self_attention_forward(ctx, l, w, x, rec, tape);
@@ -686,6 +819,8 @@ Tensor encoder_layer_backward(const StepContext& ctx, int l, const BertLayerWeig
     // the only non-zero row of each sample's attention-block output gradient.
     Tensor dcls = feed_forward_backward(first_token_context(ctx), l, w, gw, std::move(dout), rec,
                                         tape, from_ln2);
+    if (rec.first_token_queries)
+      return first_token_self_attention_backward(ctx, l, w, gw, std::move(dcls), rec, tape);
     Tensor dh1 = Tensor::zeros({ctx.B, ctx.S, ctx.H}, ctx.act_dtype, ctx.device);
     scatter_first_token(dh1, dcls.view({ctx.B, ctx.H}));
     dcls = Tensor();

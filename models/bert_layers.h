@@ -90,8 +90,10 @@ struct StepContext {
 
   // The kept count per sample of a sparse save of `site` with n elements per sample: 0 (the
   // tape's own, backrazor_keep_count(n)) unless rank_S is set, and then that of the sample padded
-  // to rank_S (its padding zeroed, so the same values are kept), at most n.
-  int64_t keep(Site site, const SitePolicy& policy, int64_t n) const;
+  // to rank_S (its padding zeroed, so the same values are kept), at most n. `seq_dims`: how many
+  // of the sample's dimensions are S long (-1: the site's usual shape, [N,S,S] for the
+  // probabilities, none for the head's, else one).
+  int64_t keep(Site site, const SitePolicy& policy, int64_t n, int seq_dims = -1) const;
 
   Tensor act(const Shape& s) const { return Tensor::empty(s, act_dtype, device); }
   Tensor stats() const;  // a mean or rstd buffer of B*S rows
@@ -113,6 +115,11 @@ struct LayerRecord {
   // site there ranks the whole layer's values (first_token_trainable). In a forward without a
   // tape (evaluation) the attention block too runs for the [CLS] queries only.
   bool first_token = false;
+  // With first_token in training, the attention block too runs for the [CLS] queries only (keys
+  // and values of every row): its sites q, probs, attn_out_input and ln1_input saved as [B,N,1,D],
+  // [B,N,1,S], [B,1,H]. Not with flash, on CUDA (whose kernels need every query), or where one
+  // of those sites is sparse and ranks every row (first_token_queries_trainable).
+  bool first_token_queries = false;
   // flash with a non-dense attention-output dense input: the attention output is saved apart.
   bool attn_out_saved() const { return flash && policy[Site::attn_out_input].mode != SaveMode::dense; }
   bool ffn2_recomputed() const { return policy[Site::ffn2_input].mode == SaveMode::recompute; }
@@ -124,11 +131,14 @@ struct LayerRecord {
 // only rows that hold gradient (`skip_padding`: padding elsewhere, here the rows past [CLS]), so
 // they keep the top of the [CLS] rows. A forward without a tape always does.
 bool first_token_trainable(const BackRazorPolicy& layer_policy, bool skip_padding);
+// The same for the attention block's query-side sites (q, probs, attn_out_input, ln1_input):
+// whether a training step's last layer may run its attention for the [CLS] queries only.
+bool first_token_queries_trainable(const BackRazorPolicy& layer_policy, bool skip_padding);
 
 // Saves x on the tape under (layer, site) with `policy`. Sparse saves first zero x's padding rows in
 // place when ctx.padding is set (padding holds no gradient, so the top-k goes to real tokens).
 void save_site(Tape& tape, const StepContext& ctx, int layer, Site site, const Tensor& x,
-               const SitePolicy& policy);
+               const SitePolicy& policy, int seq_dims = -1);
 
 // Embeddings: h = dropout(LN(word[ids] + pos[0..S) + type[tt])) [B,S,H]. Saves the LN input under
 // the policy's emb_ln_input and its statistics dense. backward: embedding table gradients (+=).
@@ -178,7 +188,8 @@ Tensor head_backward(const StepContext& ctx, const BertWeights& P, BertWeights& 
 
 // i32 [B,S] holding 0..S-1 in every row.
 Tensor position_ids(int64_t B, int64_t S, Device device);
-// out[b,:] = h[b,0,:] for h [B,S,H]; and its adjoint: dh[b,0,:] = dout[b,:], other rows zero.
+// out[b,:] = h[b,0,:] for h [B,S,H]; and its adjoint into a zeroed dh: dh[b,0,:] = dout[b,:] (the
+// other rows are left as they are).
 void gather_first_token(const Tensor& out, const Tensor& h);
 void scatter_first_token(const Tensor& dh, const Tensor& dout);
 

@@ -88,9 +88,11 @@ ForwardResult BertForSequenceClassification::forward(const BertBatch& batch,
     const bool checkpoint = tape && plan.checkpoint && l + 1 < c.num_hidden_layers;
     r.record.layers.push_back(LayerRecord{plan.policy, uses_flash_attention(plan.policy),
                                           checkpoint});
-    r.record.layers.back().first_token =
-        l + 1 == c.num_hidden_layers &&
-        (!tape || first_token_trainable(plan.policy, policy_.skip_padding));
+    LayerRecord& rec = r.record.layers.back();
+    rec.first_token = l + 1 == c.num_hidden_layers &&
+                      (!tape || first_token_trainable(plan.policy, policy_.skip_padding));
+    rec.first_token_queries = rec.first_token && tape && !rec.flash && device_ == Device::cpu &&
+                              first_token_queries_trainable(plan.policy, policy_.skip_padding);
     // A checkpoint before this one keeps its output where its plan says (LayerPlan).
     if (l > 0 && checkpoint && r.record.layers[size_t(l - 1)].checkpoint)
       r.record.layers[size_t(l - 1)].keeps_output = plan_for(l - 1).keeps_output();

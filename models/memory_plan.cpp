@@ -328,9 +328,53 @@ Sim::Buf ffn_forward(Step& st, int l, Sim::Buf h1, const BackRazorPolicy& p, Sim
 
 // encoder_layer_forward: takes x (the caller lets go of it), returns the layer output (-1 when
 // not kept).
+// bert_layers.cpp first_token_self_attention_forward: takes x, returns h1's [CLS] rows.
+Sim::Buf first_token_attention_forward(Step& st, int l, Sim::Buf x, const BackRazorPolicy& p,
+                                       SimTape* tape) {
+  Sim& m = st.sim;
+  Step first = first_token_step(st);
+  const int64_t row = st.B * st.H * kE, SH = st.S * st.H;
+  Sim::Buf k = st.x(), v = st.x();
+  {
+    Sim::Buf t = st.x();
+    m.drop(t);
+  }
+  Sim::Buf xc = m.alloc(row), q = m.alloc(row);
+  {
+    Sim::Buf tq = m.alloc(row);
+    m.drop(tq);
+  }
+  Sim::Buf o = m.alloc(row), probs = m.alloc(st.B * st.N * st.S * kE);
+  first.save(tape, l, Site::q, q, st.H, p[Site::q]);
+  st.save(tape, l, Site::k, k, SH, p[Site::k]);
+  st.save(tape, l, Site::v, v, SH, p[Site::v]);
+  first.save(tape, l, Site::probs, probs, st.N * st.S, p[Site::probs]);
+  m.drop_all({&q, &k, &v, &probs});
+  Sim::Buf attn = m.alloc(row), a = m.alloc(row);
+  m.drop(o);
+  first.save(tape, l, Site::attn_out_input, attn, st.H, p[Site::attn_out_input]);
+  m.drop(attn);
+  Sim::Buf x1 = m.alloc(row), h1 = m.alloc(row);
+  Sim::Buf mean = m.alloc(first.stats()), rstd = m.alloc(first.stats());
+  m.drop_all({&a, &xc});
+  first.save(tape, l, Site::ln1_input, x1, st.H, p[Site::ln1_input]);
+  st.save(tape, l, Site::attn_input, x, SH, p[Site::attn_input]);
+  first.save_stat(tape, l, Site::ln1_mean, mean);
+  first.save_stat(tape, l, Site::ln1_rstd, rstd);
+  m.drop_all({&x1, &mean, &rstd, &x});
+  return h1;
+}
+
 Sim::Buf layer_forward(Step& st, int l, Sim::Buf x, const BackRazorPolicy& p, SimTape* tape,
                        LayerOutput output = LayerOutput::whole, SimTape* ln2_tape = nullptr,
-                       bool first_token = false) {
+                       bool first_token = false, bool first_token_queries = false) {
+  if (first_token_queries) {  // LayerRecord::first_token_queries
+    Sim::Buf h1 = first_token_attention_forward(st, l, x, p, tape);
+    Step first = first_token_step(st);
+    Sim::Buf out = ffn_forward(first, l, h1, p, tape, LayerOutput::whole, nullptr);
+    st.sim.drop(h1);
+    return out;
+  }
   if (first_token && !tape) {  // bert_layers.cpp first_token_attention_forward (evaluation)
     Sim& m = st.sim;
     Step first = first_token_step(st);
@@ -482,6 +526,47 @@ Sim::Buf attention_backward(Step& st, int l, Sim::Buf dh1, const BackRazorPolicy
   return dx;
 }
 
+// bert_layers.cpp first_token_self_attention_backward; consumes dcls [B,1,H], returns dx.
+Sim::Buf first_token_attention_backward(Step& st, int l, Sim::Buf dcls, SimTape& tape) {
+  Sim& m = st.sim;
+  const int64_t row = st.B * st.H * kE;
+  Sim::Buf dsum = m.alloc(row);
+  {
+    Sim::Buf mean = tape.restore(l, Site::ln1_mean), rstd = tape.restore(l, Site::ln1_rstd);
+    Sim::Buf x1 = tape.restore(l, Site::ln1_input);
+    m.drop_all({&x1, &rstd, &mean});
+  }
+  m.drop(dcls);
+  Sim::Buf dattn = m.alloc(row);
+  {
+    Sim::Buf da = m.alloc(row);
+    Sim::Buf attn = tape.restore(l, Site::attn_out_input);
+    m.drop_all({&attn, &da});
+  }
+  Sim::Buf dq = m.alloc(row), dk = st.x(), dv = st.x();
+  {
+    Sim::Buf dO = m.alloc(row);
+    Sim::Buf q = tape.restore(l, Site::q), k = tape.restore(l, Site::k);
+    Sim::Buf v = tape.restore(l, Site::v), probs = tape.restore(l, Site::probs);
+    m.drop_all({&probs, &v, &k, &q, &dO});
+  }
+  Sim::Buf x = tape.restore(l, Site::attn_input);
+  Sim::Buf dx = st.x();
+  {
+    Sim::Buf xc = m.alloc(row);
+    m.drop(dq);
+    Sim::Buf dxq = m.alloc(row);
+    m.drop_all({&dxq, &xc});
+  }
+  m.drop_all({&dsum, &dattn});
+  {
+    Sim::Buf t = st.x(), dxp = st.x();
+    m.drop_all({&dk, &dv, &dxp, &t});
+  }
+  m.drop(x);
+  return dx;
+}
+
 // bert_layers.cpp embeddings_forward: returns h.
 Sim::Buf embeddings_forward(Step& st, const BackRazorPolicy& p, SimTape* t) {
   Sim& s = st.sim;
@@ -553,6 +638,11 @@ StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& pl
     return l + 1 == L && (!train || first_token_trainable(plan.layers[size_t(l)].policy,
                                                           plan.policy.skip_padding));
   };
+  // and, in training, its attention block for the [CLS] queries (the CPU's materialized kernel)
+  auto first_token_queries = [&](int l) {
+    return train && first_token(l) &&
+           first_token_queries_trainable(plan.layers[size_t(l)].policy, plan.policy.skip_padding);
+  };
   SimTape tape(sim);
   SimTape* t = train ? &tape : nullptr;
   const BackRazorPolicy dense_policy;
@@ -568,7 +658,7 @@ StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& pl
     const BackRazorPolicy& lp = train ? plan.layers[size_t(l)].policy : dense_policy;
     if (ckpt && l > 0 && !keeps(l - 1)) t->save(l, Site::layer_input, h, B, S * st.H, kDense, kE);
     h = layer_forward(st, l, h, lp, ckpt ? nullptr : t, LayerOutput::whole, keeps(l) ? t : nullptr,
-                      first_token(l));
+                      first_token(l), first_token_queries(l));
   }
   sim.phase("forward head");
   Sim::Buf logits;
@@ -641,9 +731,13 @@ StepBytes simulate(const BertConfig& c, int64_t B, int64_t S, const SavePlan& pl
       sim.phase("backward layer {}", l);
       Step first = first_token_step(st);
       Sim::Buf dcls = ffn_backward(first, l, dh, lp.policy, tape);
-      Sim::Buf dh1 = st.x();
-      sim.drop(dcls);
-      dh = attention_backward(st, l, dh1, lp.policy, tape);
+      if (first_token_queries(l)) {
+        dh = first_token_attention_backward(st, l, dcls, tape);
+      } else {
+        Sim::Buf dh1 = st.x();
+        sim.drop(dcls);
+        dh = attention_backward(st, l, dh1, lp.policy, tape);
+      }
     } else {
       sim.phase("backward layer {}", l);
       Sim::Buf dh1 = ffn_backward(st, l, dh, lp.policy, tape);

@@ -24,6 +24,7 @@ using Map = Eigen::Map<Mat<T>>;
 // What the backends share: sizes, the mask row pointer and the dropout parameters of one call.
 struct Problem {
   int64_t B, N, S, D;
+  int64_t Sq;  // query rows: the first Sq of S (materialized attention; flash has Sq == S)
   const float* mask;  // [B, S] or nullptr
   float p;
   DropoutKey key;
@@ -32,12 +33,13 @@ struct Problem {
   float mask_at(int64_t b, int64_t j) const { return mask ? mask[b * S + j] : 0.0f; }
 };
 
-Problem problem(const Tensor& q, const Tensor& mask, float p, const DropoutKey& key,
-                const Tensor& ids) {
+Problem problem(const Tensor& q, const Tensor& k, const Tensor& mask, float p,
+                const DropoutKey& key, const Tensor& ids) {
   return Problem{q.size(0),
                  q.size(1),
-                 q.size(2),
+                 k.size(2),
                  q.size(3),
+                 q.size(2),
                  mask.defined() ? mask.data<float>() : nullptr,
                  p,
                  key,
@@ -110,29 +112,30 @@ const T* mask_row(std::vector<T>& buf, const Problem& pr, int64_t b) {
   return buf.data();
 }
 
-// Per (b, n): P = softmax(scale·Q·Kᵀ + mask) [S, S]; out = dropout(P)·V. The products go through
-// gemm_tile (oneDNN's sgemm for f32, on this thread: 1.3-2.6x Eigen's on one head's shapes).
+// Per (b, n): P = softmax(scale·Q·Kᵀ + mask) [Sq, S]; out = dropout(P)·V. The products go through
+// gemm_tile (oneDNN's sgemm for f32, on this thread: 1.3-2.6x Eigen's on one head's shapes). The
+// Sq query rows are the first of S: their dropout elements n·S·S + i·S + j are contiguous.
 template <typename T>
 void forward_impl(T* out, T* probs, const T* q, const T* k, const T* v, const Problem& pr,
                   float scale) {
-  const int64_t S = pr.S, D = pr.D, SS = S * S, SD = S * D;
+  const int64_t S = pr.S, Sq = pr.Sq, D = pr.D, SP = Sq * S, SD = S * D, QD = Sq * D;
 #pragma omp parallel
   {
-    std::vector<T> z(pr.p > 0.0f ? static_cast<size_t>(SS) : 0), mbuf;
+    std::vector<T> z(pr.p > 0.0f ? static_cast<size_t>(SP) : 0), mbuf;
 #pragma omp for schedule(static)
     for (int64_t bn = 0; bn < pr.B * pr.N; ++bn) {
       const int64_t b = bn / pr.N, n = bn % pr.N;
-      const T *Q = q + bn * SD, *K = k + bn * SD, *V = v + bn * SD;
-      T* P = probs + bn * SS;
-      gemm_tile(P, S, Q, D, false, K, D, true, S, S, D, T(scale), T(0));  // scale·Q·Kᵀ
+      const T *Q = q + bn * QD, *K = k + bn * SD, *V = v + bn * SD;
+      T* P = probs + bn * SP;
+      gemm_tile(P, S, Q, D, false, K, D, true, Sq, S, D, T(scale), T(0));  // scale·Q·Kᵀ
       const T* mrow = mask_row(mbuf, pr, b);
-      for (int64_t i = 0; i < S; ++i) softmax_row(P + i * S, mrow, S);
+      for (int64_t i = 0; i < Sq; ++i) softmax_row(P + i * S, mrow, S);
       if (pr.p > 0.0f) {
-        dropout_scales(z.data(), SS, uint32_t(n * SS), pr.p, pr.key, uint32_t(pr.ids[b]));
-        ArrayMap<T>(z.data(), SS) *= ArrayMap<T>(P, SS);
-        gemm_tile(out + bn * SD, D, z.data(), S, false, V, D, false, S, D, S, T(1), T(0));
+        dropout_scales(z.data(), SP, uint32_t(n * S * S), pr.p, pr.key, uint32_t(pr.ids[b]));
+        ArrayMap<T>(z.data(), SP) *= ArrayMap<T>(P, SP);
+        gemm_tile(out + bn * QD, D, z.data(), S, false, V, D, false, Sq, D, S, T(1), T(0));
       } else {
-        gemm_tile(out + bn * SD, D, P, S, false, V, D, false, S, D, S, T(1), T(0));
+        gemm_tile(out + bn * QD, D, P, S, false, V, D, false, Sq, D, S, T(1), T(0));
       }
     }
   }
@@ -143,31 +146,31 @@ void forward_impl(T* out, T* probs, const T* q, const T* k, const T* v, const Pr
 template <typename T>
 void backward_impl(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, const T* v,
                    const T* probs, const Problem& pr, float scale) {
-  const int64_t S = pr.S, D = pr.D, SS = S * S, SD = S * D;
+  const int64_t S = pr.S, Sq = pr.Sq, D = pr.D, SP = Sq * S, SD = S * D, QD = Sq * D;
 #pragma omp parallel
   {
-    std::vector<T> z(pr.p > 0.0f ? static_cast<size_t>(SS) : 0), ds(static_cast<size_t>(SS));
+    std::vector<T> z(pr.p > 0.0f ? static_cast<size_t>(SP) : 0), ds(static_cast<size_t>(SP));
 #pragma omp for schedule(static)
     for (int64_t bn = 0; bn < pr.B * pr.N; ++bn) {
       const int64_t b = bn / pr.N, n = bn % pr.N;
-      const T *Q = q + bn * SD, *K = k + bn * SD, *V = v + bn * SD, *dO = dout + bn * SD;
-      const T* Pp = probs + bn * SS;
-      MapC<T> P(Pp, S, S);
-      Map<T> dS(ds.data(), S, S);
-      gemm_tile(ds.data(), S, dO, D, false, V, D, true, S, S, D, T(1), T(0));  // dO·Vᵀ
+      const T *Q = q + bn * QD, *K = k + bn * SD, *V = v + bn * SD, *dO = dout + bn * QD;
+      const T* Pp = probs + bn * SP;
+      MapC<T> P(Pp, Sq, S);
+      Map<T> dS(ds.data(), Sq, S);
+      gemm_tile(ds.data(), S, dO, D, false, V, D, true, Sq, S, D, T(1), T(0));  // dO·Vᵀ
       if (pr.p > 0.0f) {
-        dropout_scales(z.data(), SS, uint32_t(n * SS), pr.p, pr.key, uint32_t(pr.ids[b]));
-        Map<T> Z(z.data(), S, S);
+        dropout_scales(z.data(), SP, uint32_t(n * S * S), pr.p, pr.key, uint32_t(pr.ids[b]));
+        Map<T> Z(z.data(), Sq, S);
         dS.array() *= Z.array();
         Z.array() *= P.array();
-        gemm_tile(dv + bn * SD, D, z.data(), S, true, dO, D, false, S, D, S, T(1), T(0));
+        gemm_tile(dv + bn * SD, D, z.data(), S, true, dO, D, false, S, D, Sq, T(1), T(0));
       } else {
-        gemm_tile(dv + bn * SD, D, Pp, S, true, dO, D, false, S, D, S, T(1), T(0));
+        gemm_tile(dv + bn * SD, D, Pp, S, true, dO, D, false, S, D, Sq, T(1), T(0));
       }
       const auto r = (dS.array() * P.array()).rowwise().sum().eval();
       dS.array() = P.array() * (dS.array().colwise() - r);
-      gemm_tile(dq + bn * SD, D, ds.data(), S, false, K, D, false, S, D, S, T(scale), T(0));
-      gemm_tile(dk + bn * SD, D, ds.data(), S, true, Q, D, false, S, D, S, T(scale), T(0));
+      gemm_tile(dq + bn * QD, D, ds.data(), S, false, K, D, false, Sq, D, S, T(scale), T(0));
+      gemm_tile(dk + bn * SD, D, ds.data(), S, true, Q, D, false, S, D, Sq, T(scale), T(0));
     }
   }
 }
@@ -307,7 +310,7 @@ void flash_backward_impl(T* dq, T* dk, T* dv, const T* dout, const T* q, const T
 void attention_forward(const Tensor& out, const Tensor& probs, const Tensor& q, const Tensor& k,
                        const Tensor& v, const Tensor& mask, float scale, float dropout_p,
                        const DropoutKey& key, const Tensor& example_ids) {
-  const Problem pr = problem(q, mask, dropout_p, key, example_ids);
+  const Problem pr = problem(q, k, mask, dropout_p, key, example_ids);
   if (q.dtype() == DType::f32)
     return forward_impl(out.data<float>(), probs.data<float>(), q.data<float>(), k.data<float>(),
                         v.data<float>(), pr, scale);
@@ -321,7 +324,7 @@ void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, co
                         const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
                         float scale, float dropout_p, const DropoutKey& key,
                         const Tensor& example_ids) {
-  const Problem pr = problem(q, Tensor(), dropout_p, key, example_ids);
+  const Problem pr = problem(q, k, Tensor(), dropout_p, key, example_ids);
   if (q.dtype() == DType::f32)
     return backward_impl(dq.data<float>(), dk.data<float>(), dv.data<float>(), dout.data<float>(),
                          q.data<float>(), k.data<float>(), v.data<float>(), probs.data<float>(),
@@ -336,7 +339,7 @@ void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, co
 void flash_attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
                              const Tensor& v, const Tensor& mask, float scale, float dropout_p,
                              const DropoutKey& key, const Tensor& example_ids) {
-  const Problem pr = problem(q, mask, dropout_p, key, example_ids);
+  const Problem pr = problem(q, k, mask, dropout_p, key, example_ids);
   if (q.dtype() == DType::f32)
     return flash_forward_impl(out.data<float>(), lse.data<float>(), q.data<float>(),
                               k.data<float>(), v.data<float>(), pr, scale);
@@ -351,7 +354,7 @@ void flash_attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& 
                               const Tensor& v, const Tensor& out, const Tensor& lse,
                               const Tensor& mask, float scale, float dropout_p,
                               const DropoutKey& key, const Tensor& example_ids) {
-  const Problem pr = problem(q, mask, dropout_p, key, example_ids);
+  const Problem pr = problem(q, k, mask, dropout_p, key, example_ids);
   if (q.dtype() == DType::f32)
     return flash_backward_impl(dq.data<float>(), dk.data<float>(), dv.data<float>(),
                                dout.data<float>(), q.data<float>(), k.data<float>(),

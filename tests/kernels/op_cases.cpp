@@ -461,30 +461,33 @@ OpCase attention_case(bool flash) {
   c.name = flash ? "flash_attention" : "attention";
   c.covers = flash ? std::vector<std::string>{"flash_attention_forward", "flash_attention_backward"}
                    : std::vector<std::string>{"attention_forward", "attention_backward"};
-  c.dims = "B N S D p%";
-  c.sizes = cross({{2, 3, 7, 5}, {1, 1, 1, 3}, {2, 2, 5, 4}, {3, 1, 6, 2}}, {{0, 25}});
+  // Q: the query rows, the first Q of S when 0 < Q < S (materialized on the CPU), else all S.
+  c.dims = "B N S D p% Q";
+  c.sizes = cross({{2, 3, 7, 5}, {1, 1, 1, 3}, {2, 2, 5, 4}, {3, 1, 6, 2}},
+                  {{0, 25}, flash ? std::vector<int64_t>{0} : std::vector<int64_t>{0, 1, 3}});
   // The fused CUDA kernel needs D = 64.
   std::vector<Dims> device = {{2, 3, 7, 64}, {1, 2, 33, 64}, {2, 12, 128, 64}, {1, 1, 1, 64}};
   if (!flash) device.push_back({2, 2, 77, 5});
-  c.device_sizes = cross(device, {{0, 10}});
+  c.device_sizes = cross(device, {{0, 10}, {0}});
   c.precisions = {kF32, kBF16};
   c.tol = [](const Precision&, DType out) { return out == bf16 ? 2e-2 : tolerance(out); };
   // Flash backward recomputes P from an fp32 lse: ~1e-7 relative error even in double.
   c.fd_tol = flash ? 2e-4 : 1e-5;
   c.run = [flash](OpRun& e, const Dims& d) {
     const int64_t B = d[0], N = d[1], S = d[2], D = d[3];
+    const int64_t Sq = d[5] > 0 && d[5] < S ? d[5] : S;
     const float p = float(d[4]) / 100.0f, scale = 1.0f / std::sqrt(float(D));
     const DropoutKey key{0x1234abcd5678ull, 7, 3};
-    const Shape sh{B, N, S, D};
-    Tensor q = e.in("q", sh, Role::act, {-2, 2}), k = e.in("k", sh, Role::act, {-2, 2});
+    const Shape sh{B, N, S, D}, qsh{B, N, Sq, D};
+    Tensor q = e.in("q", qsh, Role::act, {-2, 2}), k = e.in("k", sh, Role::act, {-2, 2});
     Tensor v = e.in("v", sh);
     Tensor mask =
         e.data("mask", [&](std::mt19937_64&) { return key_mask(awkward_lengths(B, S), S); });
     Tensor ids =
         p > 0 ? e.data("example_ids", [&](std::mt19937_64&) { return example_ids(B); }) : Tensor();
-    Tensor out = e.out("out", sh);
+    Tensor out = e.out("out", qsh);
     if (!flash) {
-      Tensor probs = e.out("probs", {B, N, S, S});
+      Tensor probs = e.out("probs", {B, N, Sq, S});
       attention_forward(out, probs, q, k, v, mask, scale, p, key, ids);
       if (!e.backward()) return;
       attention_backward(e.grad("q"), e.grad("k"), e.grad("v"), e.upstream("out"), q, k, v,

@@ -236,6 +236,51 @@ TEST_CASE("attention_backward uses the probabilities it is given (Back Razor)", 
   CHECK(rel_l2_vec(to_doubles(dq), dQ) < 1e-12);
 }
 
+// The first Sq query rows alone (the last layer's [CLS] queries): the whole problem's first rows,
+// dropout included; with the other rows' output gradients zero, the same dk and dv, and dq's
+// first rows. In double, to rounding (one row's products in other GEMM shapes).
+TEST_CASE("materialized attention on the first query rows is those rows of the whole", "[attention]") {
+  std::mt19937_64 rng(21);
+  for (int64_t Sq : {1, 3}) {
+    const int64_t B = 3, N = 2, S = 9, D = 4;
+    INFO("Sq " << Sq);
+    const DType t = DType::f64;
+    Tensor q = random_tensor({B, N, S, D}, t, rng), k = random_tensor({B, N, S, D}, t, rng);
+    Tensor v = random_tensor({B, N, S, D}, t, rng), dout = random_tensor({B, N, S, D}, t, rng);
+    Tensor mask = key_mask(awkward_lengths(B, S), S), ids = example_ids(B);
+    const float p = 0.3f;
+    // The whole problem, with the output gradient of every row past Sq zero.
+    std::vector<double> g = to_doubles(dout);
+    for (int64_t bn = 0; bn < B * N; ++bn)
+      for (int64_t i = Sq; i < S; ++i)
+        for (int64_t j = 0; j < D; ++j) g[size_t((bn * S + i) * D + j)] = 0;
+    Tensor dout_whole = Tensor::from_host(g, {B, N, S, D});
+    Tensor out = Tensor::empty({B, N, S, D}, t), probs = Tensor::empty({B, N, S, S}, t);
+    attention_forward(out, probs, q, k, v, mask, 0.5f, p, kKey, ids);
+    Tensor dq = Tensor::empty({B, N, S, D}, t), dk = Tensor::empty({B, N, S, D}, t);
+    Tensor dv = Tensor::empty({B, N, S, D}, t);
+    attention_backward(dq, dk, dv, dout_whole, q, k, v, probs, 0.5f, p, kKey, ids);
+    // The first Sq rows of each (b, n) as tensors of their own.
+    auto first_rows = [&](const Tensor& x, int64_t width) {
+      std::vector<double> all = to_doubles(x), rows;
+      for (int64_t bn = 0; bn < B * N; ++bn)
+        rows.insert(rows.end(), all.begin() + bn * S * width, all.begin() + (bn * S + Sq) * width);
+      return Tensor::from_host(rows, {B, N, Sq, width});
+    };
+    Tensor q1 = first_rows(q, D), dout1 = first_rows(dout, D);
+    Tensor out1 = Tensor::empty({B, N, Sq, D}, t), probs1 = Tensor::empty({B, N, Sq, S}, t);
+    attention_forward(out1, probs1, q1, k, v, mask, 0.5f, p, kKey, ids);
+    CHECK(rel_l2(out1, first_rows(out, D)) < 1e-14);
+    CHECK(rel_l2(probs1, first_rows(probs, S)) < 1e-14);
+    Tensor dq1 = Tensor::empty({B, N, Sq, D}, t), dk1 = Tensor::empty({B, N, S, D}, t);
+    Tensor dv1 = Tensor::empty({B, N, S, D}, t);
+    attention_backward(dq1, dk1, dv1, dout1, q1, k, v, probs1, 0.5f, p, kKey, ids);
+    CHECK(rel_l2(dq1, first_rows(dq, D)) < 1e-14);
+    CHECK(rel_l2(dk1, dk) < 1e-14);
+    CHECK(rel_l2(dv1, dv) < 1e-14);
+  }
+}
+
 TEST_CASE("attention rejects bad input with messages naming the op and shapes", "[attention]") {
   std::mt19937_64 rng(1);
   const Shape sh = {2, 3, 7, 5};

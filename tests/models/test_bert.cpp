@@ -191,6 +191,51 @@ TEST_CASE("the last layer's feed-forward block runs on the [CLS] rows: same logi
   }
 }
 
+TEST_CASE("the last layer's attention in training runs for the [CLS] queries: same gradients",
+          "[models][bert]") {
+  // Dropout on: the first query row of the attention kernel draws the whole layer's row-0 mask.
+  // Against the whole attention: a sparse q that keeps every value and ranks every row
+  // (skip_padding off) runs the last layer's attention whole, exactly.
+  for (DType dt : {DType::f32, DType::f64}) {
+    INFO(dtype_name(dt));
+    BertConfig c = tiny_config();
+    c.num_hidden_layers = 3;
+    BertForSequenceClassification m(c, Device::cpu, dt);
+    m.init_weights(8);
+    perturb(m, 9);
+    BertBatch b = tiny_batch(Device::cpu, 3);
+    const StepOptions opt{true, 4, 2, true};
+    auto run = [&](const BackRazorPolicy& p, bool queries, const Shape& probs_shape) {
+      m.policy() = p;
+      Tape tape(Device::cpu);
+      ForwardResult f = m.forward(b, opt, &tape);
+      CHECK(f.record.layers.back().first_token);
+      CHECK(f.record.layers.back().first_token_queries == queries);
+      for (const SiteRecord& r : tape.records())
+        if (r.key == TapeKey{2, Site::probs}) CHECK(r.shape == probs_shape);
+      const std::vector<double> logits = test::to_doubles(f.logits);
+      m.grads().zero_();
+      m.backward(b, opt, tape, f.record, m.loss_backward(f.logits, b.labels, 1.0f));
+      CHECK(tape.bytes() == 0);
+      std::vector<double> g = test::to_doubles(m.grads_flat());
+      g.insert(g.end(), logits.begin(), logits.end());
+      return g;
+    };
+    const int64_t B = 3, N = c.num_attention_heads, S = b.input_ids.size(1);
+    const std::vector<double> queries = run(BackRazorPolicy::preset("none"), true, {B, N, 1, S});
+    BackRazorPolicy whole_policy = BackRazorPolicy::preset("none");
+    whole_policy[Site::q] = SitePolicy{SaveMode::sparse, dt, 0.0};
+    whole_policy.skip_padding = false;
+    const std::vector<double> whole = run(whole_policy, false, {B, N, S, S});
+    REQUIRE(queries.size() == whole.size());
+    const double tol = dt == DType::f64 ? 1e-12 : 2e-6;
+    double max_err = 0;
+    for (size_t i = 0; i < whole.size(); ++i)
+      max_err = std::max(max_err, std::abs(queries[i] - whole[i]) / (1 + std::abs(whole[i])));
+    CHECK(max_err <= tol);
+  }
+}
+
 TEST_CASE("Back Razor keeping every element in fp32 reproduces dense gradients exactly",
           "[models][bert][backrazor]") {
   BertForSequenceClassification m(tiny_config(), Device::cpu, DType::f32);

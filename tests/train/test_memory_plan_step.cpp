@@ -178,7 +178,7 @@ TEST_CASE("memory plan: predicted evaluation peak equals the allocator's", "[tra
 }
 
 TEST_CASE("memory table: a site whose layers differ in shape is marked", "[train][memory_plan]") {
-  // A real step: the last layer's feed-forward sites hold its [CLS] rows only.
+  // A real step: the last layer's feed-forward sites hold its [CLS] rows only...
   const BertConfig c = step_config(3);
   BertForSequenceClassification model(c, Device::cpu, DType::f32);
   model.init_weights(3);
@@ -189,7 +189,9 @@ TEST_CASE("memory table: a site whose layers differ in shape is marked", "[train
   const std::string table = format_memory_table(r, false);
   INFO(table);
   CHECK_THAT(table, Catch::Contains("layer*.gelu_input                3 f32[2, 16, 64] *"));
-  CHECK_THAT(table, Catch::Contains("layer*.q                         3 f32[2, 2, 16, 16]     "));
+  // and its attention's query-side sites its [CLS] queries only, but not its keys
+  CHECK_THAT(table, Catch::Contains("layer*.k                         3 f32[2, 2, 16, 16]     "));
+  CHECK_THAT(table, Catch::Contains("layer*.q                         3 f32[2, 2, 16, 16] *"));
   CHECK_THAT(table, Catch::Contains("* first layer's; not every layer's"));
   const std::string per_layer = format_memory_table(r, true);
   CHECK_THAT(per_layer, Catch::Contains("layer2.gelu_input"));
