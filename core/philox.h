@@ -50,7 +50,17 @@ struct DropoutKey {
   uint64_t seed = 0;
   uint32_t step = 0;
   uint32_t site = 0;
+  // Attention's score rows (kernels/attention.h): element (n, i, j) of a sample is e = (n·L + i)·L
+  // + j with L = length, at least the keys S; 0: L = S. The model sets its
+  // max_position_embeddings, so that a mask depends neither on how far a batch is padded nor on
+  // how it is split. Other dropout ignores it.
+  uint32_t length = 0;
 };
+
+// The row stride L of attention's dropout elements for S keys (DropoutKey::length).
+BR_HD uint32_t attention_dropout_stride(const DropoutKey& key, uint32_t S) {
+  return key.length ? key.length : S;
+}
 
 BR_HD float dropout_uniform(const DropoutKey& key, uint32_t example, uint32_t element) {
   Philox4 r = philox4x32_10(Philox4{{element >> 2, example, key.site, key.step}},

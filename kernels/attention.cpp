@@ -54,13 +54,17 @@ void check_like(const char* op, const char* name, const Tensor& x, const Tensor&
 }
 
 void check_mask_dropout(const char* op, const Dims& d, const Tensor& q, const Tensor& mask,
-                        float dropout_p, const Tensor& example_ids) {
+                        float dropout_p, const DropoutKey& key, const Tensor& example_ids) {
   if (mask.defined()) check_like(op, "mask", mask, q, {d.B, d.S}, DType::f32);
   BR_CHECK(dropout_p >= 0.0f && dropout_p <= 1.0f, "{}: dropout_p {} outside [0, 1]", op,
            dropout_p);
   if (dropout_p > 0.0f) check_like(op, "example_ids", example_ids, q, {d.B}, DType::i32);
-  BR_CHECK(d.N * d.S * d.S <= int64_t(UINT32_MAX),
-           "{}: N·S·S = {} exceeds the 32-bit dropout element index", op, d.N * d.S * d.S);
+  BR_CHECK(key.length == 0 || int64_t(key.length) >= d.S,
+           "{}: the dropout key's row length {} is shorter than the {} keys of k", op, key.length,
+           d.S);
+  const int64_t L = key.length ? int64_t(key.length) : d.S;
+  BR_CHECK(d.N * L * L <= int64_t(UINT32_MAX),
+           "{}: N·L·L = {} exceeds the 32-bit dropout element index", op, d.N * L * L);
 }
 
 void check_flash_cuda(const char* op, const Dims& d, const Tensor& q) {
@@ -78,7 +82,7 @@ void attention_forward(const Tensor& out, const Tensor& probs, const Tensor& q, 
   const Dims d = check_qkv(op, q, k, v, true);
   check_like(op, "out", out, q, q.shape(), q.dtype());
   check_like(op, "probs", probs, q, {d.B, d.N, d.Sq, d.S}, q.dtype());
-  check_mask_dropout(op, d, q, mask, dropout_p, example_ids);
+  check_mask_dropout(op, d, q, mask, dropout_p, key, example_ids);
   if (q.numel() == 0) return;
   if (q.device() == Device::cpu)
     return cpu::attention_forward(out, probs, q, k, v, mask, scale, dropout_p, key, example_ids);
@@ -99,7 +103,7 @@ void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, co
   for (auto [name, x] : {std::pair<const char*, const Tensor*>{"dk", &dk}, {"dv", &dv}})
     check_like(op, name, *x, q, d.kv(), q.dtype());
   check_like(op, "probs", probs, q, {d.B, d.N, d.Sq, d.S}, q.dtype());
-  check_mask_dropout(op, d, q, Tensor(), dropout_p, example_ids);
+  check_mask_dropout(op, d, q, Tensor(), dropout_p, key, example_ids);
   if (q.numel() == 0) {  // no query: no gradient reaches k or v
     if (dk.numel()) dk.zero_();
     if (dv.numel()) dv.zero_();
@@ -122,7 +126,7 @@ void flash_attention_forward(const Tensor& out, const Tensor& lse, const Tensor&
   const Dims d = check_qkv(op, q, k, v);
   check_like(op, "out", out, q, q.shape(), q.dtype());
   check_like(op, "lse", lse, q, {d.B, d.N, d.S}, DType::f32);
-  check_mask_dropout(op, d, q, mask, dropout_p, example_ids);
+  check_mask_dropout(op, d, q, mask, dropout_p, key, example_ids);
   check_flash_cuda(op, d, q);
   if (q.numel() == 0) return;
   if (q.device() == Device::cpu)
@@ -146,7 +150,7 @@ void flash_attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& 
                          {"dv", &dv}, {"dout", &dout}, {"out", &out}})
     check_like(op, name, *x, q, q.shape(), q.dtype());
   check_like(op, "lse", lse, q, {d.B, d.N, d.S}, DType::f32);
-  check_mask_dropout(op, d, q, mask, dropout_p, example_ids);
+  check_mask_dropout(op, d, q, mask, dropout_p, key, example_ids);
   check_flash_cuda(op, d, q);
   if (q.numel() == 0) return;
   if (q.device() == Device::cpu)

@@ -4,8 +4,10 @@
 //   S = scale·q·kᵀ + mask[b, key]     P = softmax_rows(S)     out = dropout(P)·v
 // mask [B, S] f32 additive: 0 for real keys, std::numeric_limits<float>::lowest() for padded keys
 // (undefined = no mask). Dropout on P follows kernels/dropout.h: row = batch index b, element
-// e = n·S·S + i·S + j within the sample, keep = dropout_uniform(key, example_ids[b], e) >= p, kept
-// values scaled by 1/(1−p). example_ids i32 [B]; may be undefined when dropout_p == 0.
+// e = (n·L + i)·L + j within the sample, L = key.length (>= S; S when 0: core/philox.h), keep =
+// dropout_uniform(key, example_ids[b], e) >= p, kept values scaled by 1/(1−p). With a fixed L a
+// sample's mask is the same at any padded length S. example_ids i32 [B]; may be undefined when
+// dropout_p == 0.
 // dtypes: CPU f32/f64, CUDA f32/bf16 (fp32 accumulation); mask and lse are always f32.
 #pragma once
 #include "core/philox.h"
@@ -16,7 +18,7 @@ namespace br {
 // Materialized attention. probs [B, N, S, S] (dtype of q) receives P before dropout, which is what
 // backward needs. On the CPU q (and out, dq, dout) may hold only the first Sq <= S query rows,
 // [B, N, Sq, D], with probs [B, N, Sq, S]: exactly those rows of the whole problem, the dropout
-// elements included (e = n·S·S + i·S + j for query row i < Sq), while k and v (dk, dv) keep their
+// elements included (e = (n·L + i)·L + j for query row i < Sq), while k and v (dk, dv) keep their
 // S rows. A model's last layer needs only its [CLS] queries (Sq = 1). CUDA needs Sq = S.
 void attention_forward(const Tensor& out, const Tensor& probs, const Tensor& q, const Tensor& k,
                        const Tensor& v, const Tensor& mask, float scale, float dropout_p,

@@ -78,6 +78,7 @@ struct StepContext {
   // A batch split by length (train/batch.h, split_by_length): the padded length of the whole
   // batch, so that each sparse site keeps per sample what the whole batch would have kept; 0: S.
   int64_t rank_S = 0;
+  uint32_t dropout_length = 0;  // DropoutKey::length of every site (attention's row stride)
 
   // Samples per materialized-attention chunk (attention_chunk_samples).
   int64_t attention_chunk() const {
@@ -97,7 +98,7 @@ struct StepContext {
 
   Tensor act(const Shape& s) const { return Tensor::empty(s, act_dtype, device); }
   Tensor stats() const;  // a mean or rstd buffer of B*S rows
-  DropoutKey key(uint32_t site) const { return DropoutKey{seed, step, site}; }
+  DropoutKey key(uint32_t site) const { return DropoutKey{seed, step, site, dropout_length}; }
 };
 
 // What one encoder layer's forward did, read by its backward (never the live settings).

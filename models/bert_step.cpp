@@ -1,5 +1,7 @@
 // One BERT step as a composition of its pieces (models/bert_layers.h): embeddings, the encoder
 // layers, the head; and backward as the same pieces in reverse, reading the forward's record.
+#include <algorithm>
+#include <cstdint>
 #include <cmath>
 #include <limits>
 
@@ -34,6 +36,11 @@ StepContext BertForSequenceClassification::context(const BertBatch& batch,
            "bert forward: rank_length {} is shorter than the batch's length {}", opt.rank_length,
            ctx.S);
   ctx.rank_S = opt.rank_length;
+  // The attention dropout's row length: the longest input the model takes, so that a sample's
+  // masks are the same however far its batch is padded (a batch split by length trains as the
+  // whole one); S where N·L·L would not fit the 32-bit element index.
+  const int64_t L = std::max<int64_t>(c.max_position_embeddings, ctx.S);
+  if (ctx.N * L * L <= int64_t(UINT32_MAX)) ctx.dropout_length = uint32_t(L);
   ctx.example_ids = batch.example_ids;
   ctx.attention_workspace = attention_workspace_;
   ctx.ffn_workspace = ffn_workspace_;

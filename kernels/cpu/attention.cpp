@@ -30,6 +30,11 @@ struct Problem {
   DropoutKey key;
   const int32_t* ids;  // [B] or nullptr when p == 0
 
+  // Element (n, i, j)'s dropout index (n·L + i)·L + j, L = the key's row length (or S).
+  uint32_t element(int64_t n, int64_t i, int64_t j) const {
+    const int64_t L = attention_dropout_stride(key, uint32_t(S));
+    return uint32_t((n * L + i) * L + j);
+  }
   float mask_at(int64_t b, int64_t j) const { return mask ? mask[b * S + j] : 0.0f; }
 };
 
@@ -63,10 +68,11 @@ void dropout_scales(T* z, int64_t len, uint32_t e0, float p, const DropoutKey& k
       for (int j = 0; j < kDropoutBlock; ++j) zt[j] = philox_uniform(u[j]) >= p ? zscale : T(0);
       continue;
     }
-    for (int j = 0; j < kDropoutBlock; ++j) {
-      const int64_t t = t0 + j;
-      if (t >= 0 && t < len) z[t] = philox_uniform(u[j]) >= p ? zscale : T(0);
-    }
+    T zb[kDropoutBlock];  // a block cut by the range's ends (a short row's only block)
+#pragma omp simd
+    for (int j = 0; j < kDropoutBlock; ++j) zb[j] = philox_uniform(u[j]) >= p ? zscale : T(0);
+    const int64_t j0 = std::max<int64_t>(0, -t0), j1 = std::min<int64_t>(kDropoutBlock, len - t0);
+    std::copy(zb + j0, zb + j1, z + t0 + j0);
   }
 }
 
@@ -112,9 +118,21 @@ const T* mask_row(std::vector<T>& buf, const Problem& pr, int64_t b) {
   return buf.data();
 }
 
+// z[r·bc + c] for rows i0.. and columns j0.. of head n of sample b: the dropout scale of element
+// (n, i0 + r, j0 + c) (Problem::element). One pass when the rows are contiguous elements (L = S).
+template <typename T>
+void dropout_tile(T* z, int64_t br, int64_t bc, int64_t n, int64_t i0, int64_t j0,
+                  const Problem& pr, int64_t b) {
+  const uint32_t example = uint32_t(pr.ids[b]);
+  if (bc == pr.S && attention_dropout_stride(pr.key, uint32_t(pr.S)) == pr.S)
+    return dropout_scales(z, br * bc, pr.element(n, i0, 0), pr.p, pr.key, example);
+  for (int64_t r = 0; r < br; ++r)
+    dropout_scales(z + r * bc, bc, pr.element(n, i0 + r, j0), pr.p, pr.key, example);
+}
+
 // Per (b, n): P = softmax(scale·Q·Kᵀ + mask) [Sq, S]; out = dropout(P)·V. The products go through
 // gemm_tile (oneDNN's sgemm for f32, on this thread: 1.3-2.6x Eigen's on one head's shapes). The
-// Sq query rows are the first of S: their dropout elements n·S·S + i·S + j are contiguous.
+// Sq query rows are the first of S, with those rows' dropout elements.
 template <typename T>
 void forward_impl(T* out, T* probs, const T* q, const T* k, const T* v, const Problem& pr,
                   float scale) {
@@ -131,7 +149,7 @@ void forward_impl(T* out, T* probs, const T* q, const T* k, const T* v, const Pr
       const T* mrow = mask_row(mbuf, pr, b);
       for (int64_t i = 0; i < Sq; ++i) softmax_row(P + i * S, mrow, S);
       if (pr.p > 0.0f) {
-        dropout_scales(z.data(), SP, uint32_t(n * S * S), pr.p, pr.key, uint32_t(pr.ids[b]));
+        dropout_tile(z.data(), Sq, S, n, 0, 0, pr, b);
         ArrayMap<T>(z.data(), SP) *= ArrayMap<T>(P, SP);
         gemm_tile(out + bn * QD, D, z.data(), S, false, V, D, false, Sq, D, S, T(1), T(0));
       } else {
@@ -159,7 +177,7 @@ void backward_impl(T* dq, T* dk, T* dv, const T* dout, const T* q, const T* k, c
       Map<T> dS(ds.data(), Sq, S);
       gemm_tile(ds.data(), S, dO, D, false, V, D, true, Sq, S, D, T(1), T(0));  // dO·Vᵀ
       if (pr.p > 0.0f) {
-        dropout_scales(z.data(), SP, uint32_t(n * S * S), pr.p, pr.key, uint32_t(pr.ids[b]));
+        dropout_tile(z.data(), Sq, S, n, 0, 0, pr, b);
         Map<T> Z(z.data(), Sq, S);
         dS.array() *= Z.array();
         Z.array() *= P.array();
@@ -186,16 +204,6 @@ using Arr = Eigen::Array<T, Eigen::Dynamic, 1>;
 // take whole (b, n) pairs, so no result depends on the thread count.
 constexpr int64_t kBr = 64, kBc = 64;
 
-// z[r·bc + c] for the tile's rows i0.. and columns j0..: the dropout scale of element
-// (n, i0 + r, j0 + c), from the same Philox counters as the materialized kernel.
-template <typename T>
-void dropout_tile(T* z, int64_t br, int64_t bc, int64_t n, int64_t i0, int64_t j0,
-                  const Problem& pr, int64_t b) {
-  const int64_t S = pr.S;
-  for (int64_t r = 0; r < br; ++r)
-    dropout_scales(z + r * bc, bc, uint32_t(n * S * S + (i0 + r) * S + j0), pr.p, pr.key,
-                   uint32_t(pr.ids[b]));
-}
 
 // Per (b, n) and query tile, online softmax over key tiles: with m the running row max and l the
 // running Σ exp(s − m), each key tile rescales the accumulated output by exp(m_old − m_new) and adds

@@ -8,23 +8,29 @@ namespace br::cuda {
 
 namespace {
 
-// Dropout on attention probabilities, as kernels/dropout.h: sample b draws with example ids[b],
-// element e = n·S·S + i·S + j; z = keep ? 1/(1−p) : 0. Kernels take kDropout = (p > 0) as a
-// template argument and draw z only when it is set.
+// Dropout on attention probabilities, as kernels/attention.h: sample b draws with example ids[b],
+// element e = (n·L + i)·L + j, L = the key's row length (or S); z = keep ? 1/(1−p) : 0. Kernels
+// take kDropout = (p > 0) as a template argument and draw z only when it is set.
 struct Drop {
   float p;
   float zscale;
   DropoutKey key;
   const int32_t* ids;
+  uint32_t L;
 
+  __device__ __forceinline__ uint32_t e(int n, int i, int j) const {
+    return (uint32_t(n) * L + uint32_t(i)) * L + uint32_t(j);
+  }
   __device__ __forceinline__ float z(int b, uint32_t e) const {
     return dropout_uniform(key, uint32_t(ids[b]), e) >= p ? zscale : 0.0f;
   }
 };
 
-Drop make_drop(float p, const DropoutKey& key, const Tensor& ids) {
+// S: the keys (k.size(2)).
+Drop make_drop(float p, const DropoutKey& key, const Tensor& ids, int64_t S) {
   return Drop{p, p < 1.0f ? 1.0f / (1.0f - p) : 0.0f, key,
-              p > 0.0f ? ids.data<int32_t>() : nullptr};
+              p > 0.0f ? ids.data<int32_t>() : nullptr,
+              attention_dropout_stride(key, uint32_t(S))};
 }
 
 // One attention call as its kernels see it. Head bn = b·N + n; the [B, N, S, D] tensors hold S rows
@@ -97,7 +103,7 @@ __global__ void softmax_forward_kernel(const Params<T> pr) {
   for (int j = threadIdx.x; j < S; j += blockDim.x) sum += expf(x[j] + (mk ? mk[j] : 0.0f) - mx);
   sum = block_reduce<false>(sum, scratch);
   const float inv = 1.0f / sum;
-  const uint32_t e0 = uint32_t(n) * uint32_t(S) * uint32_t(S) + uint32_t(i) * uint32_t(S);
+  const uint32_t e0 = pr.drop.e(n, i, 0);
   for (int j = threadIdx.x; j < S; j += blockDim.x) {
     const float p = expf(x[j] + (mk ? mk[j] : 0.0f) - mx) * inv;
     pr.probs[row * S + j] = from_f<T>(p);
@@ -114,7 +120,8 @@ __global__ void dropout_probs_kernel(const Params<T> pr) {
        t += int64_t(gridDim.x) * blockDim.x) {
     const int64_t bn = t / SS;
     const int b = int(bn / N), n = int(bn % N);
-    const uint32_t e = uint32_t(n) * uint32_t(SS) + uint32_t(t % SS);
+    const int64_t ij = t % SS;
+    const uint32_t e = pr.drop.e(n, int(ij / pr.S), int(ij % pr.S));
     pr.pd[t] = from_f<T>(to_f(pr.probs[t]) * pr.drop.z(b, e));
   }
 }
@@ -128,7 +135,7 @@ __global__ void softmax_backward_kernel(const Params<T> pr) {
   const int N = pr.N, S = pr.S;
   const int64_t row = blockIdx.x;
   const int i = int(row % S), n = int((row / S) % N), b = int(row / (int64_t(S) * N));
-  const uint32_t e0 = uint32_t(n) * uint32_t(S) * uint32_t(S) + uint32_t(i) * uint32_t(S);
+  const uint32_t e0 = pr.drop.e(n, i, 0);
   const float* g = pr.scores + row * S;
   float r = 0.0f;
   for (int j = threadIdx.x; j < S; j += blockDim.x) {
@@ -248,12 +255,11 @@ __device__ __forceinline__ void store_row(T* dst, int64_t base, int row, int lan
   dst[base + int64_t(row) * kD + lane + 32] = from_f<T>(a1);
 }
 
-// The dropout scale z of score (i, j) in the head whose elements start at nSS = n·S·S; 1 without
-// dropout or outside the S × S square.
+// The dropout scale z of score (i, j) of head n; 1 without dropout or outside the S × S square.
 template <bool kDropout, typename T>
-__device__ __forceinline__ float dropout_z(const Params<T>& pr, int b, uint32_t nSS, int i, int j,
+__device__ __forceinline__ float dropout_z(const Params<T>& pr, int b, int n, int i, int j,
                                            bool valid) {
-  return kDropout && valid ? pr.drop.z(b, nSS + uint32_t(i) * uint32_t(pr.S) + uint32_t(j)) : 1.0f;
+  return kDropout && valid ? pr.drop.z(b, pr.drop.e(n, i, j)) : 1.0f;
 }
 
 // Reads q, k, v, mask; writes out, lse.
@@ -269,7 +275,6 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(const Params<T>
   float m[kRowsPerWarp], l[kRowsPerWarp], acc0[kRowsPerWarp], acc1[kRowsPerWarp];
 #pragma unroll
   for (int r = 0; r < kRowsPerWarp; ++r) m[r] = -INFINITY, l[r] = 0.0f, acc0[r] = acc1[r] = 0.0f;
-  const uint32_t nSS = uint32_t(n) * uint32_t(S) * uint32_t(S);
   for (int k0 = 0; k0 < S; k0 += kTile) {
     __syncthreads();
     load_tile(ks, pr.k, base, k0, S);
@@ -291,7 +296,7 @@ __global__ void __launch_bounds__(kThreads) flash_forward_kernel(const Params<T>
       l[r] = l[r] * corr + warp_sum(e);
       m[r] = m_new;
       const float w = kDropout && valid && i < S
-                          ? e * pr.drop.z(b, nSS + uint32_t(i) * uint32_t(S) + uint32_t(j))
+                          ? e * pr.drop.z(b, pr.drop.e(n, i, j))
                           : e;
       float a0 = acc0[r] * corr, a1 = acc1[r] * corr;
       accumulate_tile(a0, a1, w, vs, lane);
@@ -344,7 +349,6 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dq_kernel(const Param
     di[r] = i < S ? pr.dr[int64_t(bn) * S + i] : 0.0f;
     acc0[r] = acc1[r] = 0.0f;
   }
-  const uint32_t nSS = uint32_t(n) * uint32_t(S) * uint32_t(S);
   for (int k0 = 0; k0 < S; k0 += kTile) {
     __syncthreads();
     load_tile(ks, pr.k, base, k0, S);
@@ -363,7 +367,7 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dq_kernel(const Param
         g += gs[row][d] * vs[lane][d];
       }
       const float p = valid ? expf(s * scale + mj - li[r]) : 0.0f;
-      const float z = dropout_z<kDropout>(pr, b, nSS, i, j, valid);
+      const float z = dropout_z<kDropout>(pr, b, n, i, j, valid);
       const float ds = p * (z * g - di[r]) * scale;
       accumulate_tile(acc0[r], acc1[r], ds, ks, lane);
     }
@@ -398,7 +402,6 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dkv_kernel(const Para
     mj[r] = j < S && pr.mask ? pr.mask[int64_t(b) * S + j] : 0.0f;
     dk0[r] = dk1[r] = dv0[r] = dv1[r] = 0.0f;
   }
-  const uint32_t nSS = uint32_t(n) * uint32_t(S) * uint32_t(S);
   for (int i0 = 0; i0 < S; i0 += kTile) {
     __syncthreads();
     load_tile(qs, pr.q, base, i0, S);
@@ -421,7 +424,7 @@ __global__ void __launch_bounds__(kThreads) flash_backward_dkv_kernel(const Para
         g += vs[row][d] * gs[lane][d];
       }
       const float p = valid ? expf(s * scale + mj[r] - ls[lane]) : 0.0f;
-      const float z = dropout_z<kDropout>(pr, b, nSS, i, j, valid);
+      const float z = dropout_z<kDropout>(pr, b, n, i, j, valid);
       const float ds = p * (z * g - drs[lane]) * scale;
       const float pz = p * z;
       float a0 = dk0[r], a1 = dk1[r], c0 = dv0[r], c1 = dv1[r];
@@ -494,7 +497,7 @@ void flash_backward_typed(const Tensor& dq, const Tensor& dk, const Tensor& dv, 
 void attention_forward(const Tensor& out, const Tensor& probs, const Tensor& q, const Tensor& k,
                        const Tensor& v, const Tensor& mask, float scale, float dropout_p,
                        const DropoutKey& key, const Tensor& example_ids) {
-  const Drop drop = make_drop(dropout_p, key, example_ids);
+  const Drop drop = make_drop(dropout_p, key, example_ids, k.size(2));
   dispatch_f32_bf16("attention_forward", q, [&](auto tag) {
     forward_typed<decltype(tag)>(out, probs, q, k, v, mask, scale, drop);
   });
@@ -504,7 +507,7 @@ void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, co
                         const Tensor& q, const Tensor& k, const Tensor& v, const Tensor& probs,
                         float scale, float dropout_p, const DropoutKey& key,
                         const Tensor& example_ids) {
-  const Drop drop = make_drop(dropout_p, key, example_ids);
+  const Drop drop = make_drop(dropout_p, key, example_ids, k.size(2));
   dispatch_f32_bf16("attention_backward", q, [&](auto tag) {
     backward_typed<decltype(tag)>(dq, dk, dv, dout, q, k, v, probs, scale, drop);
   });
@@ -513,7 +516,7 @@ void attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& dv, co
 void flash_attention_forward(const Tensor& out, const Tensor& lse, const Tensor& q, const Tensor& k,
                              const Tensor& v, const Tensor& mask, float scale, float dropout_p,
                              const DropoutKey& key, const Tensor& example_ids) {
-  const Drop drop = make_drop(dropout_p, key, example_ids);
+  const Drop drop = make_drop(dropout_p, key, example_ids, k.size(2));
   dispatch_f32_bf16("flash_attention_forward", q, [&](auto tag) {
     flash_forward_typed<decltype(tag)>(out, lse, q, k, v, mask, scale, drop);
   });
@@ -524,7 +527,7 @@ void flash_attention_backward(const Tensor& dq, const Tensor& dk, const Tensor& 
                               const Tensor& v, const Tensor& out, const Tensor& lse,
                               const Tensor& mask, float scale, float dropout_p,
                               const DropoutKey& key, const Tensor& example_ids) {
-  const Drop drop = make_drop(dropout_p, key, example_ids);
+  const Drop drop = make_drop(dropout_p, key, example_ids, k.size(2));
   dispatch_f32_bf16("flash_attention_backward", q, [&](auto tag) {
     flash_backward_typed<decltype(tag)>(dq, dk, dv, dout, q, k, v, out, lse, mask, scale, drop);
   });

@@ -477,7 +477,8 @@ OpCase attention_case(bool flash) {
     const int64_t B = d[0], N = d[1], S = d[2], D = d[3];
     const int64_t Sq = d[5] > 0 && d[5] < S ? d[5] : S;
     const float p = float(d[4]) / 100.0f, scale = 1.0f / std::sqrt(float(D));
-    const DropoutKey key{0x1234abcd5678ull, 7, 3};
+    // The dropout rows at a stride past S, as the model sets it (its max_position_embeddings).
+    const DropoutKey key{0x1234abcd5678ull, 7, 3, uint32_t(S + 3)};
     const Shape sh{B, N, S, D}, qsh{B, N, Sq, D};
     Tensor q = e.in("q", qsh, Role::act, {-2, 2}), k = e.in("k", sh, Role::act, {-2, 2});
     Tensor v = e.in("v", sh);

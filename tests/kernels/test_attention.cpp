@@ -63,7 +63,8 @@ Reference naive_attention(const Tensor& q, const Tensor& k, const Tensor& v, con
           r.probs[size_t((bn * S + i) * S + j)] = P;
           double z = 1;
           if (p > 0) {
-            const uint32_t e = uint32_t(n * S * S + i * S + j);
+            const int64_t L = attention_dropout_stride(key, uint32_t(S));
+            const uint32_t e = uint32_t((n * L + i) * L + j);
             z = dropout_uniform(key, uint32_t(I[size_t(b)]), e) >= p ? 1.0 / (1.0 - double(p)) : 0.0;
           }
           for (int64_t d = 0; d < D; ++d)
@@ -100,8 +101,12 @@ TEST_CASE("attention_forward and flash_attention_forward match the definition", 
   for (DType dt : {DType::f64, DType::f32})
     for (const Dims& d : dims)
       for (bool masked : {false, true})
-        for (float p : {0.0f, 0.3f}) {
-          INFO(dtype_name(dt) << " " << dims_str(d) << " masked=" << masked << " p=" << p);
+        for (float p : {0.0f, 0.3f, -1.0f}) {
+          // p < 0: p = 0.3 with the dropout row length L > S (the model's max_position_embeddings).
+          DropoutKey key = kKey;
+          if (p < 0) p = 0.3f, key.length = uint32_t(d.S + 9);
+          INFO(dtype_name(dt) << " " << dims_str(d) << " masked=" << masked << " p=" << p
+                              << " L=" << key.length);
           Tensor q = random_tensor({d.B, d.N, d.S, d.D}, dt, rng, Device::cpu, -2, 2);
           Tensor k = random_tensor({d.B, d.N, d.S, d.D}, dt, rng, Device::cpu, -2, 2);
           Tensor v = random_tensor({d.B, d.N, d.S, d.D}, dt, rng);
@@ -111,15 +116,15 @@ TEST_CASE("attention_forward and flash_attention_forward match the definition", 
           Tensor out = Tensor::empty(q.shape(), dt), probs = Tensor::empty({d.B, d.N, d.S, d.S}, dt);
           test::poison(out);
           test::poison(probs);
-          attention_forward(out, probs, q, k, v, mask, scale, p, kKey, ids);
-          Reference r = naive_attention(q, k, v, mask, scale, p, kKey, ids);
+          attention_forward(out, probs, q, k, v, mask, scale, p, key, ids);
+          Reference r = naive_attention(q, k, v, mask, scale, p, key, ids);
           CHECK(rel_l2_vec(to_doubles(out), r.out) < ref_tol(dt));
           CHECK(rel_l2_vec(to_doubles(probs), r.probs) < ref_tol(dt));
 
           Tensor fout = Tensor::empty(q.shape(), dt), lse = Tensor::empty({d.B, d.N, d.S}, DType::f32);
           test::poison(fout);
           test::poison(lse);
-          flash_attention_forward(fout, lse, q, k, v, mask, scale, p, kKey, ids);
+          flash_attention_forward(fout, lse, q, k, v, mask, scale, p, key, ids);
           CHECK(rel_l2_vec(to_doubles(fout), r.out) < ref_tol(dt));
           CHECK(rel_l2_vec(to_doubles(lse), r.lse) < 1e-6);
         }
@@ -200,9 +205,11 @@ TEST_CASE("attention_backward uses the probabilities it is given (Back Razor)", 
   Tensor v = random_tensor(sh, DType::f64, rng), g = random_tensor(sh, DType::f64, rng);
   Tensor R = random_tensor({B, N, S, S}, DType::f64, rng, Device::cpu, 0, 1);
   Tensor ids = example_ids(B);
+  DropoutKey key = kKey;
+  key.length = 11;  // a dropout row length past S: element (n, i, j) = (n·11 + i)·11 + j
   Tensor dq = Tensor::empty(sh, DType::f64), dk = Tensor::empty(sh, DType::f64),
          dv = Tensor::empty(sh, DType::f64);
-  attention_backward(dq, dk, dv, g, q, k, v, R, scale, p, kKey, ids);
+  attention_backward(dq, dk, dv, g, q, k, v, R, scale, p, key, ids);
   std::vector<double> Q = to_doubles(q), K = to_doubles(k), V = to_doubles(v), G = to_doubles(g),
                       P = to_doubles(R), dV(size_t(B * N * S * D), 0), dQ(size_t(B * N * S * D), 0);
   std::vector<int32_t> I = ids.to_vector<int32_t>();
@@ -210,7 +217,7 @@ TEST_CASE("attention_backward uses the probabilities it is given (Back Razor)", 
     for (int64_t n = 0; n < N; ++n) {
       const int64_t bn = b * N + n;
       auto z = [&](int64_t i, int64_t j) {
-        return dropout_uniform(kKey, uint32_t(I[size_t(b)]), uint32_t(n * S * S + i * S + j)) >= p
+        return dropout_uniform(key, uint32_t(I[size_t(b)]), uint32_t((n * 11 + i) * 11 + j)) >= p
                    ? 1.0 / (1.0 - double(p)) : 0.0;
       };
       for (int64_t i = 0; i < S; ++i) {
@@ -234,6 +241,66 @@ TEST_CASE("attention_backward uses the probabilities it is given (Back Razor)", 
     }
   CHECK(rel_l2_vec(to_doubles(dv), dV) < 1e-12);
   CHECK(rel_l2_vec(to_doubles(dq), dQ) < 1e-12);
+}
+
+// With a fixed dropout row length, a sample's attention does not depend on how far its batch is
+// padded: the same inputs padded to S = 6 and S = 13 give the same outputs and gradients on the
+// real rows, dropout on (a batch split by length trains as the whole batch). With L = S (length 0)
+// the masks differ, which this test must see.
+TEST_CASE("attention with a fixed dropout row length is the same at any padded length", "[attention]") {
+  std::mt19937_64 rng(5);
+  const int64_t B = 2, N = 3, D = 4, Smax = 13;
+  const std::vector<int64_t> len = {6, 4};
+  const DType t = DType::f64;
+  Tensor q = random_tensor({B, N, Smax, D}, t, rng), k = random_tensor({B, N, Smax, D}, t, rng);
+  Tensor v = random_tensor({B, N, Smax, D}, t, rng);
+  Tensor ids = example_ids(B);
+  // The output gradient of padded query rows is zero, as in the model (nothing reads them).
+  std::vector<double> gh = to_doubles(random_tensor({B, N, Smax, D}, t, rng));
+  for (int64_t b = 0; b < B; ++b)
+    for (int64_t n = 0; n < N; ++n)
+      for (int64_t i = len[size_t(b)]; i < Smax; ++i)
+        for (int64_t j = 0; j < D; ++j) gh[size_t(((b * N + n) * Smax + i) * D + j)] = 0;
+  Tensor g = Tensor::from_host(gh, {B, N, Smax, D});
+  // x's first S rows of each head, [B, N, S, D].
+  auto rows = [&](const Tensor& x, int64_t S) {
+    std::vector<double> all = to_doubles(x), r;
+    for (int64_t bn = 0; bn < B * N; ++bn)
+      r.insert(r.end(), all.begin() + bn * Smax * D, all.begin() + (bn * Smax + S) * D);
+    return r;
+  };
+  struct Run {
+    std::vector<double> out, dq, dk, dv;
+  };
+  auto run = [&](int64_t S, const DropoutKey& key) {
+    const Shape sh = {B, N, S, D};
+    Tensor qs = Tensor::from_host(rows(q, S), sh), ks = Tensor::from_host(rows(k, S), sh);
+    Tensor vs = Tensor::from_host(rows(v, S), sh), gs = Tensor::from_host(rows(g, S), sh);
+    Tensor mask = key_mask(len, S);
+    Tensor out = Tensor::empty(sh, t), probs = Tensor::empty({B, N, S, S}, t);
+    attention_forward(out, probs, qs, ks, vs, mask, 0.5f, 0.4f, key, ids);
+    Tensor dq = Tensor::empty(sh, t), dk = Tensor::empty(sh, t), dv = Tensor::empty(sh, t);
+    attention_backward(dq, dk, dv, gs, qs, ks, vs, probs, 0.5f, 0.4f, key, ids);
+    // The real rows only: (b, n, i < len[b], :).
+    Run r;
+    for (auto [src, dst] : {std::pair{&out, &r.out}, {&dq, &r.dq}, {&dk, &r.dk}, {&dv, &r.dv}}) {
+      std::vector<double> all = to_doubles(*src);
+      for (int64_t b = 0; b < B; ++b)
+        for (int64_t n = 0; n < N; ++n)
+          dst->insert(dst->end(), all.begin() + ((b * N + n) * S) * D,
+                      all.begin() + ((b * N + n) * S + len[size_t(b)]) * D);
+    }
+    return r;
+  };
+  DropoutKey fixed = kKey;
+  fixed.length = 16;
+  const Run a = run(6, fixed), b = run(13, fixed);
+  CHECK(rel_l2_vec(a.out, b.out) < 1e-14);
+  CHECK(rel_l2_vec(a.dq, b.dq) < 1e-14);
+  CHECK(rel_l2_vec(a.dk, b.dk) < 1e-14);
+  CHECK(rel_l2_vec(a.dv, b.dv) < 1e-14);
+  const Run c = run(6, kKey), d = run(13, kKey);  // L = S: other masks
+  CHECK(rel_l2_vec(c.out, d.out) > 1e-3);
 }
 
 // The first Sq query rows alone (the last layer's [CLS] queries): the whole problem's first rows,
@@ -309,6 +376,14 @@ TEST_CASE("attention rejects bad input with messages naming the op and shapes", 
                     Contains("example_ids") && Contains("undefined"));
   CHECK_THROWS_WITH(attention_forward(out, probs, q, k, v, mask, 1.0f, 1.5f, kKey, ids),
                     Contains("dropout_p"));
+  DropoutKey short_key = kKey;
+  short_key.length = 6;  // fewer than the 7 keys
+  CHECK_THROWS_WITH(attention_forward(out, probs, q, k, v, mask, 1.0f, 0.1f, short_key, ids),
+                    Contains("attention_forward") && Contains("row length 6") && Contains("7 keys"));
+  DropoutKey huge_key = kKey;
+  huge_key.length = 50000;  // N·L·L = 7.5e9 > 2^32
+  CHECK_THROWS_WITH(attention_forward(out, probs, q, k, v, mask, 1.0f, 0.1f, huge_key, ids),
+                    Contains("32-bit dropout element index"));
   CHECK_THROWS_WITH(attention_forward(out, probs, q.view({6, 7, 5}), k, v, mask, 1.0f, 0.0f, kKey, ids),
                     Contains("[B, N, S, D]"));
   CHECK_THROWS_WITH(attention_forward(out, probs, test::to_dtype_device(q, DType::bf16, Device::cpu), k,
