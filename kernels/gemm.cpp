@@ -49,7 +49,20 @@ void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool
            M, N, A.str(), transA, B.str(), transB);
   check_same_device("matmul", C, A);
   check_same_device("matmul", C, B);
-  BR_CHECK(A.dtype() == B.dtype(), "matmul: A {} and B {} must share a dtype", A.str(), B.str());
+  // On the CPU in bf16 mode an operand may come as bf16 already (a model's bf16 weight copy).
+  const auto f32_or_bf16 = [](const Tensor& t) {
+    return t.dtype() == DType::f32 || t.dtype() == DType::bf16;
+  };
+  const bool cpu_mixed = C.device() == Device::cpu && C.dtype() == DType::f32 &&
+                         (A.dtype() == DType::bf16 || B.dtype() == DType::bf16) &&
+                         f32_or_bf16(A) && f32_or_bf16(B);
+  if (cpu_mixed)
+    BR_CHECK(cpu::bf16_matmul(),
+             "matmul: a bf16 operand on the CPU needs the bf16 product mode (set_cpu_bf16_matmul); "
+             "got A {}, B {}, C {}",
+             A.str(), B.str(), C.str());
+  else
+    BR_CHECK(A.dtype() == B.dtype(), "matmul: A {} and B {} must share a dtype", A.str(), B.str());
   if (C.numel() == 0) return;
   auto overlaps = [](const Tensor& a, const Tensor& b) {
     const char *p = static_cast<const char*>(a.raw()), *q = static_cast<const char*>(b.raw());
@@ -58,6 +71,7 @@ void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool
   BR_CHECK(!overlaps(C, A) && !overlaps(C, B), "matmul: C {} overlaps A {} or B {} in memory",
            C.str(), A.str(), B.str());
   if (C.device() == Device::cpu) {
+    if (cpu_mixed) return cpu::matmul(C, A, transA, B, transB, batch, M, N, K, alpha, beta);
     BR_CHECK((A.dtype() == DType::f32 || A.dtype() == DType::f64) && C.dtype() == A.dtype(),
              "matmul: CPU supports f32 or f64 with one dtype for A, B, C; got A {}, B {}, C {}",
              A.str(), B.str(), C.str());

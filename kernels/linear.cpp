@@ -19,6 +19,19 @@ Tensor rows_of(const char* op, const char* name, const Tensor& t, int64_t cols,
   return t.view({cols == 0 ? 0 : t.numel() / cols, cols});
 }
 
+// weight has inp's dtype, or is the bf16 copy of an f32 weight in the CPU's bf16 product mode
+// (set_cpu_bf16_matmul: the products round to bf16 anyway).
+void check_weight_dtype(const char* op, const Tensor& weight, const Tensor& inp) {
+  if (weight.dtype() == DType::bf16 && inp.dtype() == DType::f32 && weight.device() == Device::cpu) {
+    BR_CHECK(cpu_bf16_matmul(),
+             "{}: a bf16 weight {} with f32 inp {} on the CPU needs the bf16 product mode "
+             "(set_cpu_bf16_matmul)",
+             op, weight.str(), inp.str());
+    return;
+  }
+  check_dtype(op, "weight", weight, inp.dtype());
+}
+
 }  // namespace
 
 void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
@@ -38,7 +51,7 @@ void linear_forward(const Tensor& out, const Tensor& inp, const Tensor& weight,
   for (int64_t i = 0; i + 1 < inp.dim(); ++i)
     BR_CHECK(inp.size(i) == out.size(i), "linear_forward: inp {} and out {} differ in leading dims",
              inp.str(), out.str());
-  check_dtype("linear_forward", "weight", weight, inp.dtype());
+  check_weight_dtype("linear_forward", weight, inp);
   check_dtype("linear_forward", "out", out, inp.dtype());
   if (bias.defined()) {
     check_shape("linear_forward", "bias", bias, {N});
@@ -74,7 +87,7 @@ void linear_backward(const Tensor& dinp, const Tensor& dweight, const Tensor& db
     BR_CHECK(inp.size(i) == dout.size(i),
              "linear_backward: inp {} and dout {} differ in leading dims", inp.str(), dout.str());
   check_dtype("linear_backward", "dout", dout, inp.dtype());
-  check_dtype("linear_backward", "weight", weight, inp.dtype());
+  check_weight_dtype("linear_backward", weight, inp);
   if (dinp.defined()) {
     check_shape("linear_backward", "dinp", dinp, inp.shape());
     check_dtype("linear_backward", "dinp", dinp, inp.dtype());

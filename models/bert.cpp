@@ -6,6 +6,7 @@
 
 #include "core/philox.h"
 #include "kernels/cast.h"
+#include "kernels/gemm.h"
 #include "kernels/loss.h"
 
 namespace br {
@@ -296,23 +297,34 @@ void BertForSequenceClassification::set_compute_dtype(DType compute) {
 }
 
 int64_t BertForSequenceClassification::compute_param_bytes() const {
-  if (compute_dtype_ == dtype_ || compute_params_.layers.empty()) return 0;
   int64_t n = 0;
-  for (const Tensor* t : linear_tensors(compute_params_)) n += int64_t(t->nbytes());
+  if (compute_params_.layers.empty()) return n;
+  for (const Tensor* t : linear_tensors(compute_params_))
+    if (t->dtype() != dtype_) n += int64_t(t->nbytes());
   return n;
 }
 
 const BertWeights& BertForSequenceClassification::compute_weights(bool refresh) {
-  if (compute_dtype_ == dtype_) return params_;
+  // The CPU's bf16 product mode (set_cpu_bf16_matmul, `--bf16 --device cpu`) rounds both operands
+  // of every f32 product to bf16: the linear weights are rounded here once per forward, into bf16
+  // copies the products take as they are, instead of once per product (forward and dinp), with
+  // the same bits. Biases, activations and everything else stay f32.
+  const bool cpu_bf16 = device_ == Device::cpu && dtype_ == DType::f32 && cpu_bf16_matmul();
+  if (compute_dtype_ == dtype_ && !cpu_bf16) {
+    compute_params_ = BertWeights();  // the mode was turned off: no stale copies
+    return params_;
+  }
   if (compute_params_.layers.empty()) {
     compute_params_ = params_;  // handles: embeddings and LayerNorm weights are shared
     for (Tensor* t : linear_tensors(compute_params_))
-      *t = Tensor::empty(t->shape(), compute_dtype_, device_, MemCategory::workspace);
+      if (!cpu_bf16 || t->dim() == 2)
+        *t = Tensor::empty(t->shape(), DType::bf16, device_, MemCategory::workspace);
     refresh = true;
   }
   if (refresh) {
     std::vector<Tensor*> dst = linear_tensors(compute_params_), src = linear_tensors(params_);
-    for (size_t i = 0; i < dst.size(); ++i) cast(*dst[i], *src[i]);
+    for (size_t i = 0; i < dst.size(); ++i)
+      if (dst[i]->dtype() != src[i]->dtype()) cast(*dst[i], *src[i]);
   }
   return compute_params_;
 }

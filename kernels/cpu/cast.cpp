@@ -63,6 +63,15 @@ void cast(const Tensor& out, const Tensor& in) {
     in_chunks(n, [&](int64_t i, int64_t len) { floats_from_halves(d + i, s + i, len); });
     return;
   }
+  if (in.dtype() == DType::f32 && out.dtype() == DType::bf16) {  // the CPU bf16 weight copies
+    const float* s = in.data<float>();
+    auto* d = static_cast<uint16_t*>(out.raw());
+    in_chunks(n, [&](int64_t i, int64_t len) {
+#pragma omp simd
+      for (int64_t j = i; j < i + len; ++j) d[j] = float_to_bf16(s[j]);
+    });
+    return;
+  }
   for (int64_t i = 0; i < n; ++i) store(out, i, load(in, i));
 }
 

@@ -149,35 +149,58 @@ template <typename T>
 void gemm_batched(T* c, const T* a, bool ta, const T* b, bool tb, int64_t batch, int64_t M,
                   int64_t N, int64_t K, T alpha, T beta);
 
-// C = alpha op(A) op(B) + beta C for `batch` products, A and B rounded to bf16 first (into
-// workspace tensors the allocator counts), f32 accumulation. A product's bits do not depend on
-// the thread count (tests/kernels/test_gemm.cpp).
-void gemm_bf16(float* c, const float* a, bool ta, const float* b, bool tb, int64_t batch,
-               int64_t M, int64_t N, int64_t K, float alpha, float beta) {
+// One operand of a bf16 product: f32 values (rounded to bf16 by gemm_bf16) or bf16 bits already
+// (the model's bf16 weight copies, BertForSequenceClassification::compute_weights).
+struct Bf16Operand {
+  const void* p;
+  bool is_bf16;
+};
+
+// C = alpha op(A) op(B) + beta C for `batch` products, f32 operands rounded to bf16 first (into
+// workspace tensors the allocator counts), bf16 ones used as they are, f32 accumulation. A
+// product's bits do not depend on the thread count (tests/kernels/test_gemm.cpp), nor on whether
+// an operand came rounded already (the same rounding, float_to_bf16).
+void gemm_bf16(float* c, Bf16Operand a, bool ta, Bf16Operand b, bool tb, int64_t batch, int64_t M,
+               int64_t N, int64_t K, float alpha, float beta) {
   const int64_t sa = M * K, sb = K * N, sc = M * N;
   const std::optional<dnnl::matmul> prim = bf16_gemm().get(M, N, K, ta, tb, alpha, beta);
   if (!prim) {
     // No bf16 kernel on this CPU: the same product, bf16-rounded operands in f32 storage through
     // sgemm (the bits differ from the bf16 kernel's by summation order only).
-    Tensor a32 = Tensor::empty({batch * sa}, DType::f32, Device::cpu, MemCategory::workspace);
-    Tensor b32 = Tensor::empty({batch * sb}, DType::f32, Device::cpu, MemCategory::workspace);
-    float *pa = a32.data<float>(), *pb = b32.data<float>();
-    for (int64_t i = 0; i < batch * sa; ++i) pa[i] = bf16_to_float(float_to_bf16(a[i]));
-    for (int64_t i = 0; i < batch * sb; ++i) pb[i] = bf16_to_float(float_to_bf16(b[i]));
-    return gemm_batched(c, static_cast<const float*>(pa), ta, static_cast<const float*>(pb), tb,
-                        batch, M, N, K, alpha, beta);
+    auto rounded = [](Bf16Operand x, int64_t n) {
+      Tensor t = Tensor::empty({n}, DType::f32, Device::cpu, MemCategory::workspace);
+      float* d = t.data<float>();
+      if (x.is_bf16) {
+        const auto* s = static_cast<const uint16_t*>(x.p);
+        for (int64_t i = 0; i < n; ++i) d[i] = bf16_to_float(s[i]);
+      } else {
+        const auto* s = static_cast<const float*>(x.p);
+        for (int64_t i = 0; i < n; ++i) d[i] = bf16_to_float(float_to_bf16(s[i]));
+      }
+      return t;
+    };
+    Tensor a32 = rounded(a, batch * sa), b32 = rounded(b, batch * sb);
+    return gemm_batched(c, static_cast<const float*>(a32.data<float>()), ta,
+                        static_cast<const float*>(b32.data<float>()), tb, batch, M, N, K, alpha,
+                        beta);
   }
   const dnnl::matmul& mm = *prim;
-  Tensor a16 = Tensor::empty({batch * sa}, DType::bf16, Device::cpu, MemCategory::workspace);
-  Tensor b16 = Tensor::empty({batch * sb}, DType::bf16, Device::cpu, MemCategory::workspace);
-  to_bf16(static_cast<uint16_t*>(a16.raw()), a, batch * sa);
-  to_bf16(static_cast<uint16_t*>(b16.raw()), b, batch * sb);
+  // The operand's bf16 bits: its own, or a rounded copy.
+  auto bits = [](Bf16Operand x, int64_t n, Tensor& keep) -> uint16_t* {
+    if (x.is_bf16) return static_cast<uint16_t*>(const_cast<void*>(x.p));
+    keep = Tensor::empty({n}, DType::bf16, Device::cpu, MemCategory::workspace);
+    to_bf16(static_cast<uint16_t*>(keep.raw()), static_cast<const float*>(x.p), n);
+    return static_cast<uint16_t*>(keep.raw());
+  };
+  Tensor a_keep, b_keep;
+  uint16_t* a16 = bits(a, batch * sa, a_keep);
+  uint16_t* b16 = bits(b, batch * sb, b_keep);
   const dnnl::engine& eng = bf16_gemm().engine;
   const dnnl::matmul::primitive_desc pd(const_cast<dnnl_primitive_desc_t>(mm.get_primitive_desc()));
   auto run = [&](int64_t g) {
     dnnl::stream s(eng);
-    dnnl::memory am(pd.src_desc(), eng, static_cast<uint16_t*>(a16.raw()) + g * sa);
-    dnnl::memory bm(pd.weights_desc(), eng, static_cast<uint16_t*>(b16.raw()) + g * sb);
+    dnnl::memory am(pd.src_desc(), eng, a16 + g * sa);
+    dnnl::memory bm(pd.weights_desc(), eng, b16 + g * sb);
     dnnl::memory cm(pd.dst_desc(), eng, c + g * sc);
     mm.execute(s, {{DNNL_ARG_SRC, am}, {DNNL_ARG_WEIGHTS, bm}, {DNNL_ARG_DST, cm}});
     s.wait();
@@ -241,13 +264,12 @@ void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool
   switch (C.dtype()) {
     case DType::f32:
       if (g_bf16.load(std::memory_order_relaxed)) {
+        const Bf16Operand a{A.raw(), A.dtype() == DType::bf16}, b{B.raw(), B.dtype() == DType::bf16};
         if (batch * M * N * K < kSerialMacs && !omp_in_parallel()) {
           SerialScope serial;
-          return gemm_bf16(C.data<float>(), A.data<float>(), transA, B.data<float>(), transB,
-                           batch, M, N, K, alpha, beta);
+          return gemm_bf16(C.data<float>(), a, transA, b, transB, batch, M, N, K, alpha, beta);
         }
-        return gemm_bf16(C.data<float>(), A.data<float>(), transA, B.data<float>(), transB, batch,
-                         M, N, K, alpha, beta);
+        return gemm_bf16(C.data<float>(), a, transA, b, transB, batch, M, N, K, alpha, beta);
       }
       return gemm_batched(C.data<float>(), A.data<float>(), transA, B.data<float>(), transB, batch,
                           M, N, K, alpha, beta);

@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "harness.h"
+#include "kernels/cast.h"
 #include "kernels/gemm.h"
 #include "kernels/linear.h"
 
@@ -383,6 +384,60 @@ TEST_CASE("CPU bf16 products: the definition over bf16-rounded A and B, f32 accu
     matmul(C, A, false, B, false);
   }
   CHECK(C.to_vector<double>() == D.to_vector<double>());
+}
+
+// A model's bf16 weight copies (BertForSequenceClassification::compute_weights) enter the products
+// as bf16 tensors: the same bits as rounding the f32 operand inside the product. linear_* take
+// them too; without the mode a bf16 operand with f32 ones is an error.
+TEST_CASE("CPU bf16 products take operands already in bf16, with the same bits", "[gemm][bf16]") {
+  std::mt19937_64 rng(17);
+  std::vector<Dims> dims = kDims;
+  dims.push_back({{}, 130, 67, 95});
+  dims.push_back({{3}, 33, 32, 33});
+  for (bool fallback : {false, true})
+    for (const Dims& d : dims)
+      for (int t = 0; t < 4; ++t) {
+        const bool ta = t & 1, tb = t & 2;
+        INFO("fallback " << fallback << " batch " << shape_str(d.batch) << " M=" << d.M
+                         << " K=" << d.K << " N=" << d.N << " transA=" << ta << " transB=" << tb);
+        set_cpu_bf16_matmul_fallback(fallback);
+        Tensor A = random_tensor(ta ? with_batch(d.batch, d.K, d.M) : with_batch(d.batch, d.M, d.K),
+                                 DType::f32, rng);
+        Tensor B = random_tensor(tb ? with_batch(d.batch, d.N, d.K) : with_batch(d.batch, d.K, d.N),
+                                 DType::f32, rng);
+        Tensor C0 = random_tensor(with_batch(d.batch, d.M, d.N), DType::f32, rng);
+        const Tensor A16 = cast(A, DType::bf16), B16 = cast(B, DType::bf16);
+        Bf16Matmul on;
+        std::vector<std::vector<float>> r;
+        for (auto [a, b] : {std::pair<const Tensor*, const Tensor*>{&A, &B}, {&A16, &B}, {&A, &B16}, {&A16, &B16}}) {
+          Tensor C = C0.clone();
+          matmul(C, *a, ta, *b, tb, -0.5f, 0.25f);
+          r.push_back(C.to_vector<float>());
+        }
+        CHECK(r[1] == r[0]);
+        CHECK(r[2] == r[0]);
+        CHECK(r[3] == r[0]);
+      }
+  set_cpu_bf16_matmul_fallback(false);
+  Tensor x = random_tensor({5, 12}, DType::f32, rng), w = random_tensor({7, 12}, DType::f32, rng);
+  Tensor b = random_tensor({7}, DType::f32, rng), w16 = cast(w, DType::bf16);
+  Tensor y = Tensor::empty({5, 7}, DType::f32), y16 = Tensor::empty({5, 7}, DType::f32);
+  CHECK_THROWS_WITH(matmul(y, x, false, w16, true), Catch::Contains("bf16 product mode"));
+  CHECK_THROWS_WITH(linear_forward(y, x, w16, b), Catch::Contains("linear_forward") &&
+                                                      Catch::Contains("bf16 product mode"));
+  Bf16Matmul on;
+  linear_forward(y, x, w, b);
+  linear_forward(y16, x, w16, b);
+  CHECK(y16.to_vector<float>() == y.to_vector<float>());
+  Tensor g = random_tensor({5, 7}, DType::f32, rng);
+  Tensor dx = Tensor::empty({5, 12}, DType::f32), dx16 = Tensor::empty({5, 12}, DType::f32);
+  Tensor dw = Tensor::zeros({7, 12}, DType::f32), dw16 = Tensor::zeros({7, 12}, DType::f32);
+  linear_backward(dx, dw, Tensor(), g, x, w);
+  linear_backward(dx16, dw16, Tensor(), g, x, w16);
+  CHECK(dx16.to_vector<float>() == dx.to_vector<float>());
+  CHECK(dw16.to_vector<float>() == dw.to_vector<float>());
+  // a bf16 operand is not a way into other dtype mixes
+  CHECK_THROWS_WITH(matmul(y, x, false, cast(w, DType::f16), true), Catch::Contains("share a dtype"));
 }
 
 TEST_CASE("CPU bf16 products give the same bits at 1 and 2 threads on BERT's linear shapes",

@@ -7,6 +7,7 @@
 
 #include "harness.h"
 #include "kernels/cast.h"
+#include "kernels/gemm.h"
 #include "models/bert.h"
 
 using namespace br;
@@ -166,6 +167,60 @@ TEST_CASE("bert compute dtype: bf16 only on CUDA with f32 parameters", "[models]
   CHECK_THROWS_WITH(m64.set_compute_dtype(DType::f32), Catch::Contains("set_compute_dtype"));
   CHECK(attention_kernel_from_name("flash") == AttentionKernel::flash);
   CHECK_THROWS_WITH(attention_kernel_from_name("fused"), Catch::Contains("auto, materialized, flash"));
+}
+
+// `--bf16 --device cpu`: the products round both operands to bf16. The model rounds its linear
+// weight matrices once per forward into bf16 copies (2 bytes per element, compute_param_bytes)
+// that forward and backward take; a forward after the weights change uses the new ones, with the
+// bits of a fresh model holding them.
+TEST_CASE("bert in the CPU's bf16 product mode: weight copies made per forward, never stale",
+          "[models][bert][bf16]") {
+  struct Mode {
+    Mode() { set_cpu_bf16_matmul(true); }
+    ~Mode() { set_cpu_bf16_matmul(false); }
+  };
+  BertConfig c = tiny_config();
+  BertForSequenceClassification m(c, Device::cpu, DType::f32);
+  m.init_weights(21);
+  perturb(m, 5);
+  BertBatch b = make_batch(c, 6, Device::cpu, 8);
+  StepOptions opt{true, 77, 2, true};
+  const StepResult f32 = train_step(m, b, opt);
+  CHECK(m.compute_param_bytes() == 0);
+  int64_t matrix_elems = 0;  // the linear layers' weight matrices: 2-D, not an embedding table
+  for (auto& [name, t] : m.params().named())
+    if (t.dim() == 2 && name.find("embeddings") == std::string::npos) matrix_elems += t.numel();
+  StepResult first, second, fresh;
+  {
+    Mode on;
+    first = train_step(m, b, opt);
+    CHECK(m.compute_param_bytes() == 2 * matrix_elems);
+    // New weight matrices, as an optimizer step writes them.
+    std::mt19937_64 rng(9);
+    for (auto& [name, t] : m.params().named()) {
+      if (t.dim() != 2 || name.find("embeddings") != std::string::npos) continue;
+      std::vector<float> v = t.to_vector<float>();
+      for (float& x : v) x *= 1.0f + 0.05f * std::uniform_real_distribution<float>(-1, 1)(rng);
+      t.copy_from(Tensor::from_host(v, t.shape()));
+    }
+    second = train_step(m, b, opt);
+    BertForSequenceClassification m2(c, Device::cpu, DType::f32);
+    copy_params(m2, m);
+    fresh = train_step(m2, b, opt);
+  }
+  CHECK(second.logits.to_vector<float>() == fresh.logits.to_vector<float>());
+  REQUIRE(second.grads.size() == fresh.grads.size());
+  for (size_t i = 0; i < fresh.grads.size(); ++i) {
+    INFO("gradient " << i);
+    CHECK(second.grads[i].to_vector<float>() == fresh.grads[i].to_vector<float>());
+  }
+  CHECK(second.logits.to_vector<float>() != first.logits.to_vector<float>());
+  // bf16 really rounded, and stays near f32
+  CHECK(first.logits.to_vector<float>() != f32.logits.to_vector<float>());
+  CHECK(test::rel_l2(first.logits, f32.logits) < 2e-2);
+  // Off again: f32 products, no copies held.
+  train_step(m, b, opt);
+  CHECK(m.compute_param_bytes() == 0);
 }
 
 TEST_CASE("bert flash attention path matches the materialized one on the CPU reference",
