@@ -1,6 +1,8 @@
 #include "kernels/cpu/cpu_ops.h"
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 
 #include "kernels/cpu/half_simd.h"
 
@@ -77,6 +79,19 @@ void cast(const Tensor& out, const Tensor& in) {
 
 void fill(const Tensor& out, double value) {
   const int64_t n = out.numel();
+  if (value == 0.0 && !std::signbit(value)) {  // all-zero bits: memset,
+    // on both cores for large tensors (a step's gradients: one core's stores reach ~8 GB/s here)
+    char* p = static_cast<char*>(out.raw());
+    const int64_t es = int64_t(dtype_size(out.dtype()));
+    in_chunks(n, [&](int64_t i, int64_t len) { std::memset(p + i * es, 0, size_t(len * es)); });
+    return;
+  }
+  if (out.dtype() == DType::f32) {
+    float* p = out.data<float>();
+    const float v = float(value);
+    in_chunks(n, [&](int64_t i, int64_t len) { std::fill(p + i, p + i + len, v); });
+    return;
+  }
   for (int64_t i = 0; i < n; ++i) store(out, i, value);
 }
 
