@@ -4,6 +4,7 @@
 #include <array>
 #include <atomic>
 #include <bit>
+#include <cmath>
 #include <functional>
 #include <type_traits>
 #include <vector>
@@ -109,6 +110,107 @@ inline __m256i lane_indices(uint32_t nibbles) {
 inline __m256i lane_bits() { return _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128); }
 #endif
 
+#if BR_CPU_F16C
+// The rank-th largest (1-based) t of keys[0, c), all in (lo, lo + range], and in *greater how
+// many of them exceed t: nth_element when few, else a 4096-bin histogram of (key - lo - 1) >>
+// shift picks the bin and nth_element runs on its keys (gathered to the front; keys[] is
+// overwritten).
+uint32_t kth_largest(uint32_t* keys, int64_t c, int64_t rank, int64_t lo, int64_t range,
+                     std::vector<uint32_t>& hist, int64_t* greater) {
+  *greater = 0;
+  if (c > kSmallSample) {
+    constexpr size_t kBins = size_t(1) << kTopBits;
+    const int sh = std::max(0, int(std::bit_width(uint64_t(range))) - kTopBits);
+    const uint32_t base = uint32_t(lo + 1);
+    hist.assign(2 * kBins, 0u);
+    int64_t i = 0;
+    for (; i + 2 <= c; i += 2) {
+      ++hist[size_t((keys[i] - base) >> sh)];
+      ++hist[kBins + size_t((keys[i + 1] - base) >> sh)];
+    }
+    if (i < c) ++hist[size_t((keys[i] - base) >> sh)];
+    int64_t above = 0;
+    size_t d = kBins - 1;
+    for (; d > 0; --d) {
+      const int64_t h = int64_t(hist[d]) + int64_t(hist[kBins + d]);
+      if (above + h >= rank) break;
+      above += h;
+    }
+    int64_t n = 0;
+    for (int64_t j = 0; j < c; ++j) {
+      const uint32_t key = keys[j];
+      keys[n] = key;
+      n += size_t((key - base) >> sh) == d;
+    }
+    c = n;
+    rank -= above;
+    *greater = above;  // the keys of higher bins
+  }
+  std::nth_element(keys, keys + (rank - 1), keys + c, std::greater<uint32_t>());
+  const uint32_t t = keys[rank - 1];
+  for (int64_t j = 0; j < c; ++j) *greater += keys[j] > t;
+  return t;
+}
+
+// The f32 threshold without the full histogram pass (a scalar loop bound by its increments): the
+// keys of a strided subsample (the stride odd and prime to 3, so it walks every column of a row
+// of 384 or 768) bracket the k-th largest key by ranks 4 standard deviations either side of k's;
+// one vector pass counts the keys above the bracket and gathers those inside it, and kth_largest
+// finds the key among them. Exact; false (nothing decided) when the k-th largest key falls
+// outside the bracket, and the caller counts the histogram instead.
+bool select_threshold_sampled(const float* x, int64_t n, int64_t k, std::vector<uint32_t>& keys,
+                              std::vector<uint32_t>& hist, Threshold<DType::f32>& r) {
+  constexpr int64_t kSample = 512;
+  int64_t stride = std::max<int64_t>(1, n / kSample) | 1;
+  while (stride % 3 == 0) stride += 2;
+  const int64_t m = (n + stride - 1) / stride;
+  if (keys.size() < size_t(n + m + 8)) keys.resize(size_t(n + m + 8));
+  uint32_t* sample = keys.data() + n + 8;  // past the candidates' room
+  for (int64_t j = 0; j < m; ++j) sample[j] = float_bits(x[j * stride]) & 0x7fffffffu;
+  const double q = double(k) / double(n), sd = std::sqrt(double(m) * q * (1.0 - q));
+  const double mid = q * double(m), margin = 4.0 * sd + 4.0;
+  const int64_t r_hi = int64_t(std::floor(mid - margin)), r_lo = int64_t(std::ceil(mid + margin));
+  // hi: the r_hi-th largest sampled key (no bound above when r_hi < 1); lo + 1: the r_lo-th
+  // largest (no bound below when past the sample).
+  int64_t hi = 0x7fffffff, lo = -1;
+  if (r_hi >= 1) {
+    std::nth_element(sample, sample + (r_hi - 1), sample + m, std::greater<uint32_t>());
+    hi = int64_t(sample[r_hi - 1]);
+  }
+  if (r_lo <= m) {
+    std::nth_element(sample, sample + (r_lo - 1), sample + m, std::greater<uint32_t>());
+    lo = int64_t(sample[r_lo - 1]) - 1;
+  }
+  if (lo >= hi) lo = hi - 1;  // equal sampled keys: the bracket is that one key
+  // above: keys > hi; candidates: lo < key <= hi, in index order.
+  const LaneTables& lt = lane_tables();
+  const __m256i abs = _mm256_set1_epi32(0x7fffffff), vhi = _mm256_set1_epi32(int(hi)),
+                vlo = _mm256_set1_epi32(int(lo));
+  int64_t above = 0, c = 0, i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256i key = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)), abs);
+    const __m256i gt = _mm256_cmpgt_epi32(key, vhi);
+    const __m256i in = _mm256_andnot_si256(gt, _mm256_cmpgt_epi32(key, vlo));
+    above += std::popcount(uint32_t(_mm256_movemask_ps(_mm256_castsi256_ps(gt))));
+    const uint32_t mm = uint32_t(_mm256_movemask_ps(_mm256_castsi256_ps(in)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(keys.data() + c),
+                        _mm256_permutevar8x32_epi32(key, lane_indices(lt.compact[mm])));
+    c += std::popcount(mm);
+  }
+  for (; i < n; ++i) {
+    const int64_t key = int64_t(float_bits(x[i]) & 0x7fffffffu);
+    above += key > hi;
+    keys[size_t(c)] = uint32_t(key);
+    c += key > lo && key <= hi;
+  }
+  if (!(above < k && k <= above + c)) return false;
+  int64_t greater = 0;
+  r.t = kth_largest(keys.data(), c, k - above, lo, hi - lo, hist, &greater);
+  r.ties = k - above - greater;
+  return true;
+}
+#endif
+
 // The k-th largest key of a sample and how many of the keys equal to it are kept. Keys are
 // counted in a 4096-bin histogram of their top bits (one pass, L1-resident); the bin holding the
 // k-th largest is then gathered (a second pass) and nth_element finds the key inside it. Exact,
@@ -130,6 +232,10 @@ Threshold<D> select_threshold(const typename Traits<D>::Raw* x, int64_t n, int64
     r.ties = k - greater;
     return r;
   }
+#if BR_CPU_F16C
+  if constexpr (D == DType::f32)
+    if (select_threshold_sampled(x, n, k, keys, hist, r)) return r;
+#endif
   constexpr int shift = T::kKeyBits - 1 - kTopBits;  // the sign bit is always clear
   // Two interleaved histograms: consecutive keys in one bin do not wait on each other's store.
   constexpr size_t kBins = size_t(1) << kTopBits;

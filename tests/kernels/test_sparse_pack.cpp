@@ -248,6 +248,30 @@ TEST_CASE("pack_topk on long samples: NaN, inf, f16 overflow, ties inside the hi
   }
 }
 
+// The f32 select brackets the threshold from a strided subsample (stride n/512 made odd and prime
+// to 3: 97 for n = 49152). Samples whose subsample lies about the rest, so that the bracket misses
+// and the full histogram decides, and a sample whose bracket holds more keys than one nth_element
+// should take (the candidates' own histogram).
+TEST_CASE("pack_topk when the subsample misleads the threshold's bracket", "[kernels][sparse]") {
+  const int64_t n = 49152, stride = 97;
+  std::mt19937_64 rng(3);
+  std::uniform_real_distribution<float> u(1.0f, 2.0f);
+  std::vector<float> v(size_t(3 * n));
+  for (int64_t i = 0; i < n; ++i) {
+    const bool sampled = i % stride == 0;
+    v[size_t(i)] = sampled ? 1e-3f * u(rng) : u(rng);          // the subsample: all tiny
+    v[size_t(n + i)] = sampled ? 10.0f * u(rng) : -u(rng);     // the subsample: all huge
+    v[size_t(2 * n + i)] = (i % 3 ? 1.0f : -1.0f) * (1.0f + float(i % 7) * 1e-7f);  // few levels
+  }
+  Tensor x = make(v, {3, n}, DType::f32);
+  for (double ratio : {0.5, 0.8, 0.99}) {
+    INFO("ratio " << ratio);
+    SparsePack p = pack_topk(x, ratio, DType::f16);
+    check_against_reference(x, ratio, p);
+    check_round_trip(x, p);
+  }
+}
+
 TEST_CASE("unpack(pack(x)) is the pruned tensor, and keep-all is exact", "[kernels][sparse]") {
   uint64_t seed = test::fresh_seed();
   INFO("seed " << seed);
