@@ -16,6 +16,12 @@
 #else
 #define BR_CPU_F16C 0
 #endif
+// AVX-512 forms of the Back Razor pack (16 lanes, vcompressps, masked 16-bit stores).
+#if BR_CPU_F16C && defined(__AVX512F__) && defined(__AVX512BW__) && defined(__AVX512VL__)
+#define BR_CPU_AVX512 1
+#else
+#define BR_CPU_AVX512 0
+#endif
 
 namespace br::cpu {
 

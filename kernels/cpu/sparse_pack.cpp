@@ -187,6 +187,20 @@ bool select_threshold_sampled(const float* x, int64_t n, int64_t k, std::vector<
   const __m256i abs = _mm256_set1_epi32(0x7fffffff), vhi = _mm256_set1_epi32(int(hi)),
                 vlo = _mm256_set1_epi32(int(lo));
   int64_t above = 0, c = 0, i = 0;
+#if BR_CPU_AVX512
+  {
+    const __m512i abs16 = _mm512_set1_epi32(0x7fffffff), hi16 = _mm512_set1_epi32(int(hi)),
+                  lo16 = _mm512_set1_epi32(int(lo));
+    for (; i + 16 <= n; i += 16) {  // signed compares: keys are below 2^31, lo may be -1
+      const __m512i key = _mm512_and_si512(_mm512_loadu_si512(x + i), abs16);
+      const __mmask16 gt = _mm512_cmpgt_epi32_mask(key, hi16);
+      const __mmask16 in = _mm512_mask_cmpgt_epi32_mask(__mmask16(~gt), key, lo16);
+      above += std::popcount(uint32_t(gt));
+      _mm512_mask_compressstoreu_epi32(keys.data() + c, in, key);
+      c += std::popcount(uint32_t(in));
+    }
+  }
+#endif
   for (; i + 8 <= n; i += 8) {
     const __m256i key = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)), abs);
     const __m256i gt = _mm256_cmpgt_epi32(key, vhi);
@@ -341,6 +355,53 @@ int64_t pack_sample_f32(const float* xb, typename Traits<Out>::Raw* vb, uint32_t
   const __m256i abs = _mm256_set1_epi32(0x7fffffff), t = _mm256_set1_epi32(int(th.t));
   const int64_t full = n / 32;
   int64_t pos = 0, ties_left = th.ties;
+#if BR_CPU_AVX512
+  // 16 lanes: the compare masks are the mask word's halves, and vcompressps packs the kept lanes
+  // (the masked stores write only those: nothing past k).
+  const __m512i abs16 = _mm512_set1_epi32(0x7fffffff), t16 = _mm512_set1_epi32(int(th.t));
+  for (int64_t w = 0; w < full; ++w) {
+    uint32_t word = 0;
+    for (int h = 0; h < 2; ++h) {
+      const float* xq = xb + w * 32 + h * 16;
+      const __m512 v = _mm512_loadu_ps(xq);
+      const __m512i key = _mm512_and_si512(_mm512_castps_si512(v), abs16);
+      uint32_t m = uint32_t(_mm512_cmpgt_epi32_mask(key, t16));
+      if (ties_left > 0) {
+        uint32_t eq = uint32_t(_mm512_cmpeq_epi32_mask(key, t16));
+        for (; eq && ties_left > 0; eq &= eq - 1, --ties_left) m |= eq & (0u - eq);
+      }
+      word |= m << (16 * h);
+      const int count = std::popcount(m);
+      if (pos + count > k) {  // more than k: reported by the caller, nothing written past k
+        pos += count;
+        continue;
+      }
+      const __mmask16 km = __mmask16(m);
+      if constexpr (Out == DType::f32) {
+        _mm512_mask_compressstoreu_ps(vb + pos, km, v);
+      } else {
+        const __m512 c = _mm512_maskz_compress_ps(km, v);
+        const __mmask16 first = __mmask16((1u << count) - 1u);
+        if (_mm512_mask_cmp_ps_mask(first, c, c, _CMP_UNORD_Q) == 0) {
+          const __m256i hv =
+              _mm512_maskz_cvtps_ph(first, c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+          _mm256_mask_storeu_epi16(vb + pos, first, hv);
+        } else {  // a NaN: the scalar conversion's canonical quiet NaN
+          alignas(64) float f[16];
+          _mm512_store_ps(f, c);
+          for (int j = 0; j < count; ++j) vb[pos + j] = float_to_half(f[j]);
+        }
+      }
+      pos += count;
+    }
+    mb[w] = word;
+  }
+  if (full * 32 < n) {
+    Threshold<DType::f32> rest{th.t, ties_left};
+    pos = pack_sample<DType::f32, Out>(xb, vb, mb, n, k, rest, full, pos);
+  }
+  return pos;
+#endif
   for (int64_t w = 0; w < full; ++w) {
     uint32_t word = 0;
     for (int q = 0; q < 4; ++q) {
