@@ -459,9 +459,33 @@ void unpack_sample_f32(float* ob, const typename Traits<V>::Raw* vb, const uint3
                        int64_t n, int64_t k) {
   const LaneTables& lt = lane_tables();
   const __m256i bits = lane_bits();
-  const int64_t chunks = n / 8;
-  int64_t pos = 0;
-  for (int64_t c = 0; c < chunks; ++c) {
+  int64_t chunks = n / 8, c = 0, pos = 0;
+#if BR_CPU_AVX512
+  // 16 lanes: a masked load of the next count values, expanded to the mask's lanes (vexpandps);
+  // loads read only those values.
+  for (; c + 2 <= chunks; c += 2) {
+    const uint32_t m = (mb[c / 4] >> (8 * (c % 4))) & 0xffffu;
+    const int count = std::popcount(m);
+    const __mmask16 first = __mmask16((1u << count) - 1u);
+    __m512 v;
+    if constexpr (V == DType::f32) {
+      v = _mm512_maskz_loadu_ps(first, vb + pos);
+    } else {
+      const __m256i h = _mm256_maskz_loadu_epi16(first, vb + pos);
+      const __m256i e = _mm256_set1_epi16(0x7c00);
+      if (_mm256_mask_cmpeq_epi16_mask(first, _mm256_and_si256(h, e), e) == 0) {
+        v = _mm512_maskz_cvtph_ps(first, h);
+      } else {  // an inf or NaN: the scalar conversion
+        alignas(64) float f[16] = {};
+        for (int j = 0; j < count; ++j) f[j] = convert<V, DType::f32>(vb[pos + j]);
+        v = _mm512_load_ps(f);
+      }
+    }
+    _mm512_storeu_ps(ob + c * 8, _mm512_maskz_expand_ps(__mmask16(m), v));
+    pos += count;
+  }
+#endif
+  for (; c < chunks; ++c) {
     const uint32_t m = (mb[c / 4] >> (8 * (c % 4))) & 0xffu;
     float* oc = ob + c * 8;  // no branch on m == 0: an empty group selects no lane
     const int count = std::popcount(m);
