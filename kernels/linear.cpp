@@ -22,7 +22,8 @@ Tensor rows_of(const char* op, const char* name, const Tensor& t, int64_t cols,
 // weight has inp's dtype, or is the bf16 copy of an f32 weight in the CPU's bf16 product mode
 // (set_cpu_bf16_matmul: the products round to bf16 anyway).
 void check_weight_dtype(const char* op, const Tensor& weight, const Tensor& inp) {
-  if (weight.dtype() == DType::bf16 && inp.dtype() == DType::f32 && weight.device() == Device::cpu) {
+  if (weight.dtype() == DType::bf16 && inp.dtype() == DType::f32 &&
+      weight.device() == Device::cpu) {
     BR_CHECK(cpu_bf16_matmul(),
              "{}: a bf16 weight {} with f32 inp {} on the CPU needs the bf16 product mode "
              "(set_cpu_bf16_matmul)",

@@ -139,8 +139,9 @@ class BertForSequenceClassification {
   // every gradient accumulates into the f32 grads(), so AdamW and clipping are unchanged.
   void set_compute_dtype(DType compute);
   DType compute_dtype() const { return compute_dtype_; }
-  // Bytes of the bf16 parameter copies (0 when none): bf16 compute's, or the linear weight matrices'
-  // in the CPU's bf16 product mode (set_cpu_bf16_matmul), made by the first forward in that mode.
+  // Bytes of the bf16 parameter copies (0 when none): bf16 compute's, or the linear weight
+  // matrices' in the CPU's bf16 product mode (set_cpu_bf16_matmul), made by the first forward in
+  // that mode.
   int64_t compute_param_bytes() const;
 
   // The materialized attention's bound on the dense probabilities of one chunk of samples
@@ -218,7 +219,8 @@ class BertForSequenceClassification {
   Tensor additive_mask(const BertBatch& batch, bool* has_padding = nullptr) const;
   // The weights the step computes with: params_ itself, or (bf16 compute) params_ with every linear
   // weight and bias replaced by its bf16 copy, or (the CPU's bf16 product mode, cpu_bf16_matmul())
-  // with every linear weight matrix replaced by its bf16 copy; refreshed from params_ when `refresh`.
+  // with every linear weight matrix replaced by its bf16 copy; refreshed from params_ when
+  // `refresh`.
   const BertWeights& compute_weights(bool refresh);
 
   BertConfig config_;

@@ -264,7 +264,8 @@ void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool
   switch (C.dtype()) {
     case DType::f32:
       if (g_bf16.load(std::memory_order_relaxed)) {
-        const Bf16Operand a{A.raw(), A.dtype() == DType::bf16}, b{B.raw(), B.dtype() == DType::bf16};
+        const Bf16Operand a{A.raw(), A.dtype() == DType::bf16};
+        const Bf16Operand b{B.raw(), B.dtype() == DType::bf16};
         if (batch * M * N * K < kSerialMacs && !omp_in_parallel()) {
           SerialScope serial;
           return gemm_bf16(C.data<float>(), a, transA, b, transB, batch, M, N, K, alpha, beta);

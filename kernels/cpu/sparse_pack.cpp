@@ -202,7 +202,8 @@ bool select_threshold_sampled(const float* x, int64_t n, int64_t k, std::vector<
   }
 #endif
   for (; i + 8 <= n; i += 8) {
-    const __m256i key = _mm256_and_si256(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i)), abs);
+    const __m256i raw = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(x + i));
+    const __m256i key = _mm256_and_si256(raw, abs);
     const __m256i gt = _mm256_cmpgt_epi32(key, vhi);
     const __m256i in = _mm256_andnot_si256(gt, _mm256_cmpgt_epi32(key, vlo));
     above += std::popcount(uint32_t(_mm256_movemask_ps(_mm256_castsi256_ps(gt))));

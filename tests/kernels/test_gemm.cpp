@@ -409,7 +409,8 @@ TEST_CASE("CPU bf16 products take operands already in bf16, with the same bits",
         const Tensor A16 = cast(A, DType::bf16), B16 = cast(B, DType::bf16);
         Bf16Matmul on;
         std::vector<std::vector<float>> r;
-        for (auto [a, b] : {std::pair<const Tensor*, const Tensor*>{&A, &B}, {&A16, &B}, {&A, &B16}, {&A16, &B16}}) {
+        using Operands = std::pair<const Tensor*, const Tensor*>;
+        for (auto [a, b] : {Operands{&A, &B}, {&A16, &B}, {&A, &B16}, {&A16, &B16}}) {
           Tensor C = C0.clone();
           matmul(C, *a, ta, *b, tb, -0.5f, 0.25f);
           r.push_back(C.to_vector<float>());
@@ -437,7 +438,8 @@ TEST_CASE("CPU bf16 products take operands already in bf16, with the same bits",
   CHECK(dx16.to_vector<float>() == dx.to_vector<float>());
   CHECK(dw16.to_vector<float>() == dw.to_vector<float>());
   // a bf16 operand is not a way into other dtype mixes
-  CHECK_THROWS_WITH(matmul(y, x, false, cast(w, DType::f16), true), Catch::Contains("share a dtype"));
+  CHECK_THROWS_WITH(matmul(y, x, false, cast(w, DType::f16), true),
+                    Catch::Contains("share a dtype"));
 }
 
 TEST_CASE("CPU bf16 products give the same bits at 1 and 2 threads on BERT's linear shapes",
