@@ -96,17 +96,15 @@ void exp_flushed(ArrayMap<T> x) {
   }
 }
 
-// row ← softmax(row + mask) in place, returning the row's logsumexp; mask (length S) may be null.
+// row ← softmax(row + mask) in place; mask (length S) may be null.
 template <typename T>
-T softmax_row(T* row, const T* mask, int64_t S) {
+void softmax_row(T* row, const T* mask, int64_t S) {
   ArrayMap<T> r(row, S);
   if (mask) r += ArrayMap<T>(const_cast<T*>(mask), S);
   const T mx = r.maxCoeff();
   r -= mx;
   exp_flushed(r);
-  const T sum = r.sum();
-  r *= T(1) / sum;
-  return mx + std::log(sum);
+  r *= T(1) / r.sum();
 }
 
 // The mask row of sample b as T, or null when there is no mask.
