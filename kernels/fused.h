@@ -23,8 +23,9 @@ void bias_gelu_backward(const Tensor& dinp, const Tensor& dbias, const Tensor& d
                         const Tensor& pre);
 
 // bias_add_forward, dropout_forward, then layernorm_forward with residual and xsum (the same
-// bits for rows of a multiple of 8 elements; a shorter tail agrees to rounding, and to the bit in
-// the release build on AVX2 but for f64 with a residual at N = 3):
+// bits for rows of a multiple of 8 elements in the release build; a shorter tail agrees to
+// rounding, and to the bit in the release build on AVX2 but for f64 with a residual at N = 3;
+// under tools/sanitize.sh on AVX-512 every row agrees to rounding):
 // xsum = dropout(inp + bias) + residual; out = LayerNorm(xsum)·weight + ln_bias, with mean and
 // rstd as layernorm_forward writes them. xsum may be undefined (not wanted) or alias inp; residual
 // may be undefined (x = dropout(inp + bias)).

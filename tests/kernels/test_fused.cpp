@@ -195,8 +195,13 @@ TEST_CASE("bias_dropout_residual_layernorm_forward gives the bits of bias_add, d
     // Rows of a multiple of 8 give the same bits. A row's scalar tail (N % 8 != 0) is summed as
     // layernorm.cpp's is only as far as the compiler contracts both alike: it does in the release
     // build, not always under other flags (tools/sanitize.sh) or in f64 with a residual at N = 3,
-    // so there the results agree to rounding (kernels/fused.h).
+    // so there the results agree to rounding (kernels/fused.h). Under the sanitizers'
+    // instrumentation on an AVX-512 build, whole rows differ in the last bit too.
+#if defined(__SANITIZE_ADDRESS__)
+    const bool bitwise = false;
+#else
     const bool bitwise = N % 8 == 0;
+#endif
     const double tol = c.dt == DType::f64 ? 1e-13 : 2e-6;
     auto same = [&](const Tensor& a, const Tensor& b) {
       if (bitwise) {
