@@ -78,13 +78,6 @@ constexpr int64_t kSerialMacs = int64_t(1) << 23;
 
 std::atomic<bool> g_bf16{false};
 
-// n floats to bf16 bits, rounding to nearest even (core/dtype.h float_to_bf16, which the compiler
-// vectorizes here), threaded over large buffers.
-void to_bf16(uint16_t* out, const float* in, int64_t n) {
-#pragma omp parallel for schedule(static) if (n > (int64_t(1) << 18) && !omp_in_parallel())
-  for (int64_t i = 0; i < n; ++i) out[i] = float_to_bf16(in[i]);
-}
-
 // oneDNN's matmul primitive on bf16 A and B with an f32 C (its brgemm kernels use AVX512-BF16's
 // vdpbf16ps where the CPU has it), one per shape, made once and kept: creating a primitive costs
 // more than a small product.
@@ -149,52 +142,47 @@ template <typename T>
 void gemm_batched(T* c, const T* a, bool ta, const T* b, bool tb, int64_t batch, int64_t M,
                   int64_t N, int64_t K, T alpha, T beta);
 
-// One operand of a bf16 product: f32 values (rounded to bf16 by gemm_bf16) or bf16 bits already
-// (the model's bf16 weight copies, BertForSequenceClassification::compute_weights).
-struct Bf16Operand {
-  const void* p;
-  bool is_bf16;
-};
-
-// C = alpha op(A) op(B) + beta C for `batch` products, f32 operands rounded to bf16 first (into
-// workspace tensors the allocator counts), bf16 ones used as they are, f32 accumulation. A
-// product's bits do not depend on the thread count (tests/kernels/test_gemm.cpp), nor on whether
-// an operand came rounded already (the same rounding, float_to_bf16).
-void gemm_bf16(float* c, Bf16Operand a, bool ta, Bf16Operand b, bool tb, int64_t batch, int64_t M,
-               int64_t N, int64_t K, float alpha, float beta) {
+// C = alpha op(A) op(B) + beta C for `batch` products, f32 operands rounded to bf16 first (by
+// cast, into workspace tensors the allocator counts), bf16 ones (the model's bf16 weight copies,
+// BertForSequenceClassification::compute_weights) used as they are, f32 accumulation. A product's
+// bits do not depend on the thread count (tests/kernels/test_gemm.cpp), nor on whether an operand
+// came rounded already (the same rounding, float_to_bf16).
+void gemm_bf16(float* c, const Tensor& a, bool ta, const Tensor& b, bool tb, int64_t batch,
+               int64_t M, int64_t N, int64_t K, float alpha, float beta) {
   const int64_t sa = M * K, sb = K * N, sc = M * N;
   const std::optional<dnnl::matmul> prim = bf16_gemm().get(M, N, K, ta, tb, alpha, beta);
   if (!prim) {
     // No bf16 kernel on this CPU: the same product, bf16-rounded operands in f32 storage through
     // sgemm (the bits differ from the bf16 kernel's by summation order only).
-    auto rounded = [](Bf16Operand x, int64_t n) {
+    auto rounded = [](const Tensor& x) {
+      const int64_t n = x.numel();
       Tensor t = Tensor::empty({n}, DType::f32, Device::cpu, MemCategory::workspace);
       float* d = t.data<float>();
-      if (x.is_bf16) {
-        const auto* s = static_cast<const uint16_t*>(x.p);
+      if (x.dtype() == DType::bf16) {
+        const auto* s = static_cast<const uint16_t*>(x.raw());
         for (int64_t i = 0; i < n; ++i) d[i] = bf16_to_float(s[i]);
       } else {
-        const auto* s = static_cast<const float*>(x.p);
+        const float* s = x.data<float>();
         for (int64_t i = 0; i < n; ++i) d[i] = bf16_to_float(float_to_bf16(s[i]));
       }
       return t;
     };
-    Tensor a32 = rounded(a, batch * sa), b32 = rounded(b, batch * sb);
+    Tensor a32 = rounded(a), b32 = rounded(b);
     return gemm_batched(c, static_cast<const float*>(a32.data<float>()), ta,
                         static_cast<const float*>(b32.data<float>()), tb, batch, M, N, K, alpha,
                         beta);
   }
   const dnnl::matmul& mm = *prim;
-  // The operand's bf16 bits: its own, or a rounded copy.
-  auto bits = [](Bf16Operand x, int64_t n, Tensor& keep) -> uint16_t* {
-    if (x.is_bf16) return static_cast<uint16_t*>(const_cast<void*>(x.p));
-    keep = Tensor::empty({n}, DType::bf16, Device::cpu, MemCategory::workspace);
-    to_bf16(static_cast<uint16_t*>(keep.raw()), static_cast<const float*>(x.p), n);
-    return static_cast<uint16_t*>(keep.raw());
+  // The operand in bf16: itself, or a rounded copy.
+  auto in_bf16 = [](const Tensor& x) {
+    if (x.dtype() == DType::bf16) return x;
+    Tensor r = Tensor::empty({x.numel()}, DType::bf16, Device::cpu, MemCategory::workspace);
+    cast(r, x.flat());
+    return r;
   };
-  Tensor a_keep, b_keep;
-  uint16_t* a16 = bits(a, batch * sa, a_keep);
-  uint16_t* b16 = bits(b, batch * sb, b_keep);
+  const Tensor a_bf16 = in_bf16(a), b_bf16 = in_bf16(b);
+  uint16_t* a16 = static_cast<uint16_t*>(a_bf16.raw());
+  uint16_t* b16 = static_cast<uint16_t*>(b_bf16.raw());
   const dnnl::engine& eng = bf16_gemm().engine;
   const dnnl::matmul::primitive_desc pd(const_cast<dnnl_primitive_desc_t>(mm.get_primitive_desc()));
   auto run = [&](int64_t g) {
@@ -264,13 +252,11 @@ void matmul(const Tensor& C, const Tensor& A, bool transA, const Tensor& B, bool
   switch (C.dtype()) {
     case DType::f32:
       if (g_bf16.load(std::memory_order_relaxed)) {
-        const Bf16Operand a{A.raw(), A.dtype() == DType::bf16};
-        const Bf16Operand b{B.raw(), B.dtype() == DType::bf16};
         if (batch * M * N * K < kSerialMacs && !omp_in_parallel()) {
           SerialScope serial;
-          return gemm_bf16(C.data<float>(), a, transA, b, transB, batch, M, N, K, alpha, beta);
+          return gemm_bf16(C.data<float>(), A, transA, B, transB, batch, M, N, K, alpha, beta);
         }
-        return gemm_bf16(C.data<float>(), a, transA, b, transB, batch, M, N, K, alpha, beta);
+        return gemm_bf16(C.data<float>(), A, transA, B, transB, batch, M, N, K, alpha, beta);
       }
       return gemm_batched(C.data<float>(), A.data<float>(), transA, B.data<float>(), transB, batch,
                           M, N, K, alpha, beta);

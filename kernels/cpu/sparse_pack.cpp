@@ -352,8 +352,6 @@ int64_t pack_sample(const typename Traits<In>::Raw* xb, typename Traits<Out>::Ra
 template <DType Out>
 int64_t pack_sample_f32(const float* xb, typename Traits<Out>::Raw* vb, uint32_t* mb, int64_t n,
                         int64_t k, const Threshold<DType::f32>& th) {
-  const LaneTables& lt = lane_tables();
-  const __m256i abs = _mm256_set1_epi32(0x7fffffff), t = _mm256_set1_epi32(int(th.t));
   const int64_t full = n / 32;
   int64_t pos = 0, ties_left = th.ties;
 #if BR_CPU_AVX512
@@ -397,12 +395,9 @@ int64_t pack_sample_f32(const float* xb, typename Traits<Out>::Raw* vb, uint32_t
     }
     mb[w] = word;
   }
-  if (full * 32 < n) {
-    Threshold<DType::f32> rest{th.t, ties_left};
-    pos = pack_sample<DType::f32, Out>(xb, vb, mb, n, k, rest, full, pos);
-  }
-  return pos;
-#endif
+#else
+  const LaneTables& lt = lane_tables();
+  const __m256i abs = _mm256_set1_epi32(0x7fffffff), t = _mm256_set1_epi32(int(th.t));
   for (int64_t w = 0; w < full; ++w) {
     uint32_t word = 0;
     for (int q = 0; q < 4; ++q) {
@@ -445,6 +440,7 @@ int64_t pack_sample_f32(const float* xb, typename Traits<Out>::Raw* vb, uint32_t
     }
     mb[w] = word;
   }
+#endif
   if (full * 32 < n) {
     Threshold<DType::f32> rest{th.t, ties_left};
     pos = pack_sample<DType::f32, Out>(xb, vb, mb, n, k, rest, full, pos);

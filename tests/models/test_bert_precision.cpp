@@ -187,9 +187,13 @@ TEST_CASE("bert in the CPU's bf16 product mode: weight copies made per forward, 
   StepOptions opt{true, 77, 2, true};
   const StepResult f32 = train_step(m, b, opt);
   CHECK(m.compute_param_bytes() == 0);
-  int64_t matrix_elems = 0;  // the linear layers' weight matrices: 2-D, not an embedding table
+  // The linear layers' weight matrices: 2-D, not an embedding table.
+  auto is_matrix = [](const std::string& name, const Tensor& t) {
+    return t.dim() == 2 && name.find("embeddings") == std::string::npos;
+  };
+  int64_t matrix_elems = 0;
   for (auto& [name, t] : m.params().named())
-    if (t.dim() == 2 && name.find("embeddings") == std::string::npos) matrix_elems += t.numel();
+    if (is_matrix(name, t)) matrix_elems += t.numel();
   StepResult first, second, fresh;
   {
     Mode on;
@@ -198,7 +202,7 @@ TEST_CASE("bert in the CPU's bf16 product mode: weight copies made per forward, 
     // New weight matrices, as an optimizer step writes them.
     std::mt19937_64 rng(9);
     for (auto& [name, t] : m.params().named()) {
-      if (t.dim() != 2 || name.find("embeddings") != std::string::npos) continue;
+      if (!is_matrix(name, t)) continue;
       std::vector<float> v = t.to_vector<float>();
       for (float& x : v) x *= 1.0f + 0.05f * std::uniform_real_distribution<float>(-1, 1)(rng);
       t.copy_from(Tensor::from_host(v, t.shape()));
