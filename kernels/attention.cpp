@@ -62,7 +62,7 @@ void check_mask_dropout(const char* op, const Dims& d, const Tensor& q, const Te
   BR_CHECK(key.length == 0 || int64_t(key.length) >= d.S,
            "{}: the dropout key's row length {} is shorter than the {} keys of k", op, key.length,
            d.S);
-  const int64_t L = key.length ? int64_t(key.length) : d.S;
+  const int64_t L = attention_dropout_stride(key, uint32_t(d.S));
   BR_CHECK(d.N * L * L <= int64_t(UINT32_MAX),
            "{}: N·L·L = {} exceeds the 32-bit dropout element index", op, d.N * L * L);
 }
